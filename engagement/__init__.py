@@ -1,0 +1,3 @@
+"""Engagement-trend forecasting (DIGMN and baselines) from session logs."""
+
+__all__: list[str] = []

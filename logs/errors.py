@@ -1,0 +1,26 @@
+"""Exception types shared by every stage.
+
+All of them derive from :class:`DwellrankError`, which the CLI turns into a
+one-line message and a non-zero exit code.  Messages name the file, column or
+argument, the rule that was broken and what arrived.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DwellrankError", "SchemaError", "ConfigError", "OutputExistsError"]
+
+
+class DwellrankError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class SchemaError(DwellrankError, ValueError):
+    """A log table is missing, unreadable, or its columns break the schema."""
+
+
+class ConfigError(DwellrankError, ValueError):
+    """A configuration value or argument is out of its valid range."""
+
+
+class OutputExistsError(DwellrankError, FileExistsError):
+    """An output path already holds data and overwriting was not requested."""

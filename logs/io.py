@@ -1,0 +1,181 @@
+"""Reading log tables lazily and writing outputs atomically.
+
+Inputs are Parquet files scanned lazily with polars so that a stage reads only
+the columns it needs.  Outputs are written to a temporary sibling first and
+renamed into place, so a failed run never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from logs.errors import OutputExistsError, SchemaError
+from logs.schema import TABLE_NAMES, validate_frame
+
+__all__ = [
+    "scan_table",
+    "scan_logs",
+    "table_path",
+    "atomic_file",
+    "atomic_dir",
+    "write_json",
+    "write_parquet",
+]
+
+
+def table_path(logs_dir: str | os.PathLike[str], table: str) -> Path:
+    """Path of ``table`` inside a logs directory (``<dir>/<table>.parquet``)."""
+    return Path(logs_dir) / f"{table}.parquet"
+
+
+def scan_table(
+    path: str | os.PathLike[str],
+    table: str,
+    columns: tuple[str, ...] | None = None,
+    check_domains: bool = True,
+) -> pl.LazyFrame:
+    """Lazily scan one Parquet log table and validate its schema.
+
+    Parameters
+    ----------
+    path : path-like
+        A Parquet file.
+    table : str
+        Which schema to validate against (one of ``logs.schema.TABLE_NAMES``).
+    columns : tuple of str, optional
+        Validate only these columns of the schema.
+    check_domains : bool
+        Verify string columns with a fixed domain (event types, channels).
+
+    Raises
+    ------
+    SchemaError
+        The file does not exist, is empty or not Parquet, or breaks the schema.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SchemaError(f"{p}: no such file (expected the {table} table as Parquet)")
+    if p.is_dir():
+        raise SchemaError(f"{p}: is a directory, expected the {table} table as a Parquet file")
+    if p.stat().st_size == 0:
+        raise SchemaError(f"{p}: file is empty, expected the {table} table as Parquet")
+    try:
+        lf = pl.scan_parquet(p)
+        lf.collect_schema()
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"{p}: not a readable Parquet file ({msg})") from exc
+    return validate_frame(lf, table, source=str(p), columns=columns, check_domains=check_domains)
+
+
+def scan_logs(
+    logs_dir: str | os.PathLike[str], tables: tuple[str, ...] = TABLE_NAMES
+) -> dict[str, pl.LazyFrame]:
+    """Scan several tables of a logs directory; see :func:`scan_table`."""
+    d = Path(logs_dir)
+    if not d.is_dir():
+        raise SchemaError(f"{d}: not a directory of log tables")
+    return {t: scan_table(table_path(d, t), t) for t in tables}
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` when the block succeeds.
+
+    Parameters
+    ----------
+    path : path-like
+        The output directory.
+    overwrite : bool
+        Replace an existing non-empty directory.  Without it such a directory
+        raises :class:`OutputExistsError` before any work is done.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{target}: directory is not empty (pass --overwrite to replace it)")
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as exc:
+        raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
+    try:
+        yield tmp
+        if target.exists():
+            old = parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_parquet(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``frame`` as Parquet (zstd), atomically.
+
+    Statistics are written; the file's bytes depend only on the data, so the
+    same seed gives byte-identical files.
+    """
+    with atomic_file(path) as tmp:
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,505 @@
+"""The day loop: members return, see ranked feeds, respond, and the world reacts.
+
+Read :func:`simulate` top to bottom as the story of one simulated day; the
+vectorised work lives in the functions it calls.  All randomness comes from
+one ``numpy.random.Generator`` created from the seed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from logs.errors import ConfigError
+from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLES, TIME_UNIT, TIME_ZONE
+from simulate.config import WorldConfig
+from simulate.intents import IntentSet, make_intents
+from simulate.rankers import PopularityRanker, Ranker
+from simulate.state import HistoryState
+from simulate.world import Members, respond, sample_intent_paths, sample_members
+
+__all__ = ["SimulationResult", "simulate", "summarize"]
+
+_DAY_S = 86_400.0
+_US = 1_000_000
+# Share of sessions starting in each hour of the day (UTC): morning, lunch and evening peaks.
+_DIURNAL = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 3.5, 3.2, 2.6, 2.6, 3.0, 2.8, 2.4, 2.3, 2.4, 2.8, 3.2, 3.6, 3.8, 3.2, 2.4, 1.6])
+_DIURNAL = _DIURNAL / _DIURNAL.sum()
+
+
+@dataclass
+class SimulationResult:
+    """The six log tables, the ground truth and a summary of one run."""
+
+    config: WorldConfig
+    seed: int
+    tables: dict[str, pl.DataFrame]
+    truth: dict[str, Any]
+    truth_tables: dict[str, pl.DataFrame]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pool:
+    """All updates created so far (index = update_id)."""
+
+    author: list[np.ndarray] = field(default_factory=list)
+    utype: list[np.ndarray] = field(default_factory=list)
+    topic: list[np.ndarray] = field(default_factory=list)
+    quality: list[np.ndarray] = field(default_factory=list)
+    created_us: list[np.ndarray] = field(default_factory=list)
+    day: list[np.ndarray] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(getattr(self, k)) for k in ("author", "utype", "topic", "quality", "created_us", "day")}
+
+
+def simulate(
+    config: WorldConfig | None = None,
+    seed: int | np.random.Generator = 0,
+    ranker: Ranker | Mapping[str, Ranker] | None = None,
+    member_arm: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationResult:
+    """Simulate ``config.n_days`` days of a feed and return logs plus ground truth.
+
+    Parameters
+    ----------
+    config : WorldConfig, optional
+        The world; defaults to ``WorldConfig()``.
+    seed : int or numpy.random.Generator
+        Source of all randomness; the same seed gives identical tables.
+    ranker : Ranker or mapping of arm name to Ranker, optional
+        Ranks each day's feed requests in one batch.  Default:
+        :class:`~simulate.rankers.PopularityRanker`.  With a mapping, pass
+        ``member_arm`` too.
+    member_arm : ndarray of str, shape (n_members,), optional
+        Arm of each member (keys of ``ranker``); written to ``members.arm``.
+    progress : callable, optional
+        Called with the number of days completed after each day.
+    """
+    cfg = config if config is not None else WorldConfig()
+    if isinstance(seed, np.random.Generator):
+        rng, seed_value = seed, -1
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        rng, seed_value = np.random.default_rng(int(seed)), int(seed)
+    rankers, arm_idx, arm_names = _arms(cfg, ranker, member_arm)
+    threshold = next((r.skip_threshold_s for r in rankers if getattr(r, "skip_threshold_s", None)), cfg.t_skip_s)
+
+    # The static world: intents, members, their intent paths, warm-up posts.
+    intents = make_intents(cfg.n_intents, rng)
+    members = sample_members(cfg, intents, rng)
+    paths, phases = sample_intent_paths(cfg, intents, members.base_mixture, rng)
+    start_us = int(cfg.start.timestamp()) * _US
+    pool = _Pool()
+    feedback = np.zeros(cfg.n_members)
+    for d in range(-cfg.pool_days, 0):
+        _post(cfg, members, feedback, d, start_us, pool, rng)
+    n_updates = sum(a.size for a in pool.author)
+
+    history = HistoryState(cfg.n_members, cfg.update_types, threshold)
+    satisfaction = np.full(cfg.n_members, cfg.satisfaction_baseline)
+    fatigue = np.zeros(cfg.n_members)
+    logs: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in ("sessions", "events", "impressions", "deliveries")}
+    truth_sessions: list[dict[str, np.ndarray]] = []
+    next_session = 0
+
+    for day in range(cfg.n_days):
+        day_us = start_us + day * _DAY_S * _US
+        mix = paths[:, day, :]  # (N, K)
+
+        # 1. The platform delivers messages; relevant ones lift today's return, irrelevant ones build fatigue.
+        deliveries, n_relevant, n_irrelevant = _deliver(cfg, intents, mix, day_us, rng)
+        logs["deliveries"].append(deliveries)
+        fatigue = cfg.fatigue_decay * fatigue + n_irrelevant
+
+        # 2. Members return: the hazard depends on intent, recent feed satisfaction and deliveries.
+        rate = (
+            members.activity
+            * (mix @ intents.session_rate)
+            * np.exp(cfg.satisfaction_effect * (satisfaction - cfg.satisfaction_baseline))
+            * (1.0 + cfg.delivery_boost * n_relevant)
+            * np.exp(-cfg.fatigue_cost * fatigue)
+        )
+        n_sess = rng.poisson(np.minimum(rate, 24.0))
+
+        # 3. Each session follows one intent drawn from today's mixture and emits events.
+        sess, events, sess_intent = _sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
+        next_session += sess["session_id"].size
+
+        # 4. Sessions with feed events request a feed: candidates from recent posts, ranked in one batch per arm.
+        pool_arrays = {k: np.concatenate(v) for k, v in pool.__dict__.items()}
+        imp = _serve_feeds(cfg, members, sess, events, pool_arrays, day, history, rankers, arm_idx, rng)
+
+        # 5. Session durations cover their events and their feed time.
+        feed_end = np.zeros(sess["session_id"].size)
+        if imp["member"].size:
+            np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
+        sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
+        logs["sessions"].append(sess)
+        logs["events"].append(events)
+        logs["impressions"].append(imp)
+        truth_sessions.append({"session_id": sess["session_id"], "intent": sess_intent, "day": np.full(sess_intent.size, day)})
+
+        # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
+        viral = imp["reacted"] | imp["commented"] | imp["shared"]
+        history.add(imp["member"], imp["update"], imp["utype"], imp["author"], imp["dwell_s"], imp["clicked"], viral)
+        seen = np.bincount(imp["member"], minlength=cfg.n_members)
+        liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
+        has = seen > 0
+        satisfaction[has] = (1 - cfg.satisfaction_memory) * satisfaction[has] + cfg.satisfaction_memory * liked[has] / seen[has]
+        received = np.bincount(imp["author"], weights=imp["upstream_value"], minlength=cfg.n_members)
+        feedback = (1 - cfg.upstream_memory) * feedback + cfg.upstream_memory * received
+
+        # 6. Authors post; new updates join the candidate pool tomorrow.
+        _post(cfg, members, feedback, day, start_us, pool, rng)
+        if progress is not None:
+            progress(day + 1)
+
+    tables = _tables(cfg, members, pool, logs, arm_names, arm_idx)
+    truth, truth_tables = _truth(cfg, seed_value, intents, members, paths, phases, pool, logs, truth_sessions, n_updates)
+    result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
+    result.summary = summarize(result)
+    return result
+
+
+def _arms(
+    cfg: WorldConfig, ranker: Ranker | Mapping[str, Ranker] | None, member_arm: np.ndarray | None
+) -> tuple[list[Ranker], np.ndarray | None, list[str] | None]:
+    if ranker is None:
+        ranker = PopularityRanker()
+    if isinstance(ranker, Mapping):
+        names = list(ranker)
+        if member_arm is None or len(member_arm) != cfg.n_members:
+            raise ConfigError("member_arm must give an arm for each of the n_members members when ranker is a mapping")
+        lookup = {n: i for i, n in enumerate(names)}
+        unknown = sorted(set(np.unique(member_arm)) - set(lookup))
+        if unknown:
+            raise ConfigError(f"member_arm has arm(s) {unknown} with no ranker; rankers given for {names}")
+        return [ranker[n] for n in names], np.array([lookup[a] for a in member_arm]), names
+    if not hasattr(ranker, "rank"):
+        raise ConfigError(f"ranker must have a rank(candidates, history, rng) method, got {type(ranker).__name__}")
+    return [ranker], None, None
+
+
+def _post(cfg: WorldConfig, members: Members, feedback: np.ndarray, day: int, start_us: int, pool: _Pool, rng: np.random.Generator) -> None:
+    rate = members.post_rate * (1.0 + cfg.upstream_gain * np.log1p(feedback))
+    n = rng.poisson(rate)
+    author = np.repeat(np.arange(cfg.n_members), n)
+    m = author.size
+    own_topic = members.topic_interest[author].argmax(axis=1) if m else np.zeros(0, dtype=np.int64)
+    topic = np.where(rng.random(m) < 0.7, own_topic, rng.integers(0, cfg.n_topics, m))
+    pool.author.append(author)
+    pool.utype.append(rng.choice(len(cfg.update_types), size=m, p=cfg.update_type_probs))
+    pool.topic.append(topic)
+    pool.quality.append(members.author_quality[author] + rng.normal(0.0, 0.5, m))
+    pool.created_us.append(start_us + day * int(_DAY_S) * _US + rng.integers(0, int(_DAY_S) * _US, m))
+    pool.day.append(np.full(m, day))
+
+
+def _deliver(
+    cfg: WorldConfig, intents: IntentSet, mix: np.ndarray, day_us: float, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    n = rng.poisson(cfg.delivery_rate, mix.shape[0])
+    member = np.repeat(np.arange(mix.shape[0]), n)
+    wanted = intents.relevant_content[mix.argmax(axis=1)][member]
+    relevant = rng.random(member.size) < cfg.delivery_relevant_prob
+    # Irrelevant content: any other content type, uniformly.
+    other = (wanted + rng.integers(1, len(CONTENTS), member.size)) % len(CONTENTS)
+    content = np.where(relevant, wanted, other)
+    channel = rng.choice(len(CHANNELS), size=member.size, p=[0.5, 0.15, 0.35])
+    ts = day_us + rng.integers(0, int(_DAY_S * _US), member.size)
+    order = np.lexsort((ts, member))
+    n_rel = np.bincount(member, weights=relevant, minlength=mix.shape[0])
+    n_irr = np.bincount(member, weights=~relevant, minlength=mix.shape[0])
+    return {"member": member[order], "ts_us": ts[order], "channel": channel[order], "content": content[order]}, n_rel, n_irr
+
+
+def _categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of a (n, k) probability matrix."""
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(p.shape[0])[:, None] * cdf[:, -1:]
+    return np.minimum((u >= cdf).sum(axis=1), p.shape[1] - 1)
+
+
+def _sessions(
+    cfg: WorldConfig,
+    intents: IntentSet,
+    members: Members,
+    mix: np.ndarray,
+    n_sess: np.ndarray,
+    day_us: float,
+    first_id: int,
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    member = np.repeat(np.arange(mix.shape[0]), n_sess)
+    s = member.size
+    hour = rng.choice(24, size=s, p=_DIURNAL)
+    start = (day_us + (hour * 3600 + rng.random(s) * 3600) * _US).astype(np.int64)
+    order = np.lexsort((member, start))
+    member, start = member[order], start[order]
+    z = _categorical(mix[member], rng)
+    client = np.where(rng.random(s) < 0.8, members.client[member], rng.integers(0, len(CLIENTS), s))
+    n_ev = 1 + rng.poisson(cfg.events_per_session_mean - 1.0, s) if cfg.events_per_session_mean > 1 else np.ones(s, np.int64)
+    ev_sess = np.repeat(np.arange(s), n_ev)
+    ev_type = _categorical(intents.profiles[z[ev_sess]], rng)
+    gaps = rng.exponential(30.0, ev_sess.size)
+    # Offsets within each session: exclusive cumulative sum of gaps.
+    csum = np.cumsum(gaps)
+    first = np.r_[0, np.cumsum(n_ev)[:-1]]
+    base = np.repeat(csum[first] - gaps[first], n_ev)
+    offset = csum - gaps - base
+    span = np.zeros(s)
+    np.maximum.at(span, ev_sess, offset)
+    session_id = first_id + np.arange(s, dtype=np.int64)
+    sess = {"session_id": session_id, "member": member, "start_us": start, "client": client, "events_span_s": span,
+            "n_feed": np.bincount(ev_sess, weights=ev_type == 0, minlength=s).astype(np.int64),
+            "first_feed_s": _first_feed_offset(ev_sess, ev_type, offset, s)}
+    events = {"session_id": session_id[ev_sess], "member": member[ev_sess], "ts_us": start[ev_sess] + (offset * _US).astype(np.int64), "event_type": ev_type}
+    return sess, events, z
+
+
+def _first_feed_offset(ev_sess: np.ndarray, ev_type: np.ndarray, offset: np.ndarray, s: int) -> np.ndarray:
+    out = np.full(s, np.inf)
+    feed = ev_type == 0
+    np.minimum.at(out, ev_sess[feed], offset[feed])
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def _serve_feeds(
+    cfg: WorldConfig,
+    members: Members,
+    sess: dict[str, np.ndarray],
+    events: dict[str, np.ndarray],
+    pool: dict[str, np.ndarray],
+    day: int,
+    history: HistoryState,
+    rankers: list[Ranker],
+    arm_idx: np.ndarray | None,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    req = np.flatnonzero(sess["n_feed"] > 0)  # session rows with a feed request
+    live = np.flatnonzero((pool["day"] < day) & (pool["day"] >= day - cfg.pool_days))
+    # A small world may have fewer live posts than candidates_per_request.
+    r, c = req.size, min(cfg.candidates_per_request, live.size)
+    length = min(cfg.feed_length, c)
+    if r == 0 or c == 0:
+        return _empty_impressions()
+    # Candidate generation: each request takes a window of c consecutive updates
+    # from one of a few random permutations of the pool; windows hold distinct updates.
+    n_perm = 8
+    perms = np.stack([rng.permutation(live) for _ in range(n_perm)])
+    which = rng.integers(0, n_perm, r)
+    offs = rng.integers(0, live.size, r)
+    cand = perms[which[:, None], (offs[:, None] + np.arange(c)[None, :]) % live.size]  # (R, C) update ids
+    member = sess["member"][req]
+    cand_flat = cand.ravel()
+    frame = pl.DataFrame(
+        {
+            "request_id": np.repeat(sess["session_id"][req], c),
+            "member_id": np.repeat(member, c).astype(np.int64),
+            "update_id": cand_flat.astype(np.int64),
+            "update_type": _labels(cfg.update_types, pool["utype"][cand_flat]),
+            "author_id": pool["author"][cand_flat].astype(np.int64),
+            "topic": pool["topic"][cand_flat].astype(np.int16),
+            "created_ts": pool["created_us"][cand_flat],
+            "request_ts": np.repeat(sess["start_us"][req], c),
+            "client": _labels(CLIENTS, np.repeat(sess["client"][req], c)),
+        }
+    ).with_columns(pl.col("created_ts", "request_ts").cast(pl.Datetime(TIME_UNIT, TIME_ZONE)))
+    tables = history.tables()
+    scores = np.empty(r * c)
+    propensity = np.full(r * c, np.nan)
+    groups = [np.arange(r)] if arm_idx is None else [np.flatnonzero(arm_idx[member] == a) for a in range(len(rankers))]
+    for ranker, rows in zip(rankers, groups):
+        if rows.size == 0:
+            continue
+        flat_rows = (rows[:, None] * c + np.arange(c)[None, :]).ravel()
+        out = ranker.rank(frame[flat_rows] if rows.size < r else frame, tables, rng)
+        if out.scores.shape != (flat_rows.size,):
+            raise ValueError(f"ranker {type(ranker).__name__} returned {out.scores.shape} scores for {flat_rows.size} candidates")
+        scores[flat_rows] = out.scores
+        if out.propensity is not None:
+            propensity[flat_rows] = out.propensity
+    order = np.argsort(-scores.reshape(r, c), axis=1, kind="stable")[:, :length]  # (R, L)
+    n_view = np.minimum(1 + rng.poisson(np.maximum(cfg.views_per_feed_event * sess["n_feed"][req] - 1, 0)), length)
+    pos = np.arange(length)
+    viewed = pos[None, :] < n_view[:, None]  # (R, L)
+    req_rows, pos_v = np.nonzero(viewed)
+    flat_idx = req_rows * c + order[req_rows, pos_v]
+    upd = cand_flat[flat_idx]
+    mem = member[req_rows]
+    utype = pool["utype"][upd]
+    author = pool["author"][upd]
+    res = respond(cfg, members, mem, utype, pool["topic"][upd], pool["quality"][upd], author, pos_v, rng)
+    # Impressions follow one another: each starts when the previous one (and its click-through) ends.
+    time_s = res.dwell_s + np.nan_to_num(res.click_dwell_s)
+    csum = np.cumsum(time_s)
+    starts = np.r_[0, np.cumsum(n_view)[:-1]]
+    before = csum - time_s - np.repeat(csum[starts] - time_s[starts], n_view)
+    s_row = req[req_rows]
+    ts_us = sess["start_us"][s_row] + ((sess["first_feed_s"][s_row] + before) * _US).astype(np.int64)
+    return {
+        "member": mem, "update": upd, "utype": utype, "author": author, "session_row": s_row,
+        "session_id": sess["session_id"][s_row], "ts_us": ts_us, "position": pos_v.astype(np.int32),
+        "dwell_s": res.dwell_s, "clicked": res.clicked, "reacted": res.reacted, "commented": res.commented,
+        "shared": res.shared, "click_dwell_s": res.click_dwell_s, "downstream_clicks": res.downstream_clicks,
+        "downstream_virals": res.downstream_virals, "upstream_value": res.upstream_value,
+        "propensity": propensity[flat_idx], "engaged": res.engaged, "relevance": res.relevance, "time_s": time_s,
+    }
+
+
+def _empty_impressions() -> dict[str, np.ndarray]:
+    i, f, b = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
+    return {"member": i, "update": i, "utype": i, "author": i, "session_row": i, "session_id": i, "ts_us": i,
+            "position": i.astype(np.int32), "dwell_s": f, "clicked": b, "reacted": b, "commented": b, "shared": b,
+            "click_dwell_s": f, "downstream_clicks": i.astype(np.int32), "downstream_virals": i.astype(np.int32),
+            "upstream_value": f, "propensity": f, "engaged": b, "relevance": f, "time_s": f}
+
+
+def _cat(parts: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
+    return np.concatenate([p[key] for p in parts])
+
+
+def _labels(categories: tuple[str, ...], codes: np.ndarray) -> pl.Series:
+    """Strings for integer codes, gathered in polars (numpy unicode arrays are slow)."""
+    return pl.Series(list(categories), dtype=pl.String).gather(codes.astype(np.int64))
+
+
+def _ts(us: np.ndarray) -> pl.Series:
+    return pl.Series(us.astype(np.int64)).cast(pl.Datetime(TIME_UNIT, TIME_ZONE))
+
+
+def _cast(table: str, data: dict[str, Any]) -> pl.DataFrame:
+    spec = TABLES[table]
+    return pl.DataFrame(data).select([pl.col(c.name).cast(c.dtype) for c in spec.columns])
+
+
+def _tables(
+    cfg: WorldConfig,
+    members: Members,
+    pool: _Pool,
+    logs: dict[str, list[dict[str, np.ndarray]]],
+    arm_names: list[str] | None,
+    arm_idx: np.ndarray | None,
+) -> dict[str, pl.DataFrame]:
+    types = cfg.update_types
+    n = cfg.n_members
+    arm = [None] * n if arm_idx is None else np.asarray(arm_names)[arm_idx].tolist()
+    out = {
+        "members": _cast("members", {
+            "member_id": np.arange(n), "connections": members.connections, "tenure_days": members.tenure_days,
+            "client": _labels(CLIENTS, members.client), "arm": pl.Series(arm, dtype=pl.String),
+            "industry": members.industry, "seniority": members.seniority, "is_premium": members.is_premium,
+        })
+    }
+    u = pool.arrays()
+    out["updates"] = _cast("updates", {
+        "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(types, u["utype"]),
+        "created_ts": _ts(u["created_us"]), "topic": u["topic"],
+    })
+    imp = logs["impressions"]
+    prop = _cat(imp, "propensity")
+    click_dwell = _cat(imp, "click_dwell_s")
+    out["impressions"] = _cast("impressions", {
+        "member_id": _cat(imp, "member"), "update_id": _cat(imp, "update"), "update_type": _labels(types, _cat(imp, "utype")),
+        "session_id": _cat(imp, "session_id"), "ts": _ts(_cat(imp, "ts_us")), "position": _cat(imp, "position"),
+        "dwell_s": _cat(imp, "dwell_s"), "clicked": _cat(imp, "clicked"), "reacted": _cat(imp, "reacted"),
+        "commented": _cat(imp, "commented"), "shared": _cat(imp, "shared"),
+        "click_dwell_s": pl.Series(click_dwell, nan_to_null=True), "downstream_clicks": _cat(imp, "downstream_clicks"),
+        "downstream_virals": _cat(imp, "downstream_virals"), "upstream_value": _cat(imp, "upstream_value"),
+        "propensity": pl.Series(prop, nan_to_null=True),
+    })
+    s = logs["sessions"]
+    out["sessions"] = _cast("sessions", {
+        "member_id": _cat(s, "member"), "session_id": _cat(s, "session_id"), "start_ts": _ts(_cat(s, "start_us")),
+        "duration_s": _cat(s, "duration_s"), "client": _labels(CLIENTS, _cat(s, "client")),
+    })
+    e = logs["events"]
+    out["events"] = _cast("events", {
+        "member_id": _cat(e, "member"), "session_id": _cat(e, "session_id"), "ts": _ts(_cat(e, "ts_us")),
+        "event_type": _labels(EVENT_TYPES, _cat(e, "event_type")),
+    })
+    dl = logs["deliveries"]
+    out["deliveries"] = _cast("deliveries", {
+        "member_id": _cat(dl, "member"), "ts": _ts(_cat(dl, "ts_us")),
+        "channel": _labels(CHANNELS, _cat(dl, "channel")), "content": _labels(CONTENTS, _cat(dl, "content")),
+    }).sort("ts", "member_id")
+    return out
+
+
+def _truth(
+    cfg: WorldConfig,
+    seed: int,
+    intents: IntentSet,
+    members: Members,
+    paths: np.ndarray,
+    phases: np.ndarray,
+    pool: _Pool,
+    logs: dict[str, list[dict[str, np.ndarray]]],
+    truth_sessions: list[dict[str, np.ndarray]],
+    n_warmup_updates: int,
+) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    n, d, k = paths.shape
+    truth = {
+        "seed": seed,
+        "t_skip_s": cfg.t_skip_s,
+        "update_types": list(cfg.update_types),
+        "event_types": list(EVENT_TYPES),
+        "intents": [
+            {"name": name, "profile": intents.profiles[i].round(6).tolist(), "session_rate": float(intents.session_rate[i]),
+             "relevant_content": CONTENTS[int(intents.relevant_content[i])]}
+            for i, name in enumerate(intents.names)
+        ],
+        "n_warmup_updates": n_warmup_updates,
+        "config": cfg.to_dict(),
+    }
+    intent_cols = {f"intent_{i}": paths[:, :, i].ravel() for i in range(k)}
+    imp = logs["impressions"]
+    u = pool.arrays()
+    tables = {
+        "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32), **intent_cols}),
+        "phases": pl.DataFrame({"member_id": phases[:, 0], "intent": phases[:, 1].astype(np.int32),
+                                "first_day": phases[:, 2].astype(np.int32), "last_day": phases[:, 3].astype(np.int32)}),
+        "sessions": pl.DataFrame({"session_id": _cat(truth_sessions, "session_id"), "intent": _cat(truth_sessions, "intent").astype(np.int32),
+                                  "day": _cat(truth_sessions, "day").astype(np.int32)}),
+        "impressions": pl.DataFrame({"session_id": _cat(imp, "session_id"), "position": _cat(imp, "position"),
+                                     "engaged": _cat(imp, "engaged"), "p_engage": _cat(imp, "relevance")}),
+        "updates": pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]}),
+        "members": pl.DataFrame({"member_id": np.arange(n), "activity": members.activity, "post_rate": members.post_rate,
+                                 "author_quality": members.author_quality, "top_topic": members.topic_interest.argmax(axis=1).astype(np.int32),
+                                 **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)}}),
+    }
+    return truth, tables
+
+
+def summarize(result: SimulationResult) -> dict[str, Any]:
+    """Rows per table, skip and action rates, sessions per member-day."""
+    t = result.tables
+    cfg = result.config
+    imp = t["impressions"]
+    rates = imp.select(
+        skip_rate=((pl.col("dwell_s") < cfg.t_skip_s) & ~pl.any_horizontal("clicked", "reacted", "commented", "shared")).mean(),
+        click_rate=pl.col("clicked").mean(),
+        react_rate=pl.col("reacted").mean(),
+        comment_rate=pl.col("commented").mean(),
+        share_rate=pl.col("shared").mean(),
+        median_dwell_s=pl.col("dwell_s").median(),
+    ).row(0, named=True) if imp.height else {}
+    return {
+        "seed": result.seed,
+        "members": cfg.n_members,
+        "days": cfg.n_days,
+        "rows": {name: df.height for name, df in t.items()},
+        **{k: (None if v is None else round(float(v), 6)) for k, v in rates.items()},
+        "sessions_per_member_day": round(t["sessions"].height / (cfg.n_members * cfg.n_days), 6),
+        "impressions_per_session": round(imp.height / max(t["sessions"].height, 1), 6),
+        "t_skip_s_truth": cfg.t_skip_s,
+    }

@@ -1,0 +1,138 @@
+"""The ranker protocol and the simulator's built-in rankers.
+
+This protocol is the one place where the simulator meets ranking code.  The
+simulator calls :meth:`Ranker.rank` once per simulated day with *all* feed
+requests of that day as one candidate table, and ranks each request by
+descending score (ties by candidate order).
+
+Candidate columns: request_id (the session), member_id, update_id,
+update_type, author_id, topic, created_ts, request_ts, client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from logs.history import HistoryTables
+
+__all__ = [
+    "Ranker",
+    "RankOutput",
+    "RandomRanker",
+    "PopularityRanker",
+    "SoftmaxRanker",
+    "plackett_luce",
+]
+
+
+@dataclass(frozen=True)
+class RankOutput:
+    """A ranker's answer for a candidate table.
+
+    Attributes
+    ----------
+    scores : ndarray, shape (n_rows,)
+        Higher is shown first.
+    propensity : ndarray, shape (n_rows,), optional
+        For stochastic rankers: the probability of the row taking the position
+        it ends at, given the rows placed above it (one Plackett-Luce step).
+        The product over the top positions is the probability of that order.
+    """
+
+    scores: np.ndarray
+    propensity: np.ndarray | None = None
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Anything with ``rank(candidates, history, rng) -> RankOutput``.
+
+    ``history`` holds counts of impressions before the current day; rankers
+    must not look at anything else about the past.  A ranker may set
+    ``skip_threshold_s`` to choose the dwell threshold of those counts.
+    """
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput: ...
+
+
+class RandomRanker:
+    """Uniformly random order; logs exact propensities (for off-policy evaluation)."""
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
+        return plackett_luce(np.zeros(candidates.height), candidates["request_id"].to_numpy(), 1.0, rng)
+
+
+class PopularityRanker:
+    """Orders by past click + viral counts per impression (smoothed), newest first on ties."""
+
+    def __init__(self, prior_impressions: float = 20.0) -> None:
+        self.prior_impressions = prior_impressions
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
+        joined = candidates.select("update_id", "created_ts").join(history.updates, on="update_id", how="left")
+        engaged = joined["n_clicks"].fill_null(0).to_numpy() + joined["n_virals"].fill_null(0).to_numpy()
+        shown = joined["n_impressions"].fill_null(0).to_numpy().astype(np.float64)
+        score = (engaged + 1.0) / (shown + self.prior_impressions)
+        age_tiebreak = joined["created_ts"].dt.epoch("s").to_numpy() * 1e-12
+        return RankOutput(scores=score + age_tiebreak)
+
+
+class SoftmaxRanker:
+    """Samples an order by Plackett-Luce over a base ranker's scores.
+
+    ``temperature`` -> 0 recovers the base order; large values approach random.
+    Records propensities, so its logs support IPS/SNIPS/DR evaluation.
+    """
+
+    def __init__(self, base: Ranker, temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.base = base
+        self.temperature = temperature
+        self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
+        base = self.base.rank(candidates, history, rng).scores
+        return plackett_luce(base, candidates["request_id"].to_numpy(), self.temperature, rng)
+
+
+def plackett_luce(scores: np.ndarray, request_id: np.ndarray, temperature: float, rng: np.random.Generator) -> RankOutput:
+    """Sample one Plackett-Luce order per request with the Gumbel-max trick.
+
+    Rows of one request must be contiguous.  Returns scores that sort into the
+    sampled order and each row's step propensity
+    ``exp(s_i/T) / sum_{j not yet placed} exp(s_j/T)``, computed in log space
+    so that tiny temperatures do not underflow.
+    """
+    logits = np.asarray(scores, dtype=np.float64) / temperature
+    n = logits.size
+    perturbed = logits + rng.gumbel(size=n)
+    if n == 0:
+        return RankOutput(scores=perturbed, propensity=np.zeros(0))
+    starts = _starts(np.asarray(request_id))
+    counts = np.diff(np.r_[starts, n])
+    # Pad requests into a (G, max_count) grid; padding is -inf, neutral for logaddexp.
+    width = int(counts.max())
+    col = np.arange(n) - np.repeat(starts, counts)
+    grp = np.repeat(np.arange(starts.size), counts)
+    pert = np.full((starts.size, width), -np.inf)
+    pert[grp, col] = perturbed
+    lg = np.full((starts.size, width), -np.inf)
+    lg[grp, col] = logits
+    order = np.argsort(-pert, axis=1, kind="stable")  # (G, W) sampled order; padding last
+    lg_sorted = np.take_along_axis(lg, order, axis=1)
+    # log of the total weight still unplaced at each step: reverse cumulative logaddexp.
+    with np.errstate(invalid="ignore"):
+        remaining = np.logaddexp.accumulate(lg_sorted[:, ::-1], axis=1)[:, ::-1]
+    step = np.exp(lg_sorted - remaining)  # (G, W)
+    prop_grid = np.empty_like(step)
+    np.put_along_axis(prop_grid, order, step, axis=1)
+    return RankOutput(scores=perturbed, propensity=prop_grid[grp, col])
+
+
+def _starts(keys: np.ndarray) -> np.ndarray:
+    return np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]

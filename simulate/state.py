@@ -1,0 +1,143 @@
+"""The simulator's online history state, updated once per simulated day.
+
+It keeps dense counters (members x update types, per update) and a keyed
+member x author table, and exposes them as :class:`logs.history.HistoryTables`
+so that rankers see the history through exactly the tables that
+:func:`logs.history.history_tables` computes in batch from logs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from logs.history import HistoryTables
+
+__all__ = ["HistoryState"]
+
+_U = pl.UInt32
+
+
+class HistoryState:
+    """Incrementally maintained impression counters.
+
+    Parameters
+    ----------
+    n_members : int
+    update_types : tuple of str
+    skip_threshold_s : float, seconds
+        Dwell threshold of the not-skipped counters.
+    """
+
+    def __init__(self, n_members: int, update_types: tuple[str, ...], skip_threshold_s: float) -> None:
+        self.update_types = update_types
+        self.skip_threshold_s = float(skip_threshold_s)
+        t = len(update_types)
+        self._mt = np.zeros((3, n_members, t), dtype=np.int64)  # impressions, not_skipped, actions
+        self._upd = np.zeros((4, 0), dtype=np.int64)  # impressions, clicks, virals, not_skipped
+        # Member x author pairs are sparse: keep per-day batches, merge only when asked.
+        self._ma_parts: list[pl.DataFrame] = []
+        self._ma: pl.DataFrame | None = None
+        self._ma_offset = 0  # daily batches already folded into self._ma
+
+    def add(
+        self,
+        member: np.ndarray,
+        update: np.ndarray,
+        utype: np.ndarray,
+        author: np.ndarray,
+        dwell_s: np.ndarray,
+        clicked: np.ndarray,
+        viral: np.ndarray,
+    ) -> None:
+        """Add one batch of impressions (arrays of one length)."""
+        action = clicked | viral
+        not_skipped = (dwell_s >= self.skip_threshold_s) | action
+        n_upd = int(update.max(initial=-1)) + 1
+        if n_upd > self._upd.shape[1]:
+            grow = np.zeros((4, max(n_upd, 2 * self._upd.shape[1]) - self._upd.shape[1]), dtype=np.int64)
+            self._upd = np.concatenate([self._upd, grow], axis=1)
+        size = self._upd.shape[1]
+        for row, w in enumerate((None, clicked, viral, not_skipped)):
+            self._upd[row] += np.bincount(update, weights=w, minlength=size).astype(np.int64)
+        flat = member * len(self.update_types) + utype
+        size = self._mt[0].size
+        for row, w in enumerate((None, not_skipped, action)):
+            self._mt[row] += np.bincount(flat, weights=w, minlength=size).astype(np.int64).reshape(self._mt[row].shape)
+        self._ma_parts.append(
+            pl.DataFrame({"member_id": member.astype(np.int64), "author_id": author.astype(np.int64), "action": action.astype(np.uint32)})
+        )
+
+    def _member_authors(self, n_parts: int) -> pl.DataFrame:
+        """Merge the first ``n_parts`` daily batches (the snapshot a ranker was given)."""
+        if n_parts > 0:
+            frames = [p.with_columns(pl.lit(1, _U).alias("n_impressions")) for p in self._ma_parts[:n_parts]]
+            if self._ma is not None:
+                frames.append(self._ma.rename({"n_actions": "action"}))
+            merged = (
+                pl.concat(frames, how="diagonal_relaxed")
+                .group_by("member_id", "author_id")
+                .agg(pl.sum("n_impressions").cast(_U), pl.sum("action").cast(_U).alias("n_actions"))
+            )
+            # Fold the merged batches in so later snapshots do not redo the work.
+            self._ma, self._ma_parts = merged, self._ma_parts[n_parts:]
+            self._ma_offset += n_parts
+        if self._ma is None:
+            return pl.DataFrame(schema={"member_id": pl.Int64, "author_id": pl.Int64, "n_impressions": _U, "n_actions": _U})
+        return self._ma
+
+    def tables(self) -> HistoryTables:
+        """Current counts in the layout of :func:`logs.history.history_tables`.
+
+        Tables are built from a snapshot of the counters on first access.
+        """
+        upd, mt = self._upd.copy(), self._mt.copy()
+        upto = self._ma_offset + len(self._ma_parts)
+        return HistoryTables(
+            updates=lambda: self._updates_table(upd),
+            member_types=lambda: self._member_types_table(mt),
+            member_authors=lambda: self._member_authors(upto - self._ma_offset),
+            members=lambda: self._members_table(mt),
+            skip_threshold_s=self.skip_threshold_s,
+        )
+
+    @staticmethod
+    def _updates_table(upd: np.ndarray) -> pl.DataFrame:
+        imp, clk, vir, ns = upd
+        seen = np.flatnonzero(imp)
+        updates = pl.DataFrame(
+            {
+                "update_id": seen.astype(np.int64),
+                "n_impressions": imp[seen].astype(np.uint32),
+                "n_clicks": clk[seen].astype(np.uint32),
+                "n_virals": vir[seen].astype(np.uint32),
+                "n_not_skipped": ns[seen].astype(np.uint32),
+            }
+        )
+        return updates
+
+    def _member_types_table(self, mt: np.ndarray) -> pl.DataFrame:
+        mimp, mns, mact = mt
+        m, t = np.nonzero(mimp)
+        return pl.DataFrame(
+            {
+                "member_id": m.astype(np.int64),
+                "update_type": pl.Series(self.update_types).gather(t),
+                "n_impressions": mimp[m, t].astype(np.uint32),
+                "n_not_skipped": mns[m, t].astype(np.uint32),
+                "n_actions": mact[m, t].astype(np.uint32),
+            }
+        )
+
+    @staticmethod
+    def _members_table(mt: np.ndarray) -> pl.DataFrame:
+        mimp, mns, mact = mt
+        mem_seen = np.flatnonzero(mimp.sum(axis=1))
+        return pl.DataFrame(
+            {
+                "member_id": mem_seen.astype(np.int64),
+                "n_impressions": mimp.sum(axis=1)[mem_seen].astype(np.uint32),
+                "n_not_skipped": mns.sum(axis=1)[mem_seen].astype(np.uint32),
+                "n_actions": mact.sum(axis=1)[mem_seen].astype(np.uint32),
+            }
+        )

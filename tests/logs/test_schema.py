@@ -1,0 +1,104 @@
+"""Schema validation and atomic I/O of the shared ``logs`` package."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from logs import SchemaError, TABLE_NAMES, TABLES, atomic_dir, scan_table, validate_frame, write_parquet
+from logs.errors import OutputExistsError
+
+
+@pytest.mark.parametrize("table", TABLE_NAMES)
+def test_simulated_tables_match_schema_exactly(small_world, table):
+    frame = small_world.tables[table]
+    expected = {c.name: c.dtype for c in TABLES[table].columns}
+    assert dict(frame.schema) == expected
+    validate_frame(frame, table).collect()
+
+
+def _events(**overrides):
+    data = {
+        "member_id": [1, 2],
+        "session_id": [10, 11],
+        "ts": [dt.datetime(2026, 1, 5, 8), dt.datetime(2026, 1, 5, 9)],
+        "event_type": ["feed", "jobs"],
+    }
+    data.update(overrides)
+    return pl.DataFrame(data)
+
+
+def test_validate_casts_widths_and_naive_timestamps():
+    frame = _events(member_id=pl.Series([1, 2], dtype=pl.Int32))
+    out = validate_frame(frame, "events").collect()
+    assert out.schema["member_id"] == pl.Int64
+    assert out.schema["ts"] == pl.Datetime("us", "UTC")
+    assert out["ts"][0] == dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("frame", "pattern"),
+    [
+        (_events().drop("event_type"), r"missing column\(s\) 'event_type'"),
+        (_events(member_id=["a", "b"]), r"column 'member_id' must be an integer type.*got String"),
+        (_events(ts=[1.0, 2.0]), r"column 'ts' must be a Datetime type"),
+        (_events(event_type=["feed", "dance"]), r"column 'event_type' has unknown value\(s\) \['dance'\]"),
+        (_events(session_id=[None, None]), r"column 'session_id' is entirely null"),
+    ],
+)
+def test_validate_rejects_bad_tables(frame, pattern):
+    with pytest.raises(SchemaError, match=pattern):
+        validate_frame(frame, "events", source="events.parquet").collect()
+
+
+def test_validate_unknown_table():
+    with pytest.raises(SchemaError, match="unknown table 'clicks'"):
+        validate_frame(_events(), "clicks")
+
+
+def test_scan_table_file_errors(tmp_path: Path):
+    with pytest.raises(SchemaError, match="no such file"):
+        scan_table(tmp_path / "nope.parquet", "events")
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    with pytest.raises(SchemaError, match=r"empty.parquet: file is empty"):
+        scan_table(empty, "events")
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("member_id,ts\n1,2\n")
+    with pytest.raises(SchemaError, match=r"junk.parquet: not a readable Parquet file"):
+        scan_table(junk, "events")
+    good = tmp_path / "events.parquet"
+    write_parquet(_events(), good)
+    assert scan_table(good, "events").collect().height == 2
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.parquet").write_text("x")
+            raise RuntimeError("boom")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_refuses_non_empty_without_overwrite(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        with atomic_dir(out):
+            pass
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+def test_docs_schema_is_generated_from_code():
+    from logs.schema_doc import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
+    assert doc.read_text() == render(), "regenerate with: python -m logs.schema_doc > docs/schema.md"

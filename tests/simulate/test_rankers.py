@@ -1,0 +1,79 @@
+"""The ranker protocol and the built-in rankers' propensities (closed forms)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulate import RandomRanker, SoftmaxRanker, WorldConfig, plackett_luce, simulate
+
+
+def test_plackett_luce_first_step_is_softmax():
+    scores = np.array([2.0, 0.0, -1.0, 1.0, 0.5, 0.5])
+    req = np.array([0, 0, 0, 1, 1, 1])
+    out = plackett_luce(scores, req, 1.0, np.random.default_rng(0))
+    for r in (0, 1):
+        rows = np.flatnonzero(req == r)
+        order = rows[np.argsort(-out.scores[rows])]
+        soft = np.exp(scores[rows]) / np.exp(scores[rows]).sum()
+        assert out.propensity[order[0]] == pytest.approx(soft[np.searchsorted(rows, order[0])])
+        assert out.propensity[order[-1]] == pytest.approx(1.0)
+        # Second step: softmax over the remaining two.
+        rest = order[1:]
+        assert out.propensity[order[1]] == pytest.approx(np.exp(scores[order[1]]) / np.exp(scores[rest]).sum())
+
+
+def test_plackett_luce_sampling_frequencies():
+    scores = np.array([1.0, 0.0, -1.0] * 20_000)
+    req = np.repeat(np.arange(20_000), 3)
+    out = plackett_luce(scores, req, 1.0, np.random.default_rng(1))
+    top = out.scores.reshape(-1, 3).argmax(axis=1)
+    freq = np.bincount(top, minlength=3) / top.size
+    soft = np.exp([1.0, 0.0, -1.0]) / np.exp([1.0, 0.0, -1.0]).sum()
+    assert np.allclose(freq, soft, atol=0.01)
+
+
+def test_random_ranker_logs_uniform_step_propensities():
+    cfg = WorldConfig(n_members=300, n_days=4)
+    imp = simulate(cfg, seed=3, ranker=RandomRanker()).tables["impressions"]
+    expected = 1.0 / (cfg.candidates_per_request - imp["position"].cast(pl.Float64))
+    assert np.allclose(imp["propensity"].to_numpy(), expected.to_numpy())
+
+
+def test_softmax_ranker_low_temperature_matches_base_order():
+    class ByUpdateId:
+        def rank(self, candidates, history, rng):
+            from simulate import RankOutput
+
+            return RankOutput(scores=candidates["update_id"].to_numpy().astype(float))
+
+    cfg = WorldConfig(n_members=200, n_days=3)
+    a = simulate(cfg, seed=5, ranker=SoftmaxRanker(ByUpdateId(), temperature=1e-6)).tables["impressions"]
+    firsts = a.filter(pl.col("position") == 0)
+    assert (firsts["propensity"] > 0.999).all()
+    # Within each session, update ids decrease with position.
+    ok = a.group_by("session_id").agg((pl.col("update_id").sort_by("position").diff().drop_nulls() < 0).all().alias("ok"))
+    assert ok["ok"].all()
+
+
+def test_ranker_called_once_per_day_with_all_requests():
+    calls = []
+
+    class Spy(RandomRanker):
+        def rank(self, candidates, history, rng):
+            calls.append(candidates["request_id"].n_unique())
+            return super().rank(candidates, history, rng)
+
+    cfg = WorldConfig(n_members=300, n_days=4)
+    res = simulate(cfg, seed=2, ranker=Spy())
+    assert len(calls) == cfg.n_days
+    assert sum(calls) == res.tables["impressions"]["session_id"].n_unique()
+
+
+def test_arms_get_their_own_ranker():
+    cfg = WorldConfig(n_members=400, n_days=3)
+    arm = np.where(np.arange(cfg.n_members) % 2 == 0, "control", "treatment")
+    res = simulate(cfg, seed=1, ranker={"control": RandomRanker(), "treatment": SoftmaxRanker(RandomRanker(), 1.0)}, member_arm=arm)
+    members = res.tables["members"]
+    assert members["arm"].to_list() == arm.tolist()
