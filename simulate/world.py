@@ -14,7 +14,15 @@ from logs.schema import CLIENTS
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet
 
-__all__ = ["Members", "Responses", "sample_members", "sample_intent_paths", "respond"]
+__all__ = [
+    "Members",
+    "Responses",
+    "action_probabilities",
+    "engage_probability",
+    "respond",
+    "sample_intent_paths",
+    "sample_members",
+]
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,44 @@ class Responses:
     relevance: np.ndarray  # latent P(engage)
 
 
+def engage_probability(
+    cfg: WorldConfig,
+    members: Members,
+    member: np.ndarray,
+    utype: np.ndarray,
+    topic: np.ndarray,
+    quality: np.ndarray,
+    position: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """True P(engage) of members with updates at positions, and the affinity behind it.
+
+    ``P(engage) = sigmoid(intercept + a*affinity + b*quality - c*log1p(position))``
+    where affinity is the log of the member's relative interest in the topic
+    (clipped to [-3, 2]) plus the member's preference for the update type.
+
+    Returns
+    -------
+    p_engage, affinity : ndarray, shape (n,)
+    """
+    affinity = np.clip(np.log(cfg.n_topics * members.topic_interest[member, topic] + 1e-9), -3.0, 2.0)
+    affinity = affinity + members.type_pref[member, utype]
+    logit = (
+        cfg.engage_intercept
+        + cfg.engage_affinity_coef * affinity
+        + cfg.engage_quality_coef * quality
+        - cfg.position_decay * np.log1p(position)
+    )
+    return _sigmoid(logit), affinity
+
+
+def action_probabilities(cfg: WorldConfig, affinity: np.ndarray, utype: np.ndarray) -> np.ndarray:
+    """True P(click, react, comment, share | engaged), shape (4, n)."""
+    lift = 0.5 + _sigmoid(affinity)
+    return np.stack(
+        [np.minimum(np.asarray(p)[utype] * lift, 0.95) for p in (cfg.click_prob, cfg.react_prob, cfg.comment_prob, cfg.share_prob)]
+    )
+
+
 def respond(
     cfg: WorldConfig,
     members: Members,
@@ -149,55 +195,48 @@ def respond(
 ) -> Responses:
     """Sample dwell and actions for viewed updates (all arrays of one length).
 
-    The member first decides to skip or engage with probability
-    ``sigmoid(intercept + a*affinity + b*quality - c*log1p(position))``.
+    The member first decides to skip or engage with :func:`engage_probability`.
     Skipped dwell is log-normal per type and may exceed ``t_skip_s``; engaged
     dwell is ``t_skip_s`` plus a Gamma draw, so click and viral actions, which
     only engaged members take, never happen below ``t_skip_s``.
     """
     n = member.size
-    affinity = np.clip(np.log(cfg.n_topics * members.topic_interest[member, topic] + 1e-9), -3.0, 2.0)
-    affinity = affinity + members.type_pref[member, utype]
-    logit = (
-        cfg.engage_intercept
-        + cfg.engage_affinity_coef * affinity
-        + cfg.engage_quality_coef * quality
-        - cfg.position_decay * np.log1p(position)
-    )
-    p_engage = _sigmoid(logit)
+    p_engage, affinity = engage_probability(cfg, members, member, utype, topic, quality, position)
     engaged = rng.random(n) < p_engage
+    e = np.flatnonzero(engaged)  # draws below are made only for the rows that need them
+    s = np.flatnonzero(~engaged)
 
-    skip_med = np.asarray(cfg.skip_dwell_median_s)[utype]
-    eng_scale = np.asarray(cfg.engaged_dwell_scale_s)[utype] * np.exp(0.25 * np.clip(affinity, -2, 2))
-    dwell_skip = skip_med * np.exp(cfg.skip_dwell_sigma * rng.standard_normal(n))
-    dwell_eng = cfg.t_skip_s + rng.gamma(cfg.engaged_dwell_shape, 1.0, n) * eng_scale
-    dwell = np.where(engaged, dwell_eng, dwell_skip)
+    dwell = np.empty(n)
+    dwell[s] = np.asarray(cfg.skip_dwell_median_s)[utype[s]] * np.exp(cfg.skip_dwell_sigma * rng.standard_normal(s.size))
+    eng_scale = np.asarray(cfg.engaged_dwell_scale_s)[utype[e]] * np.exp(0.25 * np.clip(affinity[e], -2, 2))
+    dwell[e] = cfg.t_skip_s + rng.gamma(cfg.engaged_dwell_shape, 1.0, e.size) * eng_scale
 
-    lift = 0.5 + _sigmoid(affinity)
-    u = rng.random((4, n))
-    probs = np.stack(
-        [np.minimum(np.asarray(p)[utype] * lift, 0.95) for p in (cfg.click_prob, cfg.react_prob, cfg.comment_prob, cfg.share_prob)]
-    )
-    acts = (u < probs) & engaged[None, :]
+    acts = np.zeros((4, n), dtype=bool)
+    acts[:, e] = rng.random((4, e.size)) < action_probabilities(cfg, affinity[e], utype[e])
     clicked, reacted, commented, shared = acts
 
-    bounce = rng.random(n) < np.clip(cfg.click_bounce_prob * (1.5 - _sigmoid(affinity)), 0.0, 1.0)
-    click_dwell = np.where(
+    c = np.flatnonzero(clicked)
+    click_dwell = np.full(n, np.nan)
+    bounce = rng.random(c.size) < np.clip(cfg.click_bounce_prob * (1.5 - _sigmoid(affinity[c])), 0.0, 1.0)
+    click_dwell[c] = np.where(
         bounce,
-        cfg.click_bounce_median_s * np.exp(0.4 * rng.standard_normal(n)),
-        np.asarray(cfg.click_dwell_median_s)[utype] * np.exp(0.7 * rng.standard_normal(n)),
+        cfg.click_bounce_median_s * np.exp(0.4 * rng.standard_normal(c.size)),
+        np.asarray(cfg.click_dwell_median_s)[utype[c]] * np.exp(0.7 * rng.standard_normal(c.size)),
     )
-    click_dwell = np.where(clicked, click_dwell, np.nan)
 
-    conn = members.connections[member].astype(np.float64)
-    q = 0.5 + _sigmoid(quality)
+    v = np.flatnonzero(reacted | commented | shared)
+    conn = members.connections[member[v]].astype(np.float64)
     lam = conn * (
-        cfg.downstream_share_per_conn * shared * q + cfg.downstream_viral_per_conn * (reacted.astype(float) + commented)
+        cfg.downstream_share_per_conn * shared[v] * (0.5 + _sigmoid(quality[v]))
+        + cfg.downstream_viral_per_conn * (reacted[v].astype(float) + commented[v])
     )
-    ds_clicks = rng.poisson(lam)
-    ds_virals = rng.binomial(ds_clicks, cfg.downstream_viral_ratio)
-    upstream = members.author_sensitivity[author] * (
-        cfg.upstream_react * reacted + cfg.upstream_comment * commented + cfg.upstream_share * shared
+    ds_clicks = np.zeros(n, dtype=np.int32)
+    ds_virals = np.zeros(n, dtype=np.int32)
+    ds_clicks[v] = rng.poisson(lam)
+    ds_virals[v] = rng.binomial(ds_clicks[v], cfg.downstream_viral_ratio)
+    upstream = np.zeros(n)
+    upstream[v] = members.author_sensitivity[author[v]] * (
+        cfg.upstream_react * reacted[v] + cfg.upstream_comment * commented[v] + cfg.upstream_share * shared[v]
     )
     return Responses(
         engaged=engaged,
@@ -207,8 +246,8 @@ def respond(
         commented=commented,
         shared=shared,
         click_dwell_s=click_dwell,
-        downstream_clicks=ds_clicks.astype(np.int32),
-        downstream_virals=ds_virals.astype(np.int32),
+        downstream_clicks=ds_clicks,
+        downstream_virals=ds_virals,
         upstream_value=upstream,
         relevance=p_engage,
     )
