@@ -1,0 +1,226 @@
+"""Frozen, validated configuration of the engagement-forecasting stage.
+
+One dataclass per concern: the observation windows and filter
+(:class:`WindowConfig`), intent mining (:class:`LdaConfig`), the DIGMN
+architecture (:class:`DigmnConfig`) and the optimiser schedule
+(:class:`TrainConfig`).  Every value is checked in ``__post_init__`` by the
+helpers at the bottom of this module; messages name the argument, the rule and
+what arrived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from logs.errors import ConfigError
+
+__all__ = ["WindowConfig", "LdaConfig", "DigmnConfig", "TrainConfig", "TASKS", "check_task"]
+
+#: The two forecasting tasks of the paper's section 3.2.
+TASKS: tuple[str, ...] = ("day", "session")
+
+
+def check_task(task: str) -> str:
+    """Return ``task`` if it is one of :data:`TASKS`, else raise :class:`ConfigError`."""
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return task
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """History and future windows, and the member filter.
+
+    Parameters
+    ----------
+    history_days : int, days
+        Length of the history window (paper: 14).
+    future_days : int, days
+        Length of the future window whose engagement is the label (paper: 14).
+    min_history_sessions : int
+        Members with fewer valid sessions in the history window are dropped
+        (paper: 7, the median).
+    max_sessions : int
+        Longest session sequence kept per member (the most recent ones).
+    start_date : str, optional
+        ISO date (UTC) of the first history day; default the day of the
+        earliest session in the logs.
+    """
+
+    history_days: int = 14
+    future_days: int = 14
+    min_history_sessions: int = 7
+    max_sessions: int = 64
+    start_date: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "history_days", "future_days", "max_sessions")
+        _nonnegative_int(self, "min_history_sessions")
+        if self.start_date is not None:
+            try:
+                dt.date.fromisoformat(self.start_date)
+            except (TypeError, ValueError):
+                raise ConfigError(f"start_date must be an ISO date YYYY-MM-DD, got {self.start_date!r}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LdaConfig:
+    """Intent mining by LDA (sessions are documents, event types are words).
+
+    Parameters
+    ----------
+    k_min, k_max : int
+        Range of the number of intents searched by held-out perplexity (paper: 2..10).
+    holdout : float
+        Share of sessions held out to score perplexity.
+    max_iter : int
+        Batch variational EM iterations per fit.
+    tol : float
+        Stop when the largest relative change of the topic-word parameters is below it.
+    doc_iter, doc_tol : int, float
+        Per-document E-step iterations and mean-change tolerance (scikit-learn's
+        ``max_doc_update_iter`` and ``mean_change_tol``).
+    restarts : int
+        Random restarts per K; the one with the lowest training perplexity is kept.
+    doc_topic_prior, topic_word_prior : float, optional
+        alpha and eta; default 1 / K (scikit-learn's defaults).
+    """
+
+    k_min: int = 2
+    k_max: int = 10
+    holdout: float = 0.1
+    max_iter: int = 200
+    tol: float = 1e-3
+    doc_iter: int = 100
+    doc_tol: float = 1e-3
+    restarts: int = 3
+    doc_topic_prior: float | None = None
+    topic_word_prior: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "k_min", "k_max", "max_iter", "doc_iter", "restarts")
+        for name in ("doc_topic_prior", "topic_word_prior"):
+            if getattr(self, name) is not None:
+                _positive_float(self, name)
+        if self.k_min < 2 or self.k_max < self.k_min:
+            raise ConfigError(f"k_min and k_max must satisfy 2 <= k_min <= k_max, got {self.k_min} and {self.k_max}")
+        if not 0.0 < self.holdout < 0.5:
+            raise ConfigError(f"holdout must be in (0, 0.5), got {self.holdout!r}")
+        _positive_float(self, "tol", "doc_tol")
+
+
+@dataclass(frozen=True)
+class DigmnConfig:
+    """The DIGMN architecture (paper sections 5.1-5.3 and 6.1.4).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Hidden units of the predictor; ``len(hidden) + 1`` layers in all
+        (paper: L = 3 with {64, 32}).
+    n_bases : int
+        d, the number of basic parameters per FC-D layer (paper: 4).
+    beta : float
+        Weight of the soft orthogonality term (paper: 1e-2).
+    lstm_hidden : int
+        Hidden units of the behaviour and intent LSTMs (paper: 32).
+    meta_hidden : int
+        Hidden units of the meta network (paper: 32).
+    predictor : {"dynamic", "static"}
+        FC-D layers (DIGMN) or plain FC layers (DIGMN (Static), Table 4).
+    intents : {"prior", "learned"}
+        Cosine similarity to LDA intents (paper) or ``tanh(W nu + b)`` (Table 6).
+    """
+
+    hidden: tuple[int, ...] = (64, 32)
+    n_bases: int = 4
+    beta: float = 1e-2
+    lstm_hidden: int = 32
+    meta_hidden: int = 32
+    predictor: str = "dynamic"
+    intents: str = "prior"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
+            raise ConfigError(f"hidden must be a tuple of positive integers, got {self.hidden!r}")
+        _positive_int(self, "n_bases", "lstm_hidden", "meta_hidden")
+        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
+            raise ConfigError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if self.predictor not in ("dynamic", "static"):
+            raise ConfigError(f"predictor must be 'dynamic' or 'static', got {self.predictor!r}")
+        if self.intents not in ("prior", "learned"):
+            raise ConfigError(f"intents must be 'prior' or 'learned', got {self.intents!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and early stopping (paper section 6.1.4).
+
+    Parameters
+    ----------
+    max_epochs : int
+        Upper bound on epochs; early stopping usually ends sooner.
+    batch_size : int
+    lr : float
+        Initial Adam learning rate (paper: 1e-3).
+    lr_halving_epochs : int
+        The learning rate halves every this many epochs (paper: 20).
+    weight_decay : float
+        L2 decay on every parameter except the FC-D bases (paper: 1e-5).
+    patience : int
+        Epochs without a better validation loss before stopping.
+    device : str
+        torch device ("cpu", "cuda", "auto" = cuda when available).
+    """
+
+    max_epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_halving_epochs: int = 20
+    weight_decay: float = 1e-5
+    patience: int = 6
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_epochs", "batch_size", "lr_halving_epochs", "patience")
+        _positive_float(self, "lr")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.device, str) or not (self.device in ("cpu", "auto") or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be 'cpu', 'auto' or 'cuda[:N]', got {self.device!r}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(cfg: object, *names: str) -> None:
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _nonnegative_int(cfg: object, *names: str) -> None:
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+
+
+def _positive_float(cfg: object, *names: str) -> None:
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")

@@ -1,0 +1,237 @@
+"""Training, saving, loading and scoring one DIGMN forecaster (the ``forecast train/score`` verbs).
+
+A model directory holds ``model.pt`` (the state dict), ``meta.json`` (kind,
+task, schema version, windows, configs, scaler, intents, feature names, seed,
+sizes, test metrics, loss history), ``intents.json`` and two PNGs (loss
+curve, intent PCA).  :meth:`Forecaster.load` checks the kind, the task and
+the feature layout and says what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from engagement.config import DigmnConfig, LdaConfig, TrainConfig, WindowConfig, check_task
+from engagement.digmn import DIGMN, count_parameters
+from engagement.intents import Intents, mine_intents, most_frequent_intent
+from engagement.protocol import build_digmn
+from engagement.report import plot_intent_pca, plot_loss
+from engagement.sessions import CONTEXT_NAMES, EngagementData
+from engagement.train import (
+    Scaler,
+    dynamic_intents,
+    evaluate,
+    fit_torch,
+    make_tensors,
+    predict_proba,
+    resolve_device,
+    split_members,
+    torch_seed,
+)
+from logs.errors import ConfigError, DwellrankError
+from logs.io import atomic_dir, write_json
+from logs.schema import EVENT_TYPES, SCHEMA_VERSION
+
+__all__ = ["Forecaster", "train_forecaster", "write_scores", "MODEL_KIND"]
+
+MODEL_KIND = "dwellrank.engagement.digmn"
+_FORMAT = 1
+
+
+@dataclass
+class Forecaster:
+    """A trained DIGMN with everything needed to score new logs.
+
+    Attributes
+    ----------
+    task : {"day", "session"}
+    model : DIGMN
+    scaler : Scaler
+    intents : Intents
+    window : WindowConfig
+    digmn_config : DigmnConfig
+    meta : dict
+        Seed, sizes, metrics and history as written to ``meta.json``.
+    """
+
+    task: str
+    model: DIGMN
+    scaler: Scaler
+    intents: Intents
+    window: WindowConfig
+    digmn_config: DigmnConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def score(self, data: EngagementData, device: str = "cpu") -> pl.DataFrame:
+        """Per-member class probabilities and the dynamic-intent vector.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``member_id``, ``p_<class>`` per class (day: ``p_down``, ``p_same``,
+            ``p_up``; session: ``p_decrease``, ``p_not_decrease``), ``predicted``
+            (the label value), and ``intent_0..`` (the intent LSTM's last
+            output, lstm_hidden values).
+        """
+        self._check_data(data)
+        tensors = make_tensors(data, self.scaler)
+        rows = np.arange(data.n_members)
+        proba = predict_proba(self.model, tensors, rows, device=device)
+        h_i = dynamic_intents(self.model, tensors, rows, resolve_device(device))
+        names = ("p_down", "p_same", "p_up") if self.task == "day" else ("p_decrease", "p_not_decrease")
+        values = np.array([-1, 0, 1]) if self.task == "day" else np.array([0, 1])
+        cols: dict[str, Any] = {"member_id": data.member_id}
+        cols.update({n: proba[:, j] for j, n in enumerate(names)})
+        cols["predicted"] = values[proba.argmax(axis=1)]
+        cols.update({f"intent_{j}": h_i[:, j].astype(np.float32) for j in range(h_i.shape[1])})
+        return pl.DataFrame(cols)
+
+    def _check_data(self, data: EngagementData) -> None:
+        want = {"macro": self.meta["macro_names"], "delivery": self.meta["delivery_names"], "context": self.meta["context_names"]}
+        got = {"macro": list(data.macro_names), "delivery": list(data.delivery_names), "context": list(data.context_names)}
+        for k in want:
+            if list(want[k]) != got[k]:
+                raise DwellrankError(f"model was trained on {k} features {want[k]}, the data has {got[k]}")
+
+    def save(self, out: str | os.PathLike[str], overwrite: bool = False, history: dict[str, Any] | None = None,
+             pca: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+        """Write the model directory atomically (nothing is left behind on failure)."""
+        target = Path(out)
+        with atomic_dir(target, overwrite=overwrite) as tmp:
+            torch.save(self.model.state_dict(), tmp / "model.pt")
+            write_json(tmp / "meta.json", self.meta)
+            write_json(tmp / "intents.json", self.intents.to_dict())
+            if history is not None:
+                plot_loss(history, tmp / "loss_curve.png", title=f"DIGMN, {self.task}-level task")
+            if pca is not None:
+                plot_intent_pca(pca[0], pca[1], [f"intent {k}" for k in range(self.intents.k)], tmp / "intent_pca.png")
+        return target
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike[str], task: str | None = None) -> Forecaster:
+        """Read a model directory; ``task``, when given, must match the model's.
+
+        Raises
+        ------
+        DwellrankError
+            Not a model directory, another kind of model, another task, or a
+            different schema version.
+        """
+        d = Path(model_dir)
+        meta_path = d / "meta.json"
+        if not meta_path.is_file() or not (d / "model.pt").is_file():
+            raise DwellrankError(f"{d}: not a forecast model directory (expected meta.json and model.pt)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DwellrankError(f"{meta_path}: unreadable model metadata ({exc})") from exc
+        if meta.get("kind") != MODEL_KIND:
+            raise DwellrankError(f"{meta_path}: kind is {meta.get('kind')!r}, expected {MODEL_KIND!r}")
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise DwellrankError(f"{meta_path}: schema_version {meta.get('schema_version')!r} differs from this library's {SCHEMA_VERSION!r}")
+        if task is not None and check_task(task) != meta["task"]:
+            raise DwellrankError(f"{d}: model was trained for the {meta['task']}-level task, not the {task}-level task")
+        dc = DigmnConfig(**{**meta["digmn_config"], "hidden": tuple(meta["digmn_config"]["hidden"])})
+        intents = Intents.from_dict(meta["intents"])
+        model = DIGMN(len(EVENT_TYPES), len(meta["context_names"]), len(meta["macro_names"]), len(meta["delivery_names"]),
+                      3 if meta["task"] == "day" else 2, torch.as_tensor(intents.profiles, dtype=torch.float32), dc)
+        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        return cls(meta["task"], model, Scaler.from_dict(meta["scaler"]), intents, WindowConfig(**meta["window"]), dc, meta)
+
+
+def train_forecaster(
+    data: EngagementData,
+    task: str,
+    seed: int | np.random.Generator = 0,
+    train_config: TrainConfig | None = None,
+    digmn_config: DigmnConfig | None = None,
+    lda_config: LdaConfig | None = None,
+    intents: Intents | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[Forecaster, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """Mine intents (unless given), split 80/10/10, train DIGMN, evaluate on the test split.
+
+    Intents are mined from the history-window sessions of every member (the
+    LDA sees no labels and no future-window data).
+
+    Returns
+    -------
+    forecaster : Forecaster
+    history : dict
+        Loss per epoch (for the loss curve).
+    pca_input : (ndarray (N_test, lstm_hidden), ndarray (N_test,))
+        Dynamic intents of the test members and their most frequent intent.
+    """
+    check_task(task)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, np.random.Generator)):
+        raise ConfigError(f"seed must be an integer or numpy Generator, got {seed!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(int(seed))
+    tc = train_config if train_config is not None else TrainConfig()
+    dc = digmn_config if digmn_config is not None else DigmnConfig()
+    split = split_members(data.n_members, rng)
+    lda_rng, model_rng = rng.spawn(2)
+    if intents is None:
+        intents = mine_intents(data.session_counts, lda_rng, lda_config)
+    scaler = Scaler.fit(data.subset(split.train))
+    tensors = make_tensors(data, scaler)
+    tseed = torch_seed(model_rng)
+    model = build_digmn(data, task, intents, dc)
+    hist = fit_torch(model, tensors, data.labels(task), split, tc, model_rng, beta=dc.beta, progress=progress)
+    proba = predict_proba(model, tensors, split.test, device=tc.device)
+    metrics = evaluate(task, data.labels(task)[split.test], proba)
+    model.cpu()
+    h_i = dynamic_intents(model, tensors, split.test, torch.device("cpu"))
+    meta = {
+        "kind": MODEL_KIND,
+        "format": _FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "task": task,
+        "seed": None if isinstance(seed, np.random.Generator) else int(seed),
+        "torch_seed": tseed,
+        "window": data.window.to_dict(),
+        "window_start": data.start.isoformat(),
+        "digmn_config": dc.to_dict(),
+        "train_config": {k: getattr(tc, k) for k in tc.__dataclass_fields__},
+        "n_members": data.n_members,
+        "split_sizes": {"train": int(split.train.size), "val": int(split.val.size), "test": int(split.test.size)},
+        "n_params": count_parameters(model),
+        "test_metrics": metrics,
+        "history": hist.to_dict(),
+        "macro_names": list(data.macro_names),
+        "delivery_names": list(data.delivery_names),
+        "context_names": list(CONTEXT_NAMES),
+        "scaler": scaler.to_dict(),
+        "intents": intents.to_dict(),
+    }
+    fc = Forecaster(task, model, scaler, intents, data.window, dc, meta)
+    return fc, hist.to_dict(), (h_i, most_frequent_intent(data.nu[split.test], data.lengths[split.test], intents))
+
+
+def write_scores(scores: pl.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Write per-member scores as Parquet, atomically; refuse an existing file unless ``overwrite``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists (or is a directory) and ``overwrite`` is false.
+    """
+    from logs.errors import OutputExistsError
+    from logs.io import write_parquet
+
+    p = Path(path)
+    if p.is_dir():
+        raise OutputExistsError(f"{p}: is a directory, expected a Parquet file path")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p}: file exists (pass --overwrite to replace it)")
+    write_parquet(scores, p)
+    return p

@@ -1,0 +1,227 @@
+"""The experimental protocol (paper section 6.1): models, seeds, 80/10/10 splits, mean +- std.
+
+:data:`MODELS` lists the compared methods in the order of Tables 3, 4 and 6.
+:func:`run_model` trains one of them on one split; :func:`compare` repeats
+every model over seeds (seed ``s`` gives the split and every random draw of
+replicate ``s``) and aggregates the test metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel, fit_lightgbm, fit_logistic
+from engagement.config import DigmnConfig, TrainConfig, check_task
+from engagement.digmn import DIGMN, count_parameters
+from engagement.intents import Intents, most_frequent_intent
+from engagement.sessions import EngagementData
+from engagement.train import (
+    Scaler,
+    Split,
+    dynamic_intents,
+    evaluate,
+    fit_torch,
+    make_tensors,
+    predict_proba,
+    primary_metric,
+    split_members,
+    torch_seed,
+)
+from logs.errors import ConfigError
+from logs.schema import EVENT_TYPES
+
+__all__ = ["MODELS", "ModelResult", "build_digmn", "matched_hidden", "run_model", "compare", "summarize_runs"]
+
+#: Compared methods, in table order.
+MODELS: tuple[str, ...] = (
+    "LR",
+    "LightGBM",
+    "MLP",
+    "Activity LSTM",
+    "Deep Multi-channel",
+    "DIGMN (Static)",
+    "DIGMN (Static, matched)",
+    "DIGMN (learned intents)",
+    "DIGMN",
+)
+
+
+@dataclass
+class ModelResult:
+    """Test metrics of one model on one split."""
+
+    name: str
+    metrics: dict[str, float]
+    n_params: int | None
+    seconds: float
+    epochs: int | None = None
+    model: Any = None
+
+
+def build_digmn(data: EngagementData, task: str, intents: Intents, config: DigmnConfig) -> DIGMN:
+    """A DIGMN sized for ``data`` and ``task``."""
+    return DIGMN(
+        n_events=len(EVENT_TYPES),
+        n_context=data.ctx.shape[-1],
+        n_macro=data.macro.shape[1],
+        n_delivery=data.delivery.shape[1],
+        n_classes=3 if check_task(task) == "day" else 2,
+        intents=torch.as_tensor(intents.profiles, dtype=torch.float32),
+        config=config,
+    )
+
+
+def matched_hidden(data: EngagementData, task: str, intents: Intents, config: DigmnConfig) -> tuple[int, ...]:
+    """Hidden sizes of a static predictor whose parameter count is closest to the dynamic DIGMN's (Table 4)."""
+    target = count_parameters(build_digmn(data, task, intents, config))
+    best: tuple[int, ...] = config.hidden
+    gap = np.inf
+    for scale in np.arange(1.0, 6.0, 0.05):
+        hidden = tuple(max(1, int(round(h * scale))) for h in config.hidden)
+        n = count_parameters(build_digmn(data, task, intents, replace(config, predictor="static", hidden=hidden)))
+        if abs(n - target) < gap:
+            best, gap = hidden, abs(n - target)
+    return best
+
+
+def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, config: DigmnConfig) -> tuple[nn.Module, float]:
+    n_cls = 3 if task == "day" else 2
+    v, f, g = len(EVENT_TYPES), data.macro.shape[1], data.delivery.shape[1]
+    if name == "MLP":
+        return MLP(f, g, n_cls), 0.0
+    if name == "Activity LSTM":
+        return ActivityLSTM(v, g, n_cls), 0.0
+    if name == "Deep Multi-channel":
+        return DeepMultiChannel(v, f, g, n_cls), 0.0
+    if name == "DIGMN":
+        return build_digmn(data, task, intents, config), config.beta
+    if name == "DIGMN (Static)":
+        return build_digmn(data, task, intents, replace(config, predictor="static")), 0.0
+    if name == "DIGMN (Static, matched)":
+        hidden = matched_hidden(data, task, intents, config)
+        return build_digmn(data, task, intents, replace(config, predictor="static", hidden=hidden)), 0.0
+    if name == "DIGMN (learned intents)":
+        return build_digmn(data, task, intents, replace(config, intents="learned")), config.beta
+    raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+
+
+def run_model(
+    name: str,
+    data: EngagementData,
+    task: str,
+    intents: Intents,
+    split: Split,
+    rng: np.random.Generator,
+    train_config: TrainConfig | None = None,
+    digmn_config: DigmnConfig | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> ModelResult:
+    """Fit model ``name`` on ``split.train`` (early stopping on ``split.val``) and score ``split.test``."""
+    check_task(task)
+    tc = train_config if train_config is not None else TrainConfig()
+    dc = digmn_config if digmn_config is not None else DigmnConfig()
+    y = data.labels(task)
+    t0 = time.perf_counter()
+    if name in ("LR", "LightGBM"):
+        scaler = Scaler.fit(data.subset(split.train))
+        x = np.column_stack([(data.macro - scaler.mean["macro"]) / scaler.std["macro"],
+                             (data.delivery - scaler.mean["delivery"]) / scaler.std["delivery"]])
+        seed = int(rng.integers(0, 2**31 - 1))
+        if name == "LR":
+            est = fit_logistic(x[split.train], y[split.train], seed)
+            n_params = int(est.coef_.size + est.intercept_.size)
+        else:
+            est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
+            n_params = None
+        proba = est.predict_proba(x[split.test])
+        return ModelResult(name, evaluate(task, y[split.test], proba), n_params, time.perf_counter() - t0)
+    if tensors is None:
+        tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
+    torch_seed(rng)
+    model, beta = _torch_model(name, data, task, intents, dc)
+    hist = fit_torch(model, tensors, y, split, tc, rng, beta=beta)
+    proba = predict_proba(model, tensors, split.test, device=tc.device)
+    return ModelResult(name, evaluate(task, y[split.test], proba), count_parameters(model), time.perf_counter() - t0,
+                       epochs=len(hist.val_loss), model=model)
+
+
+def compare(
+    data: EngagementData,
+    intents: Intents,
+    task: str,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    models: Sequence[str] = MODELS,
+    train_config: TrainConfig | None = None,
+    digmn_config: DigmnConfig | None = None,
+    progress: Callable[[int, str, ModelResult], None] | None = None,
+) -> dict[str, Any]:
+    """Every model on every seed's split; test metrics per run and mean +- std per model.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        Replicate ``s`` uses ``numpy.random.default_rng(s)`` for its split and,
+        through spawned children, for every model's randomness.
+    progress : callable, optional
+        Called after each fit with (seed, model name, result).
+
+    Returns
+    -------
+    dict
+        ``runs`` (list of per-fit records), ``summary`` (per model: mean and
+        std of each metric, parameter count), ``metric`` (the paper's metric
+        for the task), sizes.
+    """
+    check_task(task)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"models must be among {', '.join(MODELS)}, got {unknown}")
+    runs = []
+    pca_input = None
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        split = split_members(data.n_members, rng)
+        tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
+        children = rng.spawn(len(models))
+        for name, child in zip(models, children):
+            res = run_model(name, data, task, intents, split, child, train_config, digmn_config, tensors=tensors)
+            runs.append({"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds,
+                         "epochs": res.epochs})
+            if name == "DIGMN" and pca_input is None:
+                # Figure 8: dynamic intents of the first replicate's test members.
+                h_i = dynamic_intents(res.model.cpu(), tensors, split.test, torch.device("cpu"))
+                pca_input = (h_i, most_frequent_intent(data.nu[split.test], data.lengths[split.test], intents))
+            if progress is not None:
+                progress(seed, name, res)
+    return {
+        "task": task,
+        "metric": primary_metric(task),
+        "seeds": list(seeds),
+        "n_members": data.n_members,
+        "split_sizes": {"train": int(round(0.8 * data.n_members)), "val": int(round(0.1 * data.n_members))},
+        "runs": runs,
+        "summary": summarize_runs(runs, models),
+        "pca_input": pca_input,
+    }
+
+
+def summarize_runs(runs: list[dict[str, Any]], models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Mean and (population) std of each metric per model, over seeds."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in models:
+        rs = [r for r in runs if r["model"] == m]
+        if not rs:
+            continue
+        entry: dict[str, Any] = {"n_params": rs[0]["n_params"], "n_runs": len(rs)}
+        for metric in ("macro_f1", "auroc", "accuracy"):
+            v = np.array([r[metric] for r in rs], dtype=np.float64)
+            entry[metric] = {"mean": float(np.mean(v)), "std": float(np.std(v))}
+        out[m] = entry
+    return out

@@ -1,0 +1,412 @@
+"""Sessions, windows, labels and model inputs, computed from the log tables.
+
+Everything is vectorised: polars for the joins and group-bys, numpy fancy
+indexing to scatter rows into padded arrays.  Definitions follow the paper
+(section 3.1 and 6.1.1):
+
+* a *valid session* has at least one event of the 10 types of Table 1;
+* an *active day* has at least one valid session;
+* ``s = # valid sessions / # days`` and ``d = # active days / # days`` over the
+  history window (``s_h``, ``d_h``) and the future window (``s_f``, ``d_f``);
+* day-level label: -1 if ``d_h > d_f``, 0 if equal, 1 if ``d_h < d_f``;
+* session-level label: 0 if ``s_h > s_f``, else 1.
+
+Days are UTC calendar days counted from the window start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from engagement.config import WindowConfig, check_task
+from logs.errors import DwellrankError, SchemaError
+from logs.io import scan_table, table_path
+from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, validate_frame
+
+__all__ = [
+    "EngagementData",
+    "NEEDED_COLUMNS",
+    "CONTEXT_NAMES",
+    "read_logs",
+    "build_dataset",
+    "day_label",
+    "session_label",
+]
+
+_US_PER_DAY = 86_400 * 1_000_000
+_RECENT_DAYS = 7
+#: The columns each table must have for this stage (others are ignored).
+NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "members": ("member_id", "connections", "tenure_days", "client", "seniority", "is_premium"),
+    "sessions": ("member_id", "session_id", "start_ts", "duration_s", "client"),
+    "events": ("session_id", "event_type"),
+    "deliveries": ("member_id", "ts", "channel", "content"),
+}
+#: Session context c (paper section 5.1: start time, duration, client).
+CONTEXT_NAMES: tuple[str, ...] = (
+    "hour_sin",
+    "hour_cos",
+    "day_in_history",
+    "log1p_duration_min",
+    *(f"client_{c}" for c in CLIENTS),
+)
+_MACRO_NAMES: tuple[str, ...] = (
+    "log1p_connections",
+    "log1p_tenure_days",
+    "seniority",
+    "is_premium",
+    *(f"main_client_{c}" for c in CLIENTS),
+    "sessions_per_day",
+    "active_day_rate",
+    "sessions_per_day_last7",
+    "active_day_rate_last7",
+    "log1p_events_per_session",
+    "mean_log1p_duration_min",
+)
+_DELIVERY_NAMES: tuple[str, ...] = (
+    "has_delivery",
+    *(f"channel_{c}" for c in CHANNELS),
+    *(f"content_{c}" for c in CONTENTS),
+    "log1p_hours_before_end",
+    "log1p_deliveries_in_history",
+)
+
+
+def day_label(active_h: np.ndarray, active_f: np.ndarray, history_days: int = 14, future_days: int = 14) -> np.ndarray:
+    """Day-level trend label from active-day counts (paper Table 2).
+
+    ``d_h = active_h / history_days`` and ``d_f = active_f / future_days`` are
+    compared exactly, in integers (``active_h * future_days`` vs
+    ``active_f * history_days``), so equal rates never differ by rounding.
+
+    Parameters
+    ----------
+    active_h, active_f : array of int, shape (N,)
+        Active days in the history and future windows.
+    history_days, future_days : int, days
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        -1 where ``d_h > d_f``, 0 where equal, 1 where ``d_h < d_f``.
+    """
+    lhs = np.asarray(active_h, dtype=np.int64) * future_days
+    rhs = np.asarray(active_f, dtype=np.int64) * history_days
+    return np.sign(rhs - lhs).astype(np.int64)
+
+
+def session_label(n_h: np.ndarray, n_f: np.ndarray, history_days: int = 14, future_days: int = 14) -> np.ndarray:
+    """Session-level trend label from valid-session counts (paper Table 2).
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        0 where ``s_h > s_f`` (engagement decreases), else 1.
+    """
+    lhs = np.asarray(n_h, dtype=np.int64) * future_days
+    rhs = np.asarray(n_f, dtype=np.int64) * history_days
+    return (lhs <= rhs).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EngagementData:
+    """Model inputs and labels of the members that pass the filter.
+
+    Attributes
+    ----------
+    member_id : ndarray of int64, shape (N,)
+    n_sessions : ndarray of int64, shape (N, 2)
+        Valid sessions in the history and the future window.
+    active_days : ndarray of int64, shape (N, 2)
+        Active days in the history and the future window.
+    y_day : ndarray of int64, shape (N,)
+        Day-level label in {-1, 0, 1}.
+    y_session : ndarray of int64, shape (N,)
+        Session-level label in {0, 1}.
+    nu : ndarray of float32, shape (N, T, 10)
+        Event frequency vector of each history session (rows sum to 1), the
+        most recent ``max_sessions`` sessions in time order, zero-padded.
+    ctx : ndarray of float32, shape (N, T, len(CONTEXT_NAMES))
+        Session context c, zero-padded.
+    lengths : ndarray of int64, shape (N,)
+        Number of valid steps in ``nu``/``ctx`` (>= 1).
+    macro : ndarray of float32, shape (N, F)
+        Macroscopic features M (names in ``macro_names``), unscaled.
+    delivery : ndarray of float32, shape (N, G)
+        Latest platform delivery D in the history window (names in ``delivery_names``).
+    activity : ndarray of float32, shape (N, history_days, 10)
+        Daily event counts (the Activity LSTM input, the paper's A transposed).
+    session_counts : ndarray of int64, shape (S, 10)
+        Event counts of every valid history-window session of every member
+        (before the filter): the LDA corpus.  Uses no future-window data.
+    window : WindowConfig
+    start : datetime.datetime
+        UTC start of history day 0.
+    """
+
+    member_id: np.ndarray
+    n_sessions: np.ndarray
+    active_days: np.ndarray
+    y_day: np.ndarray
+    y_session: np.ndarray
+    nu: np.ndarray
+    ctx: np.ndarray
+    lengths: np.ndarray
+    macro: np.ndarray
+    delivery: np.ndarray
+    activity: np.ndarray
+    session_counts: np.ndarray
+    window: WindowConfig
+    start: dt.datetime
+    macro_names: tuple[str, ...] = _MACRO_NAMES
+    delivery_names: tuple[str, ...] = _DELIVERY_NAMES
+    context_names: tuple[str, ...] = CONTEXT_NAMES
+
+    @property
+    def n_members(self) -> int:
+        return int(self.member_id.size)
+
+    def labels(self, task: str) -> np.ndarray:
+        """Class indices for ``task``: day -> ``y_day + 1`` in {0, 1, 2}; session -> ``y_session``."""
+        check_task(task)
+        return self.y_day + 1 if task == "day" else self.y_session
+
+    def subset(self, rows: np.ndarray) -> EngagementData:
+        """The members at positions ``rows`` (all per-member arrays indexed; corpus kept)."""
+        per_member = ("member_id", "n_sessions", "active_days", "y_day", "y_session", "nu", "ctx", "lengths",
+                      "macro", "delivery", "activity")
+        return dataclasses.replace(self, **{k: getattr(self, k)[rows] for k in per_member})
+
+
+def read_logs(logs_dir: str | os.PathLike[str]) -> dict[str, pl.LazyFrame]:
+    """Scan and validate the four tables this stage reads (members, sessions, events, deliveries).
+
+    Raises
+    ------
+    SchemaError
+        ``logs_dir`` is not a directory, a table file is missing or unreadable,
+        or a needed column is missing or of the wrong type.
+    """
+    d = Path(logs_dir)
+    if not d.is_dir():
+        raise SchemaError(f"{d}: not a directory of log tables")
+    return {t: scan_table(table_path(d, t), t, columns=cols) for t, cols in NEEDED_COLUMNS.items()}
+
+
+def _as_lazy(tables: Mapping[str, pl.LazyFrame | pl.DataFrame]) -> dict[str, pl.LazyFrame]:
+    out = {}
+    for t, cols in NEEDED_COLUMNS.items():
+        if t not in tables:
+            raise SchemaError(f"the {t} table is missing; build_dataset needs {', '.join(NEEDED_COLUMNS)}")
+        frame = tables[t]
+        out[t] = frame if isinstance(frame, pl.LazyFrame) else validate_frame(frame, t, source=f"<{t} table>", columns=cols)
+    return out
+
+
+def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: WindowConfig | None = None) -> EngagementData:
+    """Windows, labels and padded model inputs for every member that passes the filter.
+
+    Parameters
+    ----------
+    tables : mapping of table name to polars frame
+        ``members``, ``sessions``, ``events`` and ``deliveries`` (as returned by
+        :func:`read_logs`, or in-memory DataFrames, validated here).
+    window : WindowConfig, optional
+
+    Returns
+    -------
+    EngagementData
+
+    Raises
+    ------
+    SchemaError
+        A table is missing or breaks the schema.
+    DwellrankError
+        No member table rows, no valid session, logs shorter than the two
+        windows, or no member left after the ``min_history_sessions`` filter.
+    """
+    w = window if window is not None else WindowConfig()
+    lf = _as_lazy(tables)
+    H, F = w.history_days, w.future_days  # noqa: N806 (paper notation)
+
+    members = lf["members"].select(NEEDED_COLUMNS["members"]).collect()
+    if members.height == 0:
+        raise DwellrankError("members table has no rows; nothing to forecast")
+    per_session = (
+        lf["events"]
+        .with_columns(type=pl.col("event_type").replace_strict(list(EVENT_TYPES), list(range(len(EVENT_TYPES))), return_dtype=pl.Int64))
+        .group_by("session_id", "type")
+        .agg(n=pl.len())
+        .collect()
+    )
+    # A valid session has at least one event of the 10 types: inner join on sessions seen in events.
+    valid_ids = per_session.select(pl.col("session_id").unique())
+    sessions = lf["sessions"].select(NEEDED_COLUMNS["sessions"]).collect().join(valid_ids, on="session_id", how="semi")
+    if sessions.height == 0:
+        raise DwellrankError("sessions table has no valid session (a session with at least one event in the events table)")
+
+    start = _window_start(sessions, w)
+    start_lit = pl.lit(start).cast(sessions.schema["start_ts"])
+    sessions = sessions.with_columns(
+        t_days=(pl.col("start_ts") - start_lit).dt.total_microseconds() / _US_PER_DAY,
+    ).with_columns(day=pl.col("t_days").floor().cast(pl.Int64))
+    last_day = int(sessions["day"].max())  # type: ignore[arg-type]
+    if last_day < H + F - 1:
+        raise DwellrankError(
+            f"sessions.start_ts covers days 0..{last_day} from {start.date()}; history_days + future_days = {H + F} "
+            f"needs sessions up to day {H + F - 1} (shorten the windows or pass longer logs)"
+        )
+    sessions = sessions.filter((pl.col("day") >= 0) & (pl.col("day") < H + F))
+    is_h = pl.col("day") < H
+    stats = sessions.group_by("member_id").agg(
+        n_h=is_h.sum(),
+        n_f=(~is_h).sum(),
+        a_h=pl.col("day").filter(is_h).n_unique(),
+        a_f=pl.col("day").filter(~is_h).n_unique(),
+        n_h7=(is_h & (pl.col("day") >= H - _RECENT_DAYS)).sum(),
+        a_h7=pl.col("day").filter(is_h & (pl.col("day") >= H - _RECENT_DAYS)).n_unique(),
+    )
+    kept = (
+        members.join(stats, on="member_id", how="left")
+        .with_columns(pl.col("n_h", "n_f", "a_h", "a_f", "n_h7", "a_h7").fill_null(0).cast(pl.Int64))
+        .filter(pl.col("n_h") >= max(w.min_history_sessions, 1))
+        .sort("member_id")
+        .with_row_index("row")
+    )
+    if kept.height == 0:
+        raise DwellrankError(
+            f"no member has at least min_history_sessions = {w.min_history_sessions} valid sessions in the "
+            f"{H}-day history window from {start.date()} ({members.height} members in the members table)"
+        )
+
+    # The LDA corpus: every valid history session, all members, in time order.
+    hist = sessions.filter(is_h).sort("member_id", "start_ts", "session_id").with_row_index("sidx")
+    counts = np.zeros((hist.height, len(EVENT_TYPES)), dtype=np.int64)
+    pc = per_session.join(hist.select("session_id", "sidx"), on="session_id", how="inner")
+    counts[pc["sidx"].to_numpy(), pc["type"].to_numpy()] = pc["n"].to_numpy()
+
+    seq = _sequences(hist, kept, counts, w)
+    n = kept.height
+    activity = np.zeros((n, H, len(EVENT_TYPES)), dtype=np.float32)
+    hk = hist.join(kept.select("member_id", "row"), on="member_id", how="inner")
+    np.add.at(activity, (hk["row"].to_numpy(), hk["day"].to_numpy()), counts[hk["sidx"].to_numpy()].astype(np.float32))
+
+    n_s = kept.select("n_h", "n_f").to_numpy()
+    a_d = kept.select("a_h", "a_f").to_numpy()
+    return EngagementData(
+        member_id=kept["member_id"].to_numpy(),
+        n_sessions=n_s,
+        active_days=a_d,
+        y_day=day_label(a_d[:, 0], a_d[:, 1], H, F),
+        y_session=session_label(n_s[:, 0], n_s[:, 1], H, F),
+        nu=seq["nu"],
+        ctx=seq["ctx"],
+        lengths=seq["lengths"],
+        macro=_macro(kept, hk, counts, w),
+        delivery=_delivery(lf["deliveries"], kept, start, w),
+        activity=activity,
+        session_counts=counts,
+        window=w,
+        start=start,
+    )
+
+
+def _window_start(sessions: pl.DataFrame, w: WindowConfig) -> dt.datetime:
+    if w.start_date is not None:
+        return dt.datetime.combine(dt.date.fromisoformat(w.start_date), dt.time(), tzinfo=dt.timezone.utc)
+    first = sessions["start_ts"].min()
+    return dt.datetime.combine(first.date(), dt.time(), tzinfo=dt.timezone.utc)  # type: ignore[union-attr]
+
+
+def _sequences(hist: pl.DataFrame, kept: pl.DataFrame, counts: np.ndarray, w: WindowConfig) -> dict[str, np.ndarray]:
+    """Padded (N, T, .) arrays of the most recent ``max_sessions`` history sessions per member."""
+    hs = hist.join(kept.select("member_id", "row"), on="member_id", how="inner").sort("row", "start_ts", "session_id")
+    hs = hs.with_columns(pos=pl.int_range(pl.len(), dtype=pl.Int64).over("row"), n=pl.len().over("row").cast(pl.Int64))
+    # Keep the last max_sessions steps, shifted so that they start at position 0.
+    hs = hs.filter(pl.col("pos") >= pl.col("n") - w.max_sessions).with_columns(
+        pos=pl.col("pos") - (pl.col("n") - pl.min_horizontal(pl.col("n"), pl.lit(w.max_sessions)))
+    )
+    n = kept.height
+    lengths = np.minimum(kept["n_h"].to_numpy(), w.max_sessions).astype(np.int64)
+    t = int(lengths.max())
+    row, pos = hs["row"].to_numpy(), hs["pos"].to_numpy()
+    c = counts[hs["sidx"].to_numpy()].astype(np.float32)
+    nu = np.zeros((n, t, counts.shape[1]), dtype=np.float32)
+    nu[row, pos] = c / c.sum(axis=1, keepdims=True)
+    hour = (hs["start_ts"].dt.hour().cast(pl.Float64) + hs["start_ts"].dt.minute() / 60.0).to_numpy()
+    client = hs["client"].to_numpy()
+    ctx_rows = np.column_stack(
+        [
+            np.sin(2 * np.pi * hour / 24.0),
+            np.cos(2 * np.pi * hour / 24.0),
+            hs["t_days"].to_numpy() / w.history_days,
+            np.log1p(np.maximum(hs["duration_s"].to_numpy(), 0.0) / 60.0),
+            *((client == c).astype(np.float64) for c in CLIENTS),
+        ]
+    ).astype(np.float32)
+    ctx = np.zeros((n, t, len(CONTEXT_NAMES)), dtype=np.float32)
+    ctx[row, pos] = ctx_rows
+    return {"nu": nu, "ctx": ctx, "lengths": lengths}
+
+
+def _macro(kept: pl.DataFrame, hk: pl.DataFrame, counts: np.ndarray, w: WindowConfig) -> np.ndarray:
+    """Macroscopic features M, shape (N, len(_MACRO_NAMES)), in :data:`_MACRO_NAMES` order."""
+    n = kept.height
+    rows = hk["row"].to_numpy()
+    n_ev = np.bincount(rows, weights=counts[hk["sidx"].to_numpy()].sum(axis=1), minlength=n)
+    dur = np.bincount(rows, weights=np.log1p(np.maximum(hk["duration_s"].to_numpy(), 0.0) / 60.0), minlength=n)
+    n_h = kept["n_h"].to_numpy().astype(np.float64)
+    recent = min(_RECENT_DAYS, w.history_days)
+    client = kept["client"].to_numpy()
+    cols = [
+        np.log1p(np.maximum(kept["connections"].to_numpy(), 0)),
+        np.log1p(np.maximum(kept["tenure_days"].to_numpy(), 0)),
+        kept["seniority"].to_numpy().astype(np.float64),
+        kept["is_premium"].to_numpy().astype(np.float64),
+        *((client == c).astype(np.float64) for c in CLIENTS),
+        n_h / w.history_days,
+        kept["a_h"].to_numpy() / w.history_days,
+        kept["n_h7"].to_numpy() / recent,
+        kept["a_h7"].to_numpy() / recent,
+        np.log1p(n_ev / n_h),
+        dur / n_h,
+    ]
+    return np.column_stack(cols).astype(np.float32)
+
+
+def _delivery(deliveries: pl.LazyFrame, kept: pl.DataFrame, start: dt.datetime, w: WindowConfig) -> np.ndarray:
+    """Latest delivery D before the end of the history window, shape (N, len(_DELIVERY_NAMES))."""
+    end = start + dt.timedelta(days=w.history_days)
+    dl = (
+        deliveries.select(NEEDED_COLUMNS["deliveries"])
+        .filter((pl.col("ts") >= pl.lit(start)) & (pl.col("ts") < pl.lit(end)))
+        .join(kept.select("member_id", "row").lazy(), on="member_id", how="inner")
+        .sort("row", "ts")
+        .group_by("row")
+        .agg(pl.col("ts", "channel", "content").last(), n=pl.len())
+        .collect()
+    )
+    out = np.zeros((kept.height, len(_DELIVERY_NAMES)), dtype=np.float32)
+    if dl.height == 0:
+        return out
+    r = dl["row"].to_numpy()
+    hours = dl.select(h=(pl.lit(end).cast(dl.schema["ts"]) - pl.col("ts")).dt.total_seconds())["h"].to_numpy() / 3600.0
+    channel, content = dl["channel"].to_numpy(), dl["content"].to_numpy()
+    cols = [
+        np.ones(r.size),
+        *((channel == c).astype(np.float64) for c in CHANNELS),
+        *((content == c).astype(np.float64) for c in CONTENTS),
+        np.log1p(np.maximum(hours, 0.0)),
+        np.log1p(dl["n"].to_numpy()),
+    ]
+    out[r] = np.column_stack(cols)
+    return out
+

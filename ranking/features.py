@@ -1,0 +1,494 @@
+"""Ranking features: one definition for batch training and online scoring.
+
+Every feature of a candidate row (a member, an update, a request time) is
+computed from impressions of *earlier UTC days* than the request (offline
+features refreshed daily, as the simulator's state and production feature
+stores are), plus static profile columns and the request context.
+
+Two paths produce the same *raw counts*, then one function derives features:
+
+* **batch** (:func:`training_frame`): over an impressions log, daily counts per
+  key are cumulated and joined backwards (``join_asof``, strictly earlier day)
+  onto each impression; one pass, no per-day recomputation;
+* **online** (:func:`candidate_features`): candidate rows are joined with the
+  :class:`logs.history.HistoryTables` a ranker receives (the simulator's
+  incrementally maintained counters, or :func:`history_from_logs`).
+
+:func:`_derive` turns the raw counts, profile and context columns into the
+feature columns of a :class:`FeatureSet`; both paths call it, so a feature is
+defined once.  Feature sets are named and versioned; a model directory records
+the set it was trained on and loading refuses another version.
+
+The *day* of a row is the UTC day of its request (the session start), the day
+on which the simulator served it; impressions of day ``d`` enter the counts
+from day ``d + 1`` on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from logs.errors import DwellrankError, SchemaError
+from logs.history import HistoryTables, any_action_expr, history_tables, not_skipped_expr
+from logs.schema import ACTION_COLUMNS, CLIENTS, UPDATE_TYPES, VIRAL_COLUMNS
+from ranking.tskip import skip_label_expr
+
+__all__ = [
+    "FeatureSet",
+    "FEATURE_SETS",
+    "CANDIDATE_COLUMNS",
+    "PROFILE_COLUMNS",
+    "LABELS",
+    "IncompatibleModelError",
+    "get_feature_set",
+    "candidate_features",
+    "training_frame",
+    "history_from_logs",
+    "member_profiles",
+    "validate_feature_matrix",
+    "validate_candidates",
+]
+
+
+class IncompatibleModelError(DwellrankError, ValueError):
+    """A model directory was built for another feature-set version or is incomplete."""
+
+
+#: Columns a candidate table must carry for online feature computation
+#: (the simulator's candidate layout; ``topic`` is not used).
+CANDIDATE_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "member_id",
+    "update_id",
+    "update_type",
+    "author_id",
+    "created_ts",
+    "request_ts",
+    "client",
+)
+#: Static member profile columns taken from the ``members`` table.
+PROFILE_COLUMNS: tuple[str, ...] = ("connections", "tenure_days", "seniority", "is_premium")
+#: Binary labels of the heads, as ``name -> description``; ``skip`` depends on T_skip.
+LABELS: dict[str, str] = {
+    "click": "clicked",
+    "react": "reacted",
+    "comment": "commented",
+    "share": "shared",
+    "skip": "dwell_s < T_skip and no click/viral action",
+}
+
+# Raw count columns (history strictly before the request's day), by history table.
+_RAW = {
+    "updates": (("update_id",), {"n_impressions": "u_imp", "n_clicks": "u_clk", "n_virals": "u_vir", "n_not_skipped": "u_ns"}),
+    "member_types": (("member_id", "update_type"), {"n_impressions": "mt_imp", "n_not_skipped": "mt_ns", "n_actions": "mt_act"}),
+    "member_authors": (("member_id", "author_id"), {"n_impressions": "ma_imp", "n_actions": "ma_act"}),
+    "members": (("member_id",), {"n_impressions": "m_imp", "n_not_skipped": "m_ns", "n_actions": "m_act"}),
+}
+# Smoothed rates: (successes + k * prior) / (trials + k); part of the feature-set version.
+_PRIOR_K = 5.0
+_PRIOR = {"click": 0.06, "viral": 0.07, "action": 0.10, "not_skipped": 0.25}
+
+_BASE: tuple[str, ...] = (
+    # member side
+    "connections",
+    "tenure_days",
+    "seniority",
+    "is_premium",
+    "m_impressions",
+    "m_action_rate",
+    # update side
+    "age_h",
+    *(f"type_{t}" for t in UPDATE_TYPES),
+    "u_impressions",
+    "u_clicks",
+    "u_virals",
+    "u_click_rate",
+    "u_viral_rate",
+    # member x update
+    "mt_impressions",
+    "mt_action_rate",
+    "ma_impressions",
+    "ma_actions",
+    "ma_action_rate",
+    # context
+    "hour",
+    *(f"client_{c}" for c in CLIENTS),
+    "position",
+)
+_DWELL: tuple[str, ...] = (
+    "u_not_skipped",
+    "u_not_skipped_rate",
+    "mt_not_skipped",
+    "mt_not_skipped_rate",
+    "m_not_skipped_rate",
+)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named, versioned list of feature columns.
+
+    Parameters
+    ----------
+    name : str
+        ``"base"`` (no dwell features) or ``"dwell"`` (base + not-skipped counts and rates).
+    version : int
+        Bumped whenever a definition in the set changes; models record it.
+    columns : tuple of str
+        Feature columns in the order of the model's input matrix.
+    """
+
+    name: str
+    version: int
+    columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise SchemaError("FeatureSet.name must be non-empty")
+        if len(set(self.columns)) != len(self.columns):
+            raise SchemaError(f"feature set '{self.name}' lists a column twice: {self.columns}")
+
+    @property
+    def uses_dwell(self) -> bool:
+        """Whether any not-skipped (T_skip-dependent) feature is in the set."""
+        return any(c in _DWELL for c in self.columns)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "columns": list(self.columns)}
+
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    "base": FeatureSet("base", 1, _BASE),
+    "dwell": FeatureSet("dwell", 1, _BASE + _DWELL),
+}
+
+
+def get_feature_set(name: str | FeatureSet) -> FeatureSet:
+    """The registered feature set called ``name`` (a :class:`FeatureSet` passes through)."""
+    if isinstance(name, FeatureSet):
+        return name
+    try:
+        return FEATURE_SETS[name]
+    except KeyError:
+        raise SchemaError(f"feature_set must be one of {', '.join(FEATURE_SETS)}, got {name!r}") from None
+
+
+# --------------------------------------------------------------------------- the one definition
+
+
+def _rate(num: str, den: str, prior: float) -> pl.Expr:
+    return (pl.col(num) + _PRIOR_K * prior) / (pl.col(den) + _PRIOR_K)
+
+
+def _derive(frame: pl.DataFrame | pl.LazyFrame, fs: FeatureSet) -> pl.LazyFrame:
+    """Feature columns of ``fs`` from raw counts, profile and context columns.
+
+    ``frame`` holds the raw count columns of ``_RAW`` (null = no history, read
+    as 0), :data:`PROFILE_COLUMNS`, ``update_type``, ``client``,
+    ``created_ts``, ``request_ts`` and ``position``.  Returns only the feature
+    columns, as Float64, in the order of ``fs.columns``.
+    """
+    raw = [v for _, (_, cols) in _RAW.items() for v in cols.values()]
+    lf = frame.lazy().with_columns(pl.col(raw).fill_null(0).cast(pl.Float64))
+    defs: dict[str, pl.Expr] = {
+        "connections": pl.col("connections"),
+        "tenure_days": pl.col("tenure_days"),
+        "seniority": pl.col("seniority"),
+        "is_premium": pl.col("is_premium"),
+        "m_impressions": pl.col("m_imp"),
+        "m_action_rate": _rate("m_act", "m_imp", _PRIOR["action"]),
+        # Age of the update at request time, hours.
+        "age_h": (pl.col("request_ts") - pl.col("created_ts")).dt.total_microseconds() / 3.6e9,
+        **{f"type_{t}": pl.col("update_type") == t for t in UPDATE_TYPES},
+        "u_impressions": pl.col("u_imp"),
+        "u_clicks": pl.col("u_clk"),
+        "u_virals": pl.col("u_vir"),
+        "u_click_rate": _rate("u_clk", "u_imp", _PRIOR["click"]),
+        "u_viral_rate": _rate("u_vir", "u_imp", _PRIOR["viral"]),
+        "mt_impressions": pl.col("mt_imp"),
+        "mt_action_rate": _rate("mt_act", "mt_imp", _PRIOR["action"]),
+        "ma_impressions": pl.col("ma_imp"),
+        "ma_actions": pl.col("ma_act"),
+        "ma_action_rate": _rate("ma_act", "ma_imp", _PRIOR["action"]),
+        # Hour of the request, UTC, 0..23.
+        "hour": pl.col("request_ts").dt.hour(),
+        **{f"client_{c}": pl.col("client") == c for c in CLIENTS},
+        "position": pl.col("position"),
+        "u_not_skipped": pl.col("u_ns"),
+        "u_not_skipped_rate": _rate("u_ns", "u_imp", _PRIOR["not_skipped"]),
+        "mt_not_skipped": pl.col("mt_ns"),
+        "mt_not_skipped_rate": _rate("mt_ns", "mt_imp", _PRIOR["not_skipped"]),
+        "m_not_skipped_rate": _rate("m_ns", "m_imp", _PRIOR["not_skipped"]),
+    }
+    return lf.select([defs[c].cast(pl.Float64).alias(c) for c in fs.columns])
+
+
+# --------------------------------------------------------------------------- online path
+
+
+def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str, source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{source}: {what} is missing column(s) {', '.join(repr(m) for m in missing)}; "
+            f"found {', '.join(frame.columns) or 'no columns'}"
+        )
+
+
+def member_profiles(members: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The static profile columns of the ``members`` table, keyed by member_id."""
+    return members.lazy().select("member_id", *PROFILE_COLUMNS).collect()
+
+
+def candidate_features(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    feature_set: str | FeatureSet,
+    position: int | np.ndarray | pl.Series | None = 0,
+    source: str = "candidates",
+) -> pl.DataFrame:
+    """Features of candidate rows from a history snapshot (the online path).
+
+    Parameters
+    ----------
+    candidates : polars.DataFrame, shape (n_rows, ...)
+        At least :data:`CANDIDATE_COLUMNS` (the simulator's candidate layout).
+    history : HistoryTables
+        Counts of impressions before the day of every candidate's request.
+    profiles : polars.DataFrame
+        ``member_id`` and :data:`PROFILE_COLUMNS` (see :func:`member_profiles`).
+    feature_set : str or FeatureSet
+    position : int, array of shape (n_rows,) or None
+        Feed slot; unknown before ranking, so scoring uses 0 (the default).
+        ``None`` takes it from a ``position`` column of ``candidates``.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    polars.DataFrame, shape (n_rows, len(feature_set.columns))
+        Float64 features, row-aligned with ``candidates``.
+
+    Raises
+    ------
+    SchemaError
+        A required candidate column is missing, or a candidate's member has no profile.
+    """
+    fs = get_feature_set(feature_set)
+    _require(candidates, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
+    if position is None:
+        pos = pl.col("position")
+    elif isinstance(position, (int, np.integer)):
+        pos = pl.lit(int(position))
+    else:
+        pos = pl.lit(pl.Series("position", np.asarray(position)))
+    lf = candidates.lazy().select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position")).with_row_index("_row")
+    for name, (keys, cols) in _RAW.items():
+        table = getattr(history, name).lazy().select(*keys, *[pl.col(k).alias(v) for k, v in cols.items()])
+        lf = lf.join(table, on=list(keys), how="left")
+    lf = lf.join(profiles.lazy(), on="member_id", how="left")
+    frame = lf.sort("_row").collect()
+    _check_profiles(frame, source)
+    return _derive(frame, fs).collect()
+
+
+def _check_profiles(frame: pl.DataFrame, source: str) -> None:
+    unknown = frame.filter(pl.col("connections").is_null())["member_id"].unique().sort()
+    if unknown.len():
+        raise SchemaError(
+            f"{source}: {unknown.len()} member_id(s) have no profile in the members table "
+            f"(first: {unknown.head(5).to_list()}); member-side features need connections, tenure_days, ..."
+        )
+
+
+def history_from_logs(
+    impressions: pl.LazyFrame | pl.DataFrame,
+    sessions: pl.LazyFrame | pl.DataFrame,
+    updates: pl.LazyFrame | pl.DataFrame,
+    day: dt.date,
+    t_skip_s: float,
+) -> HistoryTables:
+    """History counts from logs as a ranker would see them at the start of ``day``.
+
+    Impressions are dated by their session's start (the request), as the
+    simulator's daily state update does, then counted with
+    :func:`logs.history.history_tables` before midnight UTC of ``day``.
+    """
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    imp = (
+        impressions.lazy()
+        .drop("ts")
+        .join(sessions.lazy().select("session_id", pl.col("start_ts").alias("ts")), on="session_id", how="left")
+    )
+    return history_tables(imp, updates, before=start, skip_threshold_s=t_skip_s)
+
+
+# --------------------------------------------------------------------------- batch path
+
+
+def _cumulative_before(rows: pl.LazyFrame, events: pl.LazyFrame, keys: tuple[str, ...], sums: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Attach, to every row, sums over events of the same key on strictly earlier days.
+
+    ``events`` has ``day`` (Int32) and ``keys``; daily sums are cumulated per
+    key and joined backwards on ``day`` with exact matches excluded.
+    """
+    daily = (
+        events.group_by(*keys, "day")
+        .agg(*[e.alias(n) for n, e in sums.items()])
+        .sort(*keys, "day")
+        .with_columns(pl.col(list(sums)).cum_sum().over(list(keys)))
+        .sort("day")
+    )
+    return rows.sort("day").join_asof(daily, on="day", by=list(keys), strategy="backward", allow_exact_matches=False, check_sortedness=False)
+
+
+def training_frame(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    feature_set: str | FeatureSet,
+    t_skip_s: float,
+) -> pl.DataFrame:
+    """Features and labels for every impression of a log (the batch path).
+
+    Parameters
+    ----------
+    tables : mapping of table name to frame
+        ``impressions``, ``sessions``, ``updates`` and ``members`` in the
+        documented schema (validated frames, e.g. from :func:`logs.io.scan_logs`).
+    feature_set : str or FeatureSet
+    t_skip_s : float, seconds
+        Threshold of the not-skipped counts and of the ``skip`` label.
+
+    Returns
+    -------
+    polars.DataFrame, one row per impression, sorted by (day, ts)
+        ``session_id`` (= request_id), ``member_id``, ``update_id``, ``ts``,
+        ``day`` (days since 1970-01-01 of the request), the feature columns
+        (Float64, position as logged), the labels ``click``, ``react``,
+        ``comment``, ``share``, ``skip`` (Boolean) and the regression targets
+        ``downstream`` (downstream clicks + virals) and ``upstream`` (value, >= 0).
+    """
+    fs = get_feature_set(feature_set)
+    if not (isinstance(t_skip_s, (int, float)) and math.isfinite(t_skip_s) and t_skip_s > 0):
+        raise SchemaError(f"t_skip_s must be a finite number > 0 seconds, got {t_skip_s!r}")
+    for name in ("impressions", "sessions", "updates", "members"):
+        if name not in tables:
+            raise SchemaError(f"training needs the {name} table; got tables {', '.join(tables) or 'none'}")
+    imp = (
+        tables["impressions"]
+        .lazy()
+        .join(
+            tables["sessions"].lazy().select("session_id", pl.col("start_ts").alias("request_ts"), "client"),
+            on="session_id",
+            how="left",
+        )
+        .join(tables["updates"].lazy().select("update_id", "author_id", "created_ts"), on="update_id", how="left")
+        .with_columns(
+            pl.col("request_ts").dt.epoch("d").cast(pl.Int32).alias("day"),
+            any_action_expr().cast(pl.UInt32).alias("_action"),
+            any_action_expr(VIRAL_COLUMNS).cast(pl.UInt32).alias("_viral"),
+            not_skipped_expr(t_skip_s).cast(pl.UInt32).alias("_ns"),
+        )
+        .with_row_index("_row")
+    )
+    events = imp.select("day", "member_id", "update_id", "update_type", "author_id", "clicked", "_action", "_viral", "_ns")
+    n = pl.len().cast(pl.Float64)
+    sums = {
+        "updates": {"u_imp": n, "u_clk": pl.col("clicked").cast(pl.Float64).sum(), "u_vir": pl.sum("_viral"), "u_ns": pl.sum("_ns")},
+        "member_types": {"mt_imp": n, "mt_ns": pl.sum("_ns"), "mt_act": pl.sum("_action")},
+        "member_authors": {"ma_imp": n, "ma_act": pl.sum("_action")},
+        "members": {"m_imp": n, "m_ns": pl.sum("_ns"), "m_act": pl.sum("_action")},
+    }
+    rows = imp
+    for name, (keys, _) in _RAW.items():
+        rows = _cumulative_before(rows, events, keys, sums[name])
+    rows = rows.join(member_profiles(tables["members"]).lazy(), on="member_id", how="left").sort("_row")
+    frame = rows.collect()
+    _check_profiles(frame, "impressions")
+    feats = _derive(frame, fs).collect()
+    labels = frame.select(
+        pl.col("session_id").alias("request_id"),
+        "member_id",
+        "update_id",
+        "ts",
+        "day",
+        *[pl.col(c).alias(k) for k, c in zip(("click", "react", "comment", "share"), ACTION_COLUMNS)],
+        skip_label_expr(t_skip_s).alias("skip"),
+        (pl.col("downstream_clicks") + pl.col("downstream_virals")).cast(pl.Float64).alias("downstream"),
+        pl.col("upstream_value").cast(pl.Float64).alias("upstream"),
+    )
+    return pl.concat([labels, feats], how="horizontal").sort("day", "ts", maintain_order=True)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_feature_matrix(frame: pl.DataFrame, fs: FeatureSet, source: str, skip: tuple[str, ...] = ()) -> None:
+    """Check that ``frame`` holds every feature of ``fs`` as finite numbers.
+
+    Raises
+    ------
+    SchemaError
+        Naming ``source``, the column, and what arrived: a missing feature, a
+        non-numeric column, or null/NaN/infinite values.
+    """
+    need = [c for c in fs.columns if c not in skip]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{source}: missing feature column(s) {', '.join(repr(m) for m in missing)} needed by feature set "
+            f"'{fs.name}' v{fs.version} (or give the candidate key columns and --logs to compute them)"
+        )
+    for c in need:
+        dtype = frame.schema[c]
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            raise SchemaError(f"{source}: feature column '{c}' must be numeric, got {dtype}")
+    bad = frame.select(
+        [(pl.col(c).cast(pl.Float64).is_null() | ~pl.col(c).cast(pl.Float64).is_finite()).sum().alias(c) for c in need]
+    ).row(0, named=True)
+    for c in need:
+        if bad[c]:
+            raise SchemaError(f"{source}: feature column '{c}' has {bad[c]} null/NaN/infinite value(s); the model needs finite values")
+
+
+_CANDIDATE_KINDS = {
+    "request_id": ("an integer type", lambda d: d.is_integer()),
+    "member_id": ("an integer type", lambda d: d.is_integer()),
+    "update_id": ("an integer type", lambda d: d.is_integer()),
+    "author_id": ("an integer type", lambda d: d.is_integer()),
+    "update_type": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
+    "client": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
+    "created_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
+    "request_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
+}
+
+
+def validate_candidates(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Check the key columns of a candidate table and cast them to canonical types.
+
+    Timestamps without a time zone are read as UTC.  Raises :class:`SchemaError`
+    naming ``source`` and the column for a missing column, a wrong type or nulls.
+    """
+    _require(frame, CANDIDATE_COLUMNS, "candidate table", source)
+    casts = []
+    for c in CANDIDATE_COLUMNS:
+        word, ok = _CANDIDATE_KINDS[c]
+        dtype = frame.schema[c]
+        if not ok(dtype):
+            raise SchemaError(f"{source}: candidate column '{c}' must be {word}, got {dtype}")
+        if frame[c].null_count():
+            raise SchemaError(f"{source}: candidate column '{c}' has {frame[c].null_count()} null value(s)")
+        if isinstance(dtype, pl.Datetime):
+            e = pl.col(c) if dtype.time_zone else pl.col(c).dt.replace_time_zone("UTC")
+            casts.append(e.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        elif c in ("update_type", "client"):
+            casts.append(pl.col(c).cast(pl.String))
+        else:
+            casts.append(pl.col(c).cast(pl.Int64))
+    return frame.with_columns(casts)

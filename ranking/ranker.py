@@ -1,0 +1,241 @@
+"""FeedRanker: scores candidate rows with a trained model; plugs into the simulator.
+
+``FeedRanker.rank(candidates, history, rng)`` is the simulator's ranker
+protocol (:class:`simulate.rankers.Ranker`): features of every candidate come
+from the history snapshot (:func:`ranking.features.candidate_features`, with
+position 0 since it is unknown before ranking), the heads and regressions
+predict, and the value function scores.  :meth:`FeedRanker.rank_frame` returns
+every prediction, the score and the 1-based rank per request.
+
+Two presets for A/B tests (:func:`preset_rankers`):
+
+* ``engagement_only``: base features (no dwell), click/viral weights, lambda = 0;
+* ``with_pskip``: dwell features and the default skip penalty lambda > 0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from logs.errors import ConfigError, SchemaError
+from logs.history import HistoryTables
+from logs.io import scan_logs, write_parquet
+from ranking.features import (
+    candidate_features,
+    history_from_logs,
+    member_profiles,
+    validate_candidates,
+    validate_feature_matrix,
+)
+from ranking.train import RankerModel, TrainConfig, load_model, train_ranker
+from ranking.value import ValueWeights, value_function
+
+__all__ = ["FeedRanker", "rank_within_requests", "preset_rankers", "rank_candidates_file"]
+
+
+def rank_within_requests(scores: pl.DataFrame, top_k: int | None = None, key: str = "request_id") -> pl.DataFrame:
+    """Add ``rank`` (1 = best, by descending ``score``, ties by row order) within each ``key``.
+
+    Keeps only ranks <= ``top_k`` when given; row order is otherwise kept.
+    Without a ``key`` column all rows form one request.
+    """
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"top_k must be an integer >= 1, got {top_k!r}")
+    rank = pl.col("score").rank("ordinal", descending=True)
+    rank = rank.over(key) if key in scores.columns else rank
+    out = scores.with_columns(rank.cast(pl.Int32).alias("rank"))
+    return out.filter(pl.col("rank") <= top_k) if top_k is not None else out
+
+
+class FeedRanker:
+    """Scores (member, candidate update) rows with a :class:`~ranking.train.RankerModel`.
+
+    Parameters
+    ----------
+    model : RankerModel
+    weights : ValueWeights, optional
+        Value-function weights; default: the model's (its ``weights.json``).
+    profiles : polars.DataFrame, optional
+        member_id + profile columns; default: the snapshot in the model.
+    num_threads : int
+        LightGBM prediction threads (0 = OpenMP's default; 1 is fastest for
+        one request and on a busy machine).
+
+    Attributes
+    ----------
+    skip_threshold_s : float or None
+        The model's T_skip when its features use dwell, so that the simulator
+        counts not-skipped impressions with the threshold the model learned
+        on; None otherwise.
+    """
+
+    def __init__(
+        self,
+        model: RankerModel,
+        weights: ValueWeights | None = None,
+        profiles: pl.DataFrame | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.model = model
+        self.weights = weights or model.weights
+        self.profiles = profiles if profiles is not None else model.profiles
+        self.num_threads = num_threads
+        self.skip_threshold_s = model.t_skip_s if model.feature_set.uses_dwell else None
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], **kwargs: Any) -> FeedRanker:
+        """A ranker over the model directory ``directory`` (keyword arguments as in the constructor)."""
+        return cls(load_model(directory), **kwargs)
+
+    @property
+    def feature_set(self) -> Any:
+        return self.model.feature_set
+
+    def features(self, candidates: pl.DataFrame, history: HistoryTables, source: str = "candidates") -> np.ndarray:
+        """Feature matrix, shape (n_rows, n_features), position 0 for every row."""
+        if self.skip_threshold_s is not None and abs(history.skip_threshold_s - self.skip_threshold_s) > 1e-9:
+            raise ConfigError(
+                f"history counts not-skipped impressions at {history.skip_threshold_s} s but the model's dwell "
+                f"features were trained at T_skip = {self.skip_threshold_s} s"
+            )
+        frame = candidate_features(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
+        return frame.to_numpy()
+
+    def predict_features(self, X: np.ndarray) -> pl.DataFrame:
+        """Every prediction and the score for a feature matrix (columns as ``feature_set.columns``)."""
+        preds = self.model.predict(X, self.num_threads)
+        score = value_function(preds, self.weights)
+        return pl.DataFrame({**preds, "score": score})
+
+    def score_frame(self, frame: pl.DataFrame, source: str = "candidates") -> pl.DataFrame:
+        """Predictions and score for a frame that already holds the feature columns.
+
+        A missing ``position`` column is read as 0.  Raises :class:`SchemaError`
+        naming a missing, non-numeric or non-finite feature.
+        """
+        fs = self.model.feature_set
+        if "position" not in frame.columns:
+            frame = frame.with_columns(pl.lit(0, pl.Int32).alias("position"))
+        validate_feature_matrix(frame, fs, source)
+        return self.predict_features(frame.select([pl.col(c).cast(pl.Float64) for c in fs.columns]).to_numpy())
+
+    def predict(self, candidates: pl.DataFrame, history: HistoryTables) -> pl.DataFrame:
+        """Predictions and score of candidate rows (row-aligned)."""
+        return self.predict_features(self.features(candidates, history))
+
+    def rank_frame(self, candidates: pl.DataFrame, history: HistoryTables, top_k: int | None = None) -> pl.DataFrame:
+        """request_id, member_id, update_id, every prediction, score and rank per request."""
+        preds = self.predict(candidates, history)
+        keys = candidates.select([c for c in ("request_id", "member_id", "update_id") if c in candidates.columns])
+        return rank_within_requests(pl.concat([keys, preds], how="horizontal"), top_k)
+
+    def predict_from_logs(self, candidates: pl.DataFrame, logs_dir: str | os.PathLike[str], source: str = "candidates") -> pl.DataFrame:
+        """Predictions and score of candidate rows, with history counted from a logs directory.
+
+        Each request sees impressions of days before its own (UTC) day, dated
+        by session start, exactly as in training and in the simulator.
+        Member profiles come from the logs' members table.
+        """
+        cand = validate_candidates(candidates, source).with_row_index("_row")
+        tables = scan_logs(logs_dir, ("impressions", "sessions", "updates", "members"))
+        profiles = member_profiles(tables["members"])
+        days = cand.select(pl.col("request_ts").dt.date().unique().sort()).to_series().to_list()
+        parts = []
+        for day in days:  # one history snapshot per request day (a handful), not per row
+            rows = cand.filter(pl.col("request_ts").dt.date() == day)
+            history = history_from_logs(tables["impressions"], tables["sessions"], tables["updates"], day, self.model.t_skip_s)
+            feats = candidate_features(rows, history, profiles, self.model.feature_set, position=0, source=source)
+            parts.append(pl.concat([rows.select("_row"), feats], how="horizontal"))
+        frame = pl.concat(parts).sort("_row").drop("_row")
+        return self.predict_features(frame.to_numpy())
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> Any:
+        """The simulator's ranker protocol: scores of candidate rows (higher first)."""
+        from simulate.rankers import RankOutput
+
+        scores = value_function(self.model.predict(self.features(candidates, history), self.num_threads), self.weights)
+        return RankOutput(scores=scores)
+
+
+def preset_rankers(
+    logs: Any,
+    *,
+    t_skip_s: float = 2.5,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+) -> dict[str, FeedRanker]:
+    """The two A/B arms of the post, trained on the same logs.
+
+    Returns
+    -------
+    dict
+        ``engagement_only``: base features, the model's click/viral weights,
+        skip penalty 0.  ``with_pskip``: dwell features, default weights
+        including lambda > 0.  Both use ``t_skip_s`` for their labels.
+    """
+    base_cfg = config or TrainConfig(t_skip_s=t_skip_s, seed=seed, baselines=False, skip_lift=False)
+    from dataclasses import replace
+
+    base = train_ranker(logs, config=replace(base_cfg, feature_set="base"))
+    dwell = train_ranker(logs, config=replace(base_cfg, feature_set="dwell"))
+    return {
+        "engagement_only": FeedRanker(base, weights=base.weights.engagement_only()),
+        "with_pskip": FeedRanker(dwell),
+    }
+
+
+def _read_candidates(path: str | os.PathLike[str]) -> pl.DataFrame:
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise SchemaError(f"{p}: no such candidates file (expected Parquet)")
+    if p.is_dir() or p.stat().st_size == 0:
+        raise SchemaError(f"{p}: candidates file is empty or a directory, expected Parquet")
+    try:
+        frame = pl.read_parquet(p)
+    except Exception as exc:  # polars raises several types for unreadable input
+        raise SchemaError(f"{p}: not a readable Parquet file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    if frame.height == 0:
+        raise SchemaError(f"{p}: candidates file has no rows")
+    return frame
+
+
+def rank_candidates_file(
+    model_dir: str | os.PathLike[str],
+    candidates: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    top_k: int | None = None,
+    logs_dir: str | os.PathLike[str] | None = None,
+    weights: ValueWeights | None = None,
+) -> pl.DataFrame:
+    """Score a Parquet candidate file and write every prediction, score and rank.
+
+    The candidate file either holds the model's feature columns (``position``
+    optional, read as 0), or the candidate key columns
+    (:data:`ranking.features.CANDIDATE_COLUMNS`) and ``logs_dir`` is given to
+    compute features from the history before each request's day.
+
+    Output: request_id, member_id, update_id (those present), ``p_*``,
+    ``down_*``, ``up_*``, ``score``, ``rank`` (1 = best within request_id),
+    only ranks <= ``top_k`` when given; written atomically, nothing on error.
+    """
+    if top_k is not None:
+        rank_within_requests(pl.DataFrame({"score": [0.0]}), top_k)  # validates top_k before any work
+    ranker = FeedRanker.load(model_dir, weights=weights)
+    frame = _read_candidates(candidates)
+    source = str(candidates)
+    fs = ranker.feature_set
+    has_features = all(c in frame.columns for c in fs.columns if c != "position")
+    if has_features or logs_dir is None:
+        preds = ranker.score_frame(frame, source=source)
+    else:
+        preds = ranker.predict_from_logs(frame, logs_dir, source=source)
+    keys = frame.select([c for c in ("request_id", "member_id", "update_id") if c in frame.columns])
+    result = rank_within_requests(pl.concat([keys, preds], how="horizontal"), top_k)
+    write_parquet(result, out)
+    return result

@@ -1,0 +1,197 @@
+"""Named rankers for A/B runs: built-in presets, trained presets and model directories.
+
+``resolve_ranker(spec, context)`` turns what a user types after ``--control``
+or ``--treatment`` into a :class:`~simulate.rankers.Ranker`:
+
+* ``random``, ``popularity`` -- the simulator's built-in rankers;
+* ``oracle`` -- ranks by the true engagement probability (knows latent tastes;
+  an upper reference, not a deployable ranker);
+* ``engagement-only`` -- the ranking engine's value function with click and
+  viral heads only (base features, no skip penalty), trained on a warm-up
+  simulated period;
+* ``with-pskip`` -- the same plus the P(skip) head and dwell features, with a
+  skip penalty;
+* a path to a model directory saved by the ranking engine.
+
+The ranking engine is imported lazily, inside the functions that need it, so
+``simulate`` does not depend on ``ranking`` at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from logs.errors import ConfigError, DwellrankError
+from simulate.config import WorldConfig
+from simulate.rankers import PopularityRanker, RandomRanker, Ranker
+from simulate.truth import OracleRanker, world_members
+
+__all__ = ["PRESETS", "PresetContext", "resolve_ranker"]
+
+
+@dataclass
+class PresetContext:
+    """What presets may need: the experiment's world and seed, and warm-up settings.
+
+    Attributes
+    ----------
+    world : WorldConfig
+        The world the A/B test simulates (the oracle replays its members).
+    seed : int
+        The A/B test's seed.
+    warmup_members, warmup_days : int
+        Size of the warm-up simulation that trained presets learn from.
+    t_skip_s : float, seconds, optional
+        T_skip for the trained presets' skip label; default the world's truth.
+    """
+
+    world: WorldConfig
+    seed: int
+    warmup_members: int = 2000
+    warmup_days: int = 14
+    t_skip_s: float | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def warmup_result(self) -> Any:
+        """The warm-up simulation (built once): popularity ranking with exploration, so every update gets shown."""
+        if "warmup" not in self._cache:
+            from simulate.engine import simulate
+            from simulate.ope import ExplorationRanker
+
+            cfg = self.world.replace(n_members=self.warmup_members, n_days=self.warmup_days)
+            seed = int(np.random.SeedSequence(self.seed).spawn(2)[1].generate_state(1)[0])
+            self._cache["warmup"] = simulate(cfg, seed=seed, ranker=ExplorationRanker(PopularityRanker(), 1.0))
+        return self._cache["warmup"]
+
+    def experiment_members(self) -> Any:
+        """The experiment world's members table (members are drawn first, so one simulated day gives them)."""
+        if "members" not in self._cache:
+            from simulate.engine import simulate
+
+            self._cache["members"] = simulate(self.world.replace(n_days=1), seed=self.seed).tables["members"]
+        return self._cache["members"]
+
+
+def _random(ctx: PresetContext) -> Ranker:
+    return RandomRanker()
+
+
+def _popularity(ctx: PresetContext) -> Ranker:
+    return PopularityRanker()
+
+
+def _oracle(ctx: PresetContext) -> Ranker:
+    return OracleRanker(ctx.world, world_members(ctx.world, ctx.seed))
+
+
+def _trained(name: str, key: str) -> Callable[[PresetContext], Ranker]:
+    """A preset trained by the ranking engine (``ranking.preset_rankers``) on the warm-up run.
+
+    The model serves the experiment's own members: their profile snapshot is
+    taken from the experiment world (same seed, so the same members), not from
+    the warm-up population the heads were trained on.
+    """
+
+    def build(ctx: PresetContext) -> Ranker:
+        try:
+            import ranking
+        except ImportError as exc:  # pragma: no cover - ranking ships with dwellrank
+            raise ConfigError(f"preset {name!r} needs the ranking engine (package 'ranking'), which failed to import: {exc}") from exc
+        presets = getattr(ranking, "preset_rankers", None)
+        if presets is None or not hasattr(ranking, "FeedRanker"):
+            raise ConfigError(
+                f"preset {name!r} needs the ranking engine's preset_rankers() and FeedRanker, which this build of 'ranking' "
+                "does not provide; use 'popularity', 'random', 'oracle' or a model directory"
+            )
+        if "trained" not in ctx._cache:
+            t_skip = ctx.t_skip_s if ctx.t_skip_s is not None else ctx.world.t_skip_s
+            trained = presets(ctx.warmup_result(), t_skip_s=t_skip, seed=ctx.seed)
+            profiles = ranking.features.member_profiles(ctx.experiment_members())
+            ctx._cache["trained"] = {
+                k: ranking.FeedRanker(r.model, weights=r.weights, profiles=profiles) for k, r in trained.items()
+            }
+        ranker = ctx._cache["trained"][key]
+        ranker.description = name
+        return ranker
+
+    return build
+
+
+#: Preset name -> (factory, one-line description).
+PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
+    "random": (_random, "uniformly random order"),
+    "popularity": (_popularity, "past clicks + virals per impression"),
+    "oracle": (_oracle, "true engagement probability (knows latent tastes; reference only)"),
+    "engagement-only": (_trained("engagement-only", "engagement_only"), "click/viral heads, base features, no skip penalty"),
+    "with-pskip": (_trained("with-pskip", "with_pskip"), "click/viral + P(skip) heads, dwell features, skip penalty"),
+}
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or "/" in spec or spec.startswith((".", "~")) or Path(spec).exists()
+
+
+def resolve_ranker(spec: str, context: PresetContext, arg: str = "ranker") -> Ranker:
+    """A ranker from a preset name or a model directory.
+
+    Parameters
+    ----------
+    spec : str
+        A name in :data:`PRESETS` or a path to a saved model directory.
+    context : PresetContext
+    arg : str
+        Name of the option being resolved, for error messages (e.g. ``"--control"``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset, model directory missing or incompatible, or the ranking
+        engine is not available for a preset that needs it.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{arg} must be a preset ({', '.join(PRESETS)}) or a model directory, got {spec!r}")
+    if spec in PRESETS:
+        ranker = PRESETS[spec][0](context)
+        if not getattr(ranker, "description", None):
+            try:
+                ranker.description = spec  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        return ranker
+    if not _looks_like_path(spec):
+        raise ConfigError(f"{arg}: unknown preset {spec!r}; choose one of {', '.join(PRESETS)} or give a model directory")
+    return _load_model_dir(Path(spec).expanduser(), arg, context)
+
+
+def _load_model_dir(path: Path, arg: str, context: PresetContext) -> Ranker:
+    """A FeedRanker over a saved model, serving the experiment's members (their profile snapshot)."""
+    if not path.exists():
+        raise ConfigError(f"{arg}: model directory {str(path)!r} not found")
+    if not path.is_dir():
+        raise ConfigError(f"{arg}: {str(path)!r} is a file, expected a model directory saved by the ranking engine")
+    try:
+        from ranking import FeedRanker  # type: ignore[attr-defined]
+        from ranking.features import member_profiles
+    except ImportError as exc:
+        raise ConfigError(
+            f"{arg}: loading model directory {str(path)!r} needs the ranking engine's FeedRanker, which this build of 'ranking' does not provide yet"
+        ) from exc
+    try:
+        model = FeedRanker.load(path, profiles=member_profiles(context.experiment_members()))
+    except DwellrankError as exc:
+        raise ConfigError(f"{arg}: model directory {str(path)!r} is incompatible or unreadable: {exc}") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{arg}: model directory {str(path)!r} is incompatible or unreadable: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(model, "rank"):
+        raise ConfigError(f"{arg}: model in {str(path)!r} has no rank(candidates, history, rng) method")
+    try:
+        model.description = path.name
+    except AttributeError:
+        pass
+    return model

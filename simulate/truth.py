@@ -1,0 +1,133 @@
+"""Ground-truth helpers: the true expected reward of showing an update, and an oracle ranker.
+
+Estimators never import this module; tests and the A/B harness use it to
+compare estimates with what the simulated world really does.  Everything is
+a closed form of the response model in :mod:`simulate.world`
+(:func:`~simulate.world.engage_probability` and
+:func:`~simulate.world.action_probabilities`), so the truth has no Monte
+Carlo noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from logs.errors import ConfigError
+from logs.history import HistoryTables
+from simulate.config import WorldConfig
+from simulate.intents import make_intents
+from simulate.rankers import RankOutput
+from simulate.world import Members, action_probabilities, engage_probability, sample_members
+
+__all__ = ["REWARDS", "OracleRanker", "expected_reward", "world_members"]
+
+#: Rewards with a closed-form truth: observable ones (click, viral, not_skipped) and the latent ``engaged``.
+REWARDS = ("click", "viral", "not_skipped", "engaged")
+
+
+def world_members(config: WorldConfig, seed: int) -> Members:
+    """The latent members of the world that ``simulate(config, seed)`` builds.
+
+    :func:`simulate.engine.simulate` draws the intents and then the members
+    first from ``numpy.random.default_rng(seed)``; this replays exactly those
+    draws.  Tests check the replay against ``truth_tables['impressions']``.
+
+    Raises
+    ------
+    ConfigError
+        ``seed`` is not a non-negative integer (a Generator cannot be replayed).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer to replay the world, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    intents = make_intents(config.n_intents, rng)
+    return sample_members(config, intents, rng)
+
+
+def expected_reward(
+    config: WorldConfig,
+    members: Members,
+    member: np.ndarray,
+    utype: np.ndarray,
+    topic: np.ndarray,
+    quality: np.ndarray,
+    position: np.ndarray | int,
+    reward: str = "click",
+) -> np.ndarray:
+    """True expected reward of showing each update to each member at a position.
+
+    Parameters
+    ----------
+    config : WorldConfig
+    members : Members
+        From :func:`world_members`.
+    member, utype, topic : ndarray of int, shape (n,)
+        Member index, update-type code (index into ``config.update_types``), topic.
+    quality : ndarray of float, shape (n,)
+        The update's latent quality (``truth_tables['updates'].quality``).
+    position : int or ndarray of int
+        0-based feed position.
+    reward : {'click', 'viral', 'not_skipped', 'engaged'}
+        ``click``: P(click); ``viral``: P(react or comment or share);
+        ``not_skipped``: P(dwell >= t_skip or an action); ``engaged``: P(engage).
+
+    Returns
+    -------
+    ndarray of float, shape (n,), probabilities
+    """
+    if reward not in REWARDS:
+        raise ConfigError(f"reward must be one of {list(REWARDS)}, got {reward!r}")
+    member = np.asarray(member, dtype=np.int64)
+    utype = np.asarray(utype, dtype=np.int64)
+    pos = np.broadcast_to(np.asarray(position), member.shape)
+    p_engage, affinity = engage_probability(config, members, member, utype, np.asarray(topic), np.asarray(quality, float), pos)
+    if reward == "engaged":
+        return p_engage
+    if reward == "not_skipped":
+        from scipy.special import ndtr
+
+        # Engaged dwell is always >= t_skip; skipped dwell is log-normal(median, sigma) per type.
+        median = np.asarray(config.skip_dwell_median_s)[utype]
+        p_long = 1.0 - ndtr((np.log(config.t_skip_s) - np.log(median)) / config.skip_dwell_sigma)
+        return p_engage + (1.0 - p_engage) * p_long
+    probs = action_probabilities(config, affinity, utype)  # (4, n): click, react, comment, share | engaged
+    if reward == "click":
+        return p_engage * probs[0]
+    # The three viral draws are independent given engagement.
+    return p_engage * (1.0 - np.prod(1.0 - probs[1:], axis=0))
+
+
+class OracleRanker:
+    """Ranks by the true engagement logit, knowing members' latent tastes.
+
+    A ranker no real system could build: it uses each member's true topic
+    interest and type preference and each author's mean quality (the update's
+    own quality noise is unknown to it).  It is the "clearly better" arm for
+    checking that the A/B harness detects a known effect.
+
+    Parameters
+    ----------
+    config : WorldConfig
+    members : Members
+        From :func:`world_members` for the same config and seed as the simulation.
+    """
+
+    def __init__(self, config: WorldConfig, members: Members) -> None:
+        self.config = config
+        self.members = members
+        self._type_code = {t: i for i, t in enumerate(config.update_types)}
+
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
+        utype = candidates["update_type"].replace_strict(self._type_code, return_dtype=pl.Int64).to_numpy()
+        author = candidates["author_id"].to_numpy()
+        p, _ = engage_probability(
+            self.config,
+            self.members,
+            candidates["member_id"].to_numpy(),
+            utype,
+            candidates["topic"].to_numpy().astype(np.int64),
+            self.members.author_quality[author],
+            np.zeros(candidates.height, dtype=np.int64),
+        )
+        return RankOutput(scores=p)

@@ -1,0 +1,95 @@
+"""Intent mining: the vectorised, weighted LDA against scikit-learn on the expanded corpus, and the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import LatentDirichletAllocation
+
+from engagement import LdaConfig, match_intents, mine_intents
+from engagement.intents import LdaFit, dedupe_counts, e_step, fit_lda, perplexity
+
+
+def _corpus(seed: int = 0, n: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    topics = rng.dirichlet(np.full(10, 0.3), size=3)
+    z = rng.integers(0, 3, n)
+    return np.stack([rng.multinomial(1 + rng.poisson(3), topics[k]) for k in z])
+
+
+def _sklearn_with(components: np.ndarray) -> LatentDirichletAllocation:
+    k, v = components.shape
+    lda = LatentDirichletAllocation(n_components=k, learning_method="batch", random_state=0, max_iter=1)
+    lda.fit(np.ones((2, v)))  # sets the internal attributes; replaced below
+    lda.components_ = components.copy()
+    from sklearn.decomposition._lda import _dirichlet_expectation_2d
+
+    lda.exp_dirichlet_component_ = np.exp(_dirichlet_expectation_2d(components))
+    return lda
+
+
+def test_dedupe_weights_count_the_repeats() -> None:
+    counts = np.array([[1, 0], [0, 2], [1, 0], [0, 0], [1, 0]])
+    x, w = dedupe_counts(counts)
+    assert x.tolist() == [[0, 2], [1, 0]] and w.tolist() == [1, 3]  # the empty session is dropped
+
+
+def test_weighted_e_step_equals_sklearn_on_the_expanded_corpus() -> None:
+    """Reference: scikit-learn 1.x ``LatentDirichletAllocation._e_step`` (deterministic start) on repeated rows."""
+    counts = _corpus()
+    x, w = dedupe_counts(counts)
+    lam = np.random.default_rng(1).gamma(100.0, 0.01, (3, 10))
+    gamma, sstats = e_step(x, lam, 1 / 3, weights=w)
+    lda = _sklearn_with(lam)
+    sk_gamma, sk_sstats = lda._e_step(np.repeat(x, w.astype(int), axis=0), cal_sstats=True, random_init=False)
+    # scikit-learn's Cython digamma is an approximation (~1e-6 relative); scipy's is exact.
+    np.testing.assert_allclose(np.repeat(gamma, w.astype(int), axis=0), sk_gamma, rtol=1e-5)
+    np.testing.assert_allclose(sstats, sk_sstats, rtol=1e-5)
+
+
+def test_weighted_perplexity_equals_sklearn_on_the_expanded_corpus() -> None:
+    counts = _corpus(seed=2)
+    x, w = dedupe_counts(counts)
+    lam = np.random.default_rng(3).gamma(100.0, 0.01, (3, 10)) * 50
+    fit = LdaFit(components=lam, doc_topic_prior=1 / 3, topic_word_prior=1 / 3, n_iter=0)
+    ours = perplexity(x, w, fit)
+    ref = _sklearn_with(lam).perplexity(np.repeat(x, w.astype(int), axis=0))
+    assert ours == pytest.approx(ref, rel=1e-6)
+
+
+def test_fit_reaches_sklearn_perplexity() -> None:
+    """At equal K the weighted fit is as good as scikit-learn's batch fit on the expanded corpus.
+
+    Both objectives are multimodal, so the best of a few restarts is compared (scikit-learn 1.x,
+    ``learning_method="batch"``, ``max_iter=200``, random_state 0 and 1).
+    """
+    counts = _corpus(seed=4, n=600)
+    x, w = dedupe_counts(counts)
+    ours = min(perplexity(x, w, fit_lda(x, w, 3, np.random.default_rng(s), LdaConfig(tol=1e-4, max_iter=500))) for s in range(6))
+    ref = min(
+        perplexity(x, w, LdaFit(components=sk.components_, doc_topic_prior=1 / 3, topic_word_prior=1 / 3, n_iter=0))
+        for sk in (LatentDirichletAllocation(3, learning_method="batch", max_iter=200, random_state=r).fit(counts) for r in (0, 1))
+    )
+    assert ours <= ref * 1.005
+
+
+def test_match_intents_recovers_a_permutation() -> None:
+    t = np.random.default_rng(0).dirichlet(np.full(10, 0.3), size=5)
+    perm = np.array([3, 0, 4, 1, 2])
+    pairs, cos = match_intents(t[perm], t)
+    assert (pairs[:, 1] == perm).all() and np.allclose(cos, 1.0)
+
+
+def test_lda_on_the_simulated_world_against_the_true_intents(eng_world, eng_data) -> None:
+    """Ground truth: the simulator's intent profiles.  Recovery is reported, with a floor well below the issue's 0.9.
+
+    The issue asks for >= 0.9 on average with the perplexity-chosen K; here K is searched in 6..8 to keep the test short.
+    """
+    truth = np.array([i["profile"] for i in eng_world.truth["intents"]])
+    intents = mine_intents(eng_data.session_counts, np.random.default_rng(0), LdaConfig(k_min=6, k_max=8, restarts=2))
+    _, cos = match_intents(intents.profiles, truth)
+    print(f"LDA K={intents.k}, matched cosine {np.round(cos, 3).tolist()}, mean {cos.mean():.3f}")
+    assert 6 <= intents.k <= 8 and set(intents.perplexity) == {6, 7, 8}
+    assert np.allclose(intents.profiles.sum(axis=1), 1.0)
+    assert cos.mean() >= 0.9
+    assert len(intents.top_events()[0]) == 3
