@@ -276,6 +276,8 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--future-days", type=int, default=14, show_default=True, help="Future (label) window, days."),
             click.option("--min-sessions", type=int, default=7, show_default=True, help="Drop members with fewer valid history sessions."),
             click.option("--max-sessions", type=int, default=64, show_default=True, help="Most recent history sessions kept per member."),
+            click.option("--k-min", type=int, default=2, show_default=True, help="Fewest LDA intents searched."),
+            click.option("--k-max", type=int, default=10, show_default=True, help="Most LDA intents searched (by held-out perplexity)."),
         ]
     ):
         f = opt(f)
@@ -294,22 +296,22 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @click.option("--quiet", is_flag=True, help="No progress or summary.")
 def forecast_train(logs_dir: str, task: str, out: str, history_days: int, future_days: int, min_sessions: int, max_sessions: int,
-                   seed: int, epochs: int, batch_size: int, device: str, overwrite: bool, quiet: bool) -> None:
+                   k_min: int, k_max: int, seed: int, epochs: int, batch_size: int, device: str, overwrite: bool, quiet: bool) -> None:
     """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
-    from engagement import TrainConfig, WindowConfig, build_dataset, read_logs, train_forecaster
-    from logs.io import atomic_dir
+    from engagement import LdaConfig, TrainConfig, WindowConfig, build_dataset, read_logs, train_forecaster
+    from engagement.forecaster import check_output_dir
 
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
     tc = TrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
-    with atomic_dir(out, overwrite=overwrite):  # refuse a non-empty --out before any work
-        pass
+    lda = LdaConfig(k_min=k_min, k_max=k_max)
+    check_output_dir(out, overwrite)  # refuse a non-empty --out before any work, creating nothing
     data = build_dataset(read_logs(logs_dir), window)
 
     def show(epoch: int, train_loss: float, val_loss: float) -> None:
         if not quiet:
             click.echo(f"  epoch {epoch:>3}  train loss {train_loss:.4f}  val loss {val_loss:.4f}", err=True)
 
-    fc, history, pca_input = train_forecaster(data, task, seed=seed, train_config=tc, progress=show)
+    fc, history, pca_input = train_forecaster(data, task, seed=seed, train_config=tc, lda_config=lda, progress=show)
     fc.save(out, overwrite=overwrite, history=history, pca=pca_input)
     if not quiet:
         m = fc.meta["test_metrics"]
@@ -356,24 +358,25 @@ def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, de
 @click.option("--overwrite", is_flag=True)
 @click.option("--quiet", is_flag=True)
 def forecast_compare(logs_dir: str, task: str, out: str, history_days: int, future_days: int, min_sessions: int, max_sessions: int,
-                     seeds: int, models: str, epochs: int, device: str, overwrite: bool, quiet: bool) -> None:
+                     k_min: int, k_max: int, seeds: int, models: str, epochs: int, device: str, overwrite: bool, quiet: bool) -> None:
     """Every method of the paper's Tables 3, 4 and 6 over several seeds; prints a Table-3-style table."""
     import numpy as np
 
-    from engagement import MODELS, TrainConfig, WindowConfig, build_dataset, compare, format_table, mine_intents, read_logs
+    from engagement import MODELS, LdaConfig, TrainConfig, WindowConfig, build_dataset, compare, format_table, mine_intents, read_logs
+    from engagement.forecaster import check_output_dir
     from engagement.report import write_comparison
     from logs.errors import ConfigError
-    from logs.io import atomic_dir
 
     names = MODELS if models.strip() == "all" else tuple(m.strip() for m in models.split(",") if m.strip())
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
     tc = TrainConfig(max_epochs=epochs, device=device)
-    with atomic_dir(out, overwrite=overwrite):
-        pass
+    lda = LdaConfig(k_min=k_min, k_max=k_max)
+    check_output_dir(out, overwrite)
     data = build_dataset(read_logs(logs_dir), window)
-    intents = mine_intents(data.session_counts, np.random.default_rng(0))
+    # Intents are mined once, unsupervised, from every member's history sessions (no labels, no future data).
+    intents = mine_intents(data.session_counts, np.random.default_rng(0), lda)
     if not quiet:
         click.echo(f"{data.n_members} members pass the filter; LDA chose K = {intents.k} intents", err=True)
 
@@ -434,7 +437,7 @@ def train(logs_dir: str, out: str, t_skip_s: float | None, feature_set: str, see
             m = d["metrics"]
             base = f"  LR-only AUC {m['lr_only']['auc']:.3f}" if "lr_only" in m else ""
             g = m["gbdt_lr"]
-            click.echo(f"  P({h:<7}) AUC {g['auc']:.3f}  NE {g['ne']:.3f}  calibration {g['calibration']:.3f}{base}")
+            click.echo(f"  P({h:<10}) AUC {g['auc']:.3f}  NE {g['ne']:.3f}  calibration {g['calibration']:.3f}{base}")
         if "skip_dwell_lift" in r:
             lift = r["skip_dwell_lift"]
             click.echo(f"  P(skip) AUC with dwell features {lift['auc_dwell']:.3f} vs without {lift['auc_base']:.3f}")

@@ -96,11 +96,11 @@ class LdaConfig:
     k_min: int = 2
     k_max: int = 10
     holdout: float = 0.1
-    max_iter: int = 200
+    max_iter: int = 100
     tol: float = 1e-3
     doc_iter: int = 100
     doc_tol: float = 1e-3
-    restarts: int = 3
+    restarts: int = 2
     doc_topic_prior: float | None = None
     topic_word_prior: float | None = None
 

@@ -41,7 +41,7 @@ from logs.errors import ConfigError, DwellrankError
 from logs.io import atomic_dir, write_json
 from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
-__all__ = ["Forecaster", "train_forecaster", "write_scores", "MODEL_KIND"]
+__all__ = ["Forecaster", "train_forecaster", "write_scores", "check_output_dir", "MODEL_KIND"]
 
 MODEL_KIND = "dwellrank.engagement.digmn"
 _FORMAT = 1
@@ -114,7 +114,7 @@ class Forecaster:
             if history is not None:
                 plot_loss(history, tmp / "loss_curve.png", title=f"DIGMN, {self.task}-level task")
             if pca is not None:
-                plot_intent_pca(pca[0], pca[1], [f"intent {k}" for k in range(self.intents.k)], tmp / "intent_pca.png")
+                plot_intent_pca(pca[0], pca[1], self.intents.labels(), tmp / "intent_pca.png")
         return target
 
     @classmethod
@@ -235,3 +235,20 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike[str], overwrite: 
         raise OutputExistsError(f"{p}: file exists (pass --overwrite to replace it)")
     write_parquet(scores, p)
     return p
+
+
+def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse, before any work and without creating anything, an output directory that cannot be written.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
+    """
+    from logs.errors import OutputExistsError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputExistsError(f"{p}: exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{p}: directory is not empty (pass --overwrite to replace it)")

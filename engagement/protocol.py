@@ -35,7 +35,7 @@ from engagement.train import (
     torch_seed,
 )
 from logs.errors import ConfigError
-from logs.schema import EVENT_TYPES
+from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
 __all__ = ["MODELS", "ModelResult", "build_digmn", "matched_hidden", "run_model", "compare", "summarize_runs"]
 
@@ -201,8 +201,11 @@ def compare(
             if progress is not None:
                 progress(seed, name, res)
     return {
+        "schema_version": SCHEMA_VERSION,
         "task": task,
         "metric": primary_metric(task),
+        "window": data.window.to_dict(),
+        "n_intents": intents.k,
         "seeds": list(seeds),
         "n_members": data.n_members,
         "split_sizes": {"train": int(round(0.8 * data.n_members)), "val": int(round(0.1 * data.n_members))},

@@ -125,4 +125,5 @@ def write_comparison(result: dict[str, Any], intents_dict: dict[str, Any], out: 
         write_json(tmp / "intents.json", intents_dict)
         plot_comparison(result, tmp / "comparison.png")
         if pca_input is not None:
-            plot_intent_pca(pca_input[0], pca_input[1], [f"intent {k}" for k in range(intents_dict["k"])], tmp / "intent_pca.png")
+            names = intents_dict.get("labels") or [f"intent {k}" for k in range(intents_dict["k"])]
+            plot_intent_pca(pca_input[0], pca_input[1], names, tmp / "intent_pca.png")

@@ -44,6 +44,7 @@ from ranking.train import train_ranker
 from ranking.value import ValueWeights
 from ranking.value import default_weights
 from ranking.value import load_weights
+from ranking.value import needed_predictions
 from ranking.value import save_weights
 from ranking.value import value_function
 
@@ -86,6 +87,7 @@ __all__ = [
     "history_from_logs",
     "load_model",
     "load_weights",
+    "needed_predictions",
     "normalized_entropy",
     "preset_rankers",
     "rank_candidates_file",

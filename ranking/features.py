@@ -81,6 +81,7 @@ LABELS: dict[str, str] = {
     "comment": "commented",
     "share": "shared",
     "skip": "dwell_s < T_skip and no click/viral action",
+    "long_dwell": "dwell_s > T_long",
 }
 
 # Raw count columns (history strictly before the request's day), by history table.
@@ -290,8 +291,16 @@ def candidate_features(
     else:
         pos = pl.lit(pl.Series("position", np.asarray(position)))
     lf = candidates.lazy().select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position")).with_row_index("_row")
+    wanted = {k: candidates[k].unique().implode() for k in ("member_id", "update_id")}
     for name, (keys, cols) in _RAW.items():
-        table = getattr(history, name).lazy().select(*keys, *[pl.col(k).alias(v) for k, v in cols.items()])
+        # Keep only the candidates' members/updates first: a filter scan is far cheaper than
+        # hashing a large table (member x author grows with the log) for a small request.
+        table = (
+            getattr(history, name)
+            .lazy()
+            .filter(pl.col(keys[0]).is_in(wanted[keys[0]]))
+            .select(*keys, *[pl.col(k).alias(v) for k, v in cols.items()])
+        )
         lf = lf.join(table, on=list(keys), how="left")
     lf = lf.join(profiles.lazy(), on="member_id", how="left")
     frame = lf.sort("_row").collect()
@@ -353,6 +362,7 @@ def training_frame(
     tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
     feature_set: str | FeatureSet,
     t_skip_s: float,
+    t_long_s: float = 10.0,
 ) -> pl.DataFrame:
     """Features and labels for every impression of a log (the batch path).
 
@@ -364,6 +374,8 @@ def training_frame(
     feature_set : str or FeatureSet
     t_skip_s : float, seconds
         Threshold of the not-skipped counts and of the ``skip`` label.
+    t_long_s : float, seconds
+        Threshold of the ``long_dwell`` label (dwell_s > t_long_s).
 
     Returns
     -------
@@ -371,12 +383,14 @@ def training_frame(
         ``session_id`` (= request_id), ``member_id``, ``update_id``, ``ts``,
         ``day`` (days since 1970-01-01 of the request), the feature columns
         (Float64, position as logged), the labels ``click``, ``react``,
-        ``comment``, ``share``, ``skip`` (Boolean) and the regression targets
-        ``downstream`` (downstream clicks + virals) and ``upstream`` (value, >= 0).
+        ``comment``, ``share``, ``skip``, ``long_dwell`` (Boolean) and the
+        regression targets ``downstream`` (downstream clicks + virals),
+        ``upstream`` (value, >= 0) and ``dwell`` (on-feed dwell, seconds).
     """
     fs = get_feature_set(feature_set)
-    if not (isinstance(t_skip_s, (int, float)) and math.isfinite(t_skip_s) and t_skip_s > 0):
-        raise SchemaError(f"t_skip_s must be a finite number > 0 seconds, got {t_skip_s!r}")
+    for name, v in (("t_skip_s", t_skip_s), ("t_long_s", t_long_s)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise SchemaError(f"{name} must be a finite number > 0 seconds, got {v!r}")
     for name in ("impressions", "sessions", "updates", "members"):
         if name not in tables:
             raise SchemaError(f"training needs the {name} table; got tables {', '.join(tables) or 'none'}")
@@ -420,6 +434,8 @@ def training_frame(
         "day",
         *[pl.col(c).alias(k) for k, c in zip(("click", "react", "comment", "share"), ACTION_COLUMNS)],
         skip_label_expr(t_skip_s).alias("skip"),
+        (pl.col("dwell_s") > t_long_s).alias("long_dwell"),
+        pl.col("dwell_s").cast(pl.Float64).alias("dwell"),
         (pl.col("downstream_clicks") + pl.col("downstream_virals")).cast(pl.Float64).alias("downstream"),
         pl.col("upstream_value").cast(pl.Float64).alias("upstream"),
     )

@@ -32,7 +32,7 @@ from ranking.features import (
     validate_feature_matrix,
 )
 from ranking.train import RankerModel, TrainConfig, load_model, train_ranker
-from ranking.value import ValueWeights, value_function
+from ranking.value import ValueWeights, needed_predictions, value_function
 
 __all__ = ["FeedRanker", "rank_within_requests", "preset_rankers", "rank_candidates_file"]
 
@@ -157,8 +157,9 @@ class FeedRanker:
         """The simulator's ranker protocol: scores of candidate rows (higher first)."""
         from simulate.rankers import RankOutput
 
-        scores = value_function(self.model.predict(self.features(candidates, history), self.num_threads), self.weights)
-        return RankOutput(scores=scores)
+        X = self.features(candidates, history)
+        only = needed_predictions(self.weights)  # the simulator needs scores only
+        return RankOutput(scores=value_function(self.model.predict(X, self.num_threads, only=only), self.weights))
 
 
 def preset_rankers(
@@ -215,8 +216,9 @@ def rank_candidates_file(
 ) -> pl.DataFrame:
     """Score a Parquet candidate file and write every prediction, score and rank.
 
-    The candidate file either holds the model's feature columns (``position``
-    optional, read as 0), or the candidate key columns
+    The candidate file either holds the model's feature columns (a
+    ``position`` column is ignored: every row is scored at slot 0, since the
+    position is unknown before ranking), or the candidate key columns
     (:data:`ranking.features.CANDIDATE_COLUMNS`) and ``logs_dir`` is given to
     compute features from the history before each request's day.
 
@@ -232,7 +234,8 @@ def rank_candidates_file(
     fs = ranker.feature_set
     has_features = all(c in frame.columns for c in fs.columns if c != "position")
     if has_features or logs_dir is None:
-        preds = ranker.score_frame(frame, source=source)
+        # Position is unknown before ranking: score every row at slot 0, as the simulator path does.
+        preds = ranker.score_frame(frame.drop("position", strict=False), source=source)
     else:
         preds = ranker.predict_from_logs(frame, logs_dir, source=source)
     keys = frame.select([c for c in ("request_id", "member_id", "update_id") if c in frame.columns])

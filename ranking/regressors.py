@@ -38,15 +38,16 @@ class RegressorConfig:
     Parameters
     ----------
     n_trees, num_leaves, learning_rate, min_child_samples
-        As in :class:`ranking.heads.HeadConfig`.
+        As in :class:`ranking.heads.HeadConfig`.  Few trees: eight regressions
+        are evaluated per candidate, and serving latency is paid per tree.
     min_rows : int
         Fewer rows with the action than this: fit a constant (the mean).
     objective : {"poisson", "tweedie"}
     """
 
-    n_trees: int = 20
+    n_trees: int = 10
     num_leaves: int = 8
-    learning_rate: float = 0.1
+    learning_rate: float = 0.2
     min_child_samples: int = 50
     min_rows: int = 200
     objective: str = "poisson"

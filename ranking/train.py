@@ -1,8 +1,10 @@
 """Training pipeline and the model directory.
 
 :func:`train_ranker` reads logs, builds the batch features of a feature set,
-holds out the last days (by time), fits the five GBDT+LR heads and the eight
-downstream/upstream regressions on the earlier days, evaluates everything on
+holds out the last days (by time), fits the GBDT+LR heads (click, react,
+comment, share, skip, and the optional long dwell) and the regressions
+(downstream and upstream per action, and the optional expected dwell) on the
+earlier days, evaluates everything on
 the held-out days against constant, LR-only and GBDT-only baselines, and sets
 the default value weights (:func:`ranking.value.default_weights`).
 
@@ -11,7 +13,7 @@ A model directory holds::
     metadata.json      schema + feature-set name/version/columns, T_skip, seed, data sizes
     weights.json       value-function weights (edit, or pass others to FeedRanker)
     heads/<h>.trees.txt, heads/<h>.lr.json          LightGBM trees, LR coefficients
-    regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]
+    regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]; regressors/dwell.*: E[dwell_s]
     profiles.parquet   member profile snapshot (member-side features at serving time)
     report.json, report.png                          held-out metrics, calibration and ROC
 
@@ -46,13 +48,15 @@ from ranking.features import (
     training_frame,
 )
 from ranking.heads import GBDTLRHead, HeadConfig, binary_metrics, calibration_bins, compare_heads
-from ranking.regressors import ACTIONS, TARGETS, ActionRegressor, RegressorConfig, poisson_deviance
-from ranking.value import ValueWeights, default_weights, load_weights, value_function
+from ranking.regressors import ACTIONS, ActionRegressor, RegressorConfig, poisson_deviance
+from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, value_function
 
-__all__ = ["HEADS", "MODEL_FORMAT", "TrainConfig", "RankerModel", "train_ranker", "load_model", "load_training_tables"]
+__all__ = ["HEADS", "REGRESSORS", "MODEL_FORMAT", "TrainConfig", "RankerModel", "train_ranker", "load_model", "load_training_tables"]
 
-#: The binary heads, in order.
-HEADS: tuple[str, ...] = (*ACTIONS, "skip")
+#: The binary heads, in order (``long_dwell``: dwell_s > T_long, an optional value term).
+HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
+#: The regressions: E[downstream | a], E[upstream | a] per action, and E[dwell_s] (optional value term).
+REGRESSORS: tuple[str, ...] = (*(f"{t}_{a}" for t in ("down", "up") for a in ACTIONS), "dwell")
 #: Version of the model-directory layout.
 MODEL_FORMAT = 1
 _TABLES = ("impressions", "sessions", "updates", "members")
@@ -67,6 +71,8 @@ class TrainConfig:
     feature_set : {"dwell", "base"}
     t_skip_s : float, seconds
         Threshold of the skip label and of the not-skipped features.
+    t_long_s : float, seconds
+        Threshold of the long-dwell label (> t_skip_s).
     seed : int
     holdout_days : int
         The last days of the log, held out for the report (>= 1); the model
@@ -81,6 +87,7 @@ class TrainConfig:
 
     feature_set: str = "dwell"
     t_skip_s: float = 2.5
+    t_long_s: float = 10.0
     seed: int = 0
     holdout_days: int = 3
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -93,6 +100,9 @@ class TrainConfig:
         t = self.t_skip_s
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
             raise ConfigError(f"t_skip_s must be a finite number of seconds > 0, got {t!r}")
+        tl = self.t_long_s
+        if isinstance(tl, bool) or not isinstance(tl, (int, float)) or not math.isfinite(tl) or tl <= t:
+            raise ConfigError(f"t_long_s must be a finite number of seconds > t_skip_s ({t}), got {tl!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.holdout_days, bool) or not isinstance(self.holdout_days, int) or self.holdout_days < 1:
@@ -107,9 +117,9 @@ class RankerModel:
     feature_set : FeatureSet
     t_skip_s : float, seconds
     heads : dict of str to GBDTLRHead
-        ``click``, ``react``, ``comment``, ``share``, ``skip``.
+        ``click``, ``react``, ``comment``, ``share``, ``skip``, ``long_dwell``.
     regressors : dict of str to ActionRegressor
-        ``down_<a>`` and ``up_<a>`` for each action ``a``.
+        ``down_<a>`` and ``up_<a>`` for each action ``a``, and ``dwell``.
     weights : ValueWeights
         Default weights (the rule in :mod:`ranking.value`).
     profiles : polars.DataFrame
@@ -137,27 +147,40 @@ class RankerModel:
         self.metadata = metadata
         self.report = report or {}
 
-    def predict(self, X: np.ndarray, num_threads: int = 1) -> dict[str, np.ndarray]:
+    def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Every head's P and every regression's expectation.
 
         Parameters
         ----------
         X : ndarray, shape (n_rows, n_features)
             Columns in the order of ``feature_set.columns``.
+        num_threads : int
+            LightGBM prediction threads.
+        only : tuple of str, optional
+            Compute just these outputs (e.g. :func:`ranking.value.needed_predictions`).
 
         Returns
         -------
         dict name -> ndarray, shape (n_rows,)
-            ``p_<head>`` for the five heads, ``down_<a>`` and ``up_<a>``.
+            ``p_<head>`` for the six heads, ``down_<a>``, ``up_<a>`` and ``dwell`` (seconds).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
-        out = {f"p_{h}": head.predict_proba(X, num_threads) for h, head in self.heads.items()}
-        out.update({name: reg.predict(X, num_threads) for name, reg in self.regressors.items()})
+        shared: dict[str, np.ndarray] = {}  # raw_transform(X), computed once for all heads
+        out = {}
+        for h, head in self.heads.items():
+            if only is not None and f"p_{h}" not in only:
+                continue
+            kind = head.config.raw_transform
+            if kind not in shared:
+                shared[kind] = head.scaler_.f(X)
+            out[f"p_{h}"] = head.predict_proba(X, num_threads, transformed=shared[kind])
+        out.update({name: reg.predict(X, num_threads) for name, reg in self.regressors.items() if only is None or name in only})
         return out
 
     def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
-        """Value-function score, shape (n_rows,)."""
-        return value_function(self.predict(X, num_threads), weights or self.weights)
+        """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
+        w = weights or self.weights
+        return value_function(self.predict(X, num_threads, only=needed_predictions(w)), w)
 
     # ---------------------------------------------------------------- persistence
 
@@ -218,14 +241,14 @@ def load_model(directory: str | os.PathLike[str]) -> RankerModel:
             + "; retrain the model"
         )
     needed = [d / "heads" / f"{h}.{ext}" for h in HEADS for ext in ("trees.txt", "lr.json")]
-    needed += [d / "regressors" / f"{t}_{a}.json" for t in ("down", "up") for a in ACTIONS]
+    needed += [d / "regressors" / f"{r}.json" for r in REGRESSORS]
     needed += [d / "profiles.parquet", d / "weights.json"]
     missing = [str(p.relative_to(d)) for p in needed if not p.exists()]
     if missing:
         raise IncompatibleModelError(f"{d}: incomplete model directory, missing {', '.join(missing[:4])}")
     try:
         heads = {h: GBDTLRHead.load(d / "heads", h) for h in HEADS}
-        regs = {f"{t}_{a}": ActionRegressor.load(d / "regressors", f"{t}_{a}") for t in ("down", "up") for a in ACTIONS}
+        regs = {r: ActionRegressor.load(d / "regressors", r) for r in REGRESSORS}
         profiles = pl.read_parquet(d / "profiles.parquet")
     except (OSError, json.JSONDecodeError, KeyError, lgb.basic.LightGBMError) as exc:
         raise IncompatibleModelError(f"{d}: incomplete model directory ({type(exc).__name__}: {exc})") from None
@@ -279,7 +302,7 @@ def train_ranker(
     cfg = config or TrainConfig(feature_set=feature_set, t_skip_s=t_skip_s, seed=seed)
     fs = get_feature_set(cfg.feature_set)
     tables = load_training_tables(logs)
-    frame = training_frame(tables, fs, cfg.t_skip_s)
+    frame = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to train on")
     last = int(frame["day"].max())
@@ -292,7 +315,7 @@ def train_ranker(
     test = frame.filter(pl.col("day") > last - cfg.holdout_days)
     X_tr, X_te = train.select(fs.columns).to_numpy(), test.select(fs.columns).to_numpy()
     rng = np.random.default_rng(cfg.seed)
-    seeds = rng.spawn(len(HEADS) + 2 * len(ACTIONS) + 1)
+    seeds = rng.spawn(len(HEADS) + len(REGRESSORS) + 1)
 
     heads: dict[str, GBDTLRHead] = {}
     report_heads: dict[str, Any] = {}
@@ -324,6 +347,12 @@ def train_ranker(
                 "deviance": poisson_deviance(y, reg.predict(X_te[on_te])) if y.size else None,
                 "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
             }
+    reg = ActionRegressor(cfg.regressor).fit(X_tr, train["dwell"].to_numpy(), seeds[k])
+    regs["dwell"] = reg
+    y = test["dwell"].to_numpy()
+    report_regs["dwell"] = {"n_train": reg.n_rows_, "n_test": int(y.size), "trees": reg.booster_ is not None,
+                            "deviance": poisson_deviance(y, reg.predict(X_te)),
+                            "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_))}
 
     model_preds = {f"p_{h}": heads[h].predict_proba(X_tr) for h in HEADS}
     model_preds.update({n: r.predict(X_tr) for n, r in regs.items()})
@@ -332,8 +361,9 @@ def train_ranker(
     report: dict[str, Any] = {
         "feature_set": fs.to_dict(),
         "t_skip_s": cfg.t_skip_s,
+        "t_long_s": cfg.t_long_s,
         "seed": cfg.seed,
-        "split": {"train_days": [first, last - cfg.holdout_days], "test_days": [last - cfg.holdout_days + 1, last],
+        "split": {"train_days": [_iso(first), _iso(last - cfg.holdout_days)], "test_days": [_iso(last - cfg.holdout_days + 1), _iso(last)],
                   "n_train": train.height, "n_test": test.height},
         "heads": report_heads,
         "regressors": report_regs,
@@ -356,12 +386,18 @@ def train_ranker(
         "seed": cfg.seed,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "train_config": {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)},
-        "data": {"n_rows": frame.height, "n_train": train.height, "n_test": test.height, "days": [first, last]},
+        "t_long_s": cfg.t_long_s,
+        "data": {"n_rows": frame.height, "n_train": train.height, "n_test": test.height, "days": [_iso(first), _iso(last)]},
         "heads": list(HEADS),
         "regressors": list(regs),
     }
     profiles = member_profiles(tables["members"])
     return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report)
+
+
+def _iso(day: int) -> str:
+    """ISO date of a day number (days since 1970-01-01)."""
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
 def _roc(y: np.ndarray, p: np.ndarray, n_points: int = 50) -> dict[str, list[float]]:

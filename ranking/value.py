@@ -2,6 +2,7 @@
 
     score = sum_a w_a * P(a) * (1 + alpha_a * E[downstream | a] + beta_a * E[upstream | a])
             - lambda * P(skip)
+            [+ w_long * P(dwell > T_long) + w_dwell * E[dwell]]      (optional, 0 by default)
 
 over the click/viral actions ``a`` in (click, react, comment, share), as in the
 post: the skip penalty is proportional to P(skip).  Weights live in a small
@@ -16,7 +17,8 @@ training rows' predictions:
 2. ``w_a`` makes every action term average ``1 / 4`` (equal shares, positive
    part averaging 1), the rule of X's open-sourced heavy ranker;
 3. ``lambda = (1 / 4) / mean(P(skip))``: the skip penalty averages as much as
-   one action term.
+   one action term;
+4. the optional long-dwell and expected-dwell weights are 0.
 """
 
 from __future__ import annotations
@@ -42,14 +44,17 @@ __all__ = [
     "load_weights",
     "save_weights",
     "PREDICTION_COLUMNS",
+    "needed_predictions",
 ]
 
-#: Prediction columns the value function reads (shape (n_rows,) each).
+#: Prediction columns the value function may read (shape (n_rows,) each).
 PREDICTION_COLUMNS: tuple[str, ...] = (
     *(f"p_{a}" for a in ACTIONS),
     "p_skip",
+    "p_long_dwell",
     *(f"down_{a}" for a in ACTIONS),
     *(f"up_{a}" for a in ACTIONS),
+    "dwell",
 )
 
 
@@ -86,6 +91,10 @@ class ValueWeights:
         Weight of E[upstream | a] (per unit of upstream value).
     skip_penalty : float >= 0
         lambda, the weight of P(skip); 0 gives an engagement-only ranker.
+    long_dwell : float >= 0
+        Weight of P(long dwell) = P(dwell_s > T_long) (the post's "what's next"); 0 by default.
+    dwell : float >= 0
+        Weight of E[dwell], per second of expected on-feed dwell; 0 by default.
     rule : str
         How the weights were chosen (free text, kept in the file).
     source : str
@@ -96,16 +105,19 @@ class ValueWeights:
     alpha: Mapping[str, float]
     beta: Mapping[str, float]
     skip_penalty: float = 0.0
+    long_dwell: float = 0.0
+    dwell: float = 0.0
     rule: str = "user"
     source: str = field(default="ValueWeights", compare=False)
 
     def __post_init__(self) -> None:
         for name in ("w", "alpha", "beta"):
             object.__setattr__(self, name, _per_action(name, getattr(self, name), self.source))
-        lam = self.skip_penalty
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ConfigError(f"{self.source}: 'skip_penalty' must be a finite number >= 0, got {lam!r}")
-        object.__setattr__(self, "skip_penalty", float(lam))
+        for name in ("skip_penalty", "long_dwell", "dwell"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{self.source}: '{name}' must be a finite number >= 0, got {v!r}")
+            object.__setattr__(self, name, float(v))
 
     def engagement_only(self) -> ValueWeights:
         """The same click/viral weights without the skip penalty (lambda = 0)."""
@@ -116,20 +128,22 @@ class ValueWeights:
         return replace(self, skip_penalty=skip_penalty, rule=f"{self.rule}; skip penalty set to {skip_penalty}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": dict(self.w), "alpha": dict(self.alpha), "beta": dict(self.beta), "skip_penalty": self.skip_penalty, "rule": self.rule}
+        return {"w": dict(self.w), "alpha": dict(self.alpha), "beta": dict(self.beta), "skip_penalty": self.skip_penalty,
+                "long_dwell": self.long_dwell, "dwell": self.dwell, "rule": self.rule}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "weights") -> ValueWeights:
         if not isinstance(doc, Mapping):
             raise ConfigError(f"{source}: weights must be a JSON object, got {type(doc).__name__}")
-        unknown = sorted(set(doc) - {"w", "alpha", "beta", "skip_penalty", "rule"})
+        unknown = sorted(set(doc) - {"w", "alpha", "beta", "skip_penalty", "long_dwell", "dwell", "rule"})
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; expected w, alpha, beta, skip_penalty, rule")
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; expected w, alpha, beta, skip_penalty, long_dwell, dwell, rule")
         for key in ("w", "alpha", "beta", "skip_penalty"):
             if key not in doc:
                 raise ConfigError(f"{source}: missing key '{key}'")
         return cls(
-            w=doc["w"], alpha=doc["alpha"], beta=doc["beta"], skip_penalty=doc["skip_penalty"], rule=str(doc.get("rule", "user")), source=source
+            w=doc["w"], alpha=doc["alpha"], beta=doc["beta"], skip_penalty=doc["skip_penalty"],
+            long_dwell=doc.get("long_dwell", 0.0), dwell=doc.get("dwell", 0.0), rule=str(doc.get("rule", "user")), source=source,
         )
 
 
@@ -168,8 +182,11 @@ def value_function(preds: Mapping[str, np.ndarray], weights: ValueWeights) -> np
         the skip penalty is non-zero).
     weights : ValueWeights
     """
-    score = np.zeros_like(_col(preds, f"p_{ACTIONS[0]}"))
+    n = len(next(iter(preds.values()))) if preds else 0
+    score = np.zeros(n)
     for a in ACTIONS:
+        if not weights.w[a]:
+            continue
         term = 1.0
         if weights.alpha[a]:
             term = term + weights.alpha[a] * _col(preds, f"down_{a}")
@@ -178,7 +195,27 @@ def value_function(preds: Mapping[str, np.ndarray], weights: ValueWeights) -> np
         score += weights.w[a] * _col(preds, f"p_{a}") * term
     if weights.skip_penalty:
         score -= weights.skip_penalty * _col(preds, "p_skip")
+    if weights.long_dwell:
+        score += weights.long_dwell * _col(preds, "p_long_dwell")
+    if weights.dwell:
+        score += weights.dwell * _col(preds, "dwell")
     return score
+
+
+def needed_predictions(weights: ValueWeights) -> tuple[str, ...]:
+    """The prediction columns :func:`value_function` reads under ``weights`` (others need not be computed)."""
+    out = []
+    for a in ACTIONS:
+        if weights.w[a]:
+            out.append(f"p_{a}")
+            if weights.alpha[a]:
+                out.append(f"down_{a}")
+            if weights.beta[a]:
+                out.append(f"up_{a}")
+    for weight, name in ((weights.skip_penalty, "p_skip"), (weights.long_dwell, "p_long_dwell"), (weights.dwell, "dwell")):
+        if weight:
+            out.append(name)
+    return tuple(out)
 
 
 def default_weights(preds: Mapping[str, np.ndarray]) -> ValueWeights:

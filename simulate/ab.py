@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from simulate.config import WorldConfig
 from simulate.engine import simulate
 from simulate.ope import OPE_REWARDS, OPEConfig, run_ope
 from simulate.rankers import Ranker, RankOutput
+from simulate.truth import arm_truth
 
 __all__ = [
     "ARMS",
@@ -44,7 +45,6 @@ __all__ = [
     "ABResult",
     "Metric",
     "SmallExperimentWarning",
-    "arm_truth",
     "assign_arms",
     "assignment_units",
     "check_size",
@@ -265,7 +265,8 @@ def check_size(n_members: int, split: float, alpha: float, power: float, max_mde
     return d
 
 
-def _growing(n: int) -> Any:
+def _growing(n: int) -> Iterator[int]:
+    """n, then 10% more each step: candidate sizes for the smallest adequate experiment."""
     lo = max(int(n), 4)
     while True:
         yield lo
@@ -341,45 +342,64 @@ def member_aggregates(
         n_virals, feed_dwell_s, downstream_virals, time_spent_s,
         time_well_spent_s, n_sessions, active_days.
     """
+    # Sums in numpy (bincount adds in row order): polars' parallel float sums can differ in the
+    # last bits from run to run, and the same seed must give the same numbers.
+    ids = np.sort(tables["members"]["member_id"].to_numpy())
+    n = ids.size
+    sess = _session_days(tables, config)
+    s_keep = (sess["day"] >= first_day) & (sess["day"] < last_day)
+    s_member = np.searchsorted(ids, sess["member_id"][s_keep])
+    s_day = sess["day"][s_keep]
+    imp = _impression_arrays(tables, config, t_skip_s)
+    keep = (imp["day"] >= first_day) & (imp["day"] < last_day)
+    m = np.searchsorted(ids, imp["member_id"][keep])
+
+    def total(w: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(m, weights=None if w is None else w[keep], minlength=n)
+
+    pairs = np.unique(np.stack([s_member, s_day]), axis=1) if s_member.size else np.zeros((2, 0), dtype=np.int64)
+    out = {
+        "n_impressions": total(),
+        "n_skipped": total(imp["skipped"]),
+        "n_clicked": total(imp["clicked"]),
+        "n_viral_impressions": total(imp["viral"]),
+        "n_virals": total(imp["n_virals"]),
+        "feed_dwell_s": total(imp["dwell_s"]),
+        "downstream_virals": total(imp["downstream_virals"]),
+        "time_spent_s": total(imp["time_s"]),
+        "time_well_spent_s": total(imp["time_s"] * ~imp["skipped"]),
+        "n_sessions": np.bincount(s_member, minlength=n),
+        "active_days": np.bincount(pairs[0], minlength=n),
+    }
+    return pl.DataFrame(
+        {"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in out.items()}}
+    )
+
+
+def _session_days(tables: dict[str, pl.DataFrame], config: WorldConfig) -> dict[str, np.ndarray]:
+    """member_id, session_id and simulation day (from the session start) of every session."""
     start_us = int(config.start.timestamp()) * 1_000_000
-    sess = (
-        tables["sessions"].lazy()
-        .select("member_id", "session_id", _day_expr("start_ts", start_us).alias("day"))
-        .filter(pl.col("day").is_between(first_day, last_day, closed="left"))
-    )
+    sess = tables["sessions"].select("member_id", "session_id", _day_expr("start_ts", start_us).alias("day"))
+    return {c: sess[c].to_numpy() for c in sess.columns}
+
+
+def _impression_arrays(tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float) -> dict[str, np.ndarray]:
+    """Per impression (log order): member, its session's day, skip/click/viral flags, dwell and time spent."""
+    start_us = int(config.start.timestamp()) * 1_000_000
+    sess = tables["sessions"].select("session_id", _day_expr("start_ts", start_us).alias("day"))
     viral_any = pl.any_horizontal(*VIRAL_COLUMNS)
-    action = pl.col("clicked") | viral_any
-    skipped = (pl.col("dwell_s") < t_skip_s) & ~action
-    time_s = pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)
-    imp = (
-        tables["impressions"].lazy()
-        .join(sess.select("session_id"), on="session_id", how="semi")
-        .group_by("member_id")
-        .agg(
-            pl.len().alias("n_impressions"),
-            skipped.sum().alias("n_skipped"),
-            pl.col("clicked").sum().alias("n_clicked"),
-            viral_any.sum().alias("n_viral_impressions"),
-            pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).sum().alias("n_virals"),
-            pl.col("dwell_s").sum().alias("feed_dwell_s"),
-            pl.col("downstream_virals").cast(pl.Int64).sum().alias("downstream_virals"),
-            time_s.sum().alias("time_spent_s"),
-            time_s.filter(~skipped).sum().alias("time_well_spent_s"),
-        )
+    imp = tables["impressions"].join(sess, on="session_id", how="left", maintain_order="left").select(
+        "member_id",
+        pl.col("day").fill_null(-1),
+        ((pl.col("dwell_s") < t_skip_s) & ~(pl.col("clicked") | viral_any)).alias("skipped"),
+        "clicked",
+        viral_any.alias("viral"),
+        pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).alias("n_virals"),
+        "dwell_s",
+        pl.col("downstream_virals").cast(pl.Int64),
+        (pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)).alias("time_s"),
     )
-    per_sess = sess.group_by("member_id").agg(pl.len().alias("n_sessions"), pl.col("day").n_unique().alias("active_days"))
-    out = (
-        tables["members"].lazy().select("member_id")
-        .join(imp, on="member_id", how="left")
-        .join(per_sess, on="member_id", how="left")
-        .with_columns(
-            *[pl.col(c).fill_null(0).cast(pl.Float64) for c in ("feed_dwell_s", "time_spent_s", "time_well_spent_s")],
-            *[pl.col(c).fill_null(0).cast(pl.Int64) for c in _AGGREGATES if not c.endswith("_s")],
-        )
-        .select("member_id", *_AGGREGATES)
-        .sort("member_id")
-    )
-    return out.collect()
+    return {c: imp[c].to_numpy() for c in imp.columns}
 
 
 def member_metrics(aggregates: pl.DataFrame, n_days: int, metrics: tuple[Metric, ...] = METRICS) -> pl.DataFrame:
@@ -514,74 +534,42 @@ def daily_trajectories(tables: dict[str, pl.DataFrame], config: WorldConfig, t_s
         arm, day, members, active_share, sessions_per_member, skip_rate,
         click_rate, time_well_spent_s_per_member.
     """
-    start_us = int(config.start.timestamp()) * 1_000_000
-    members = tables["members"].select("member_id", "arm")
-    sizes = members.group_by("arm").agg(pl.len().alias("members"))
-    sess = tables["sessions"].select("member_id", "session_id", _day_expr("start_ts", start_us).alias("day"))
-    action = pl.any_horizontal("clicked", *VIRAL_COLUMNS)
-    skipped = (pl.col("dwell_s") < t_skip_s) & ~action
-    time_s = pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)
-    imp = (
-        tables["impressions"].select("session_id", "member_id", "dwell_s", "click_dwell_s", "clicked", *VIRAL_COLUMNS)
-        .join(sess.select("session_id", "day"), on="session_id")
-        .join(members, on="member_id")
-        .group_by("arm", "day")
-        .agg(skipped.mean().alias("skip_rate"), pl.col("clicked").mean().alias("click_rate"),
-             time_s.filter(~skipped).sum().alias("_tws"))
-    )
-    s = (
-        sess.join(members, on="member_id").group_by("arm", "day")
-        .agg(pl.len().alias("_sessions"), pl.col("member_id").n_unique().alias("_active"))
-    )
-    grid = sizes.join(pl.DataFrame({"day": np.arange(config.n_days, dtype=np.int32)}), how="cross")
-    return (
-        grid.join(s, on=["arm", "day"], how="left").join(imp, on=["arm", "day"], how="left")
-        .with_columns(pl.col("_sessions", "_active", "_tws").fill_null(0))
-        .select(
-            "arm", "day", "members",
-            (pl.col("_active") / pl.col("members")).alias("active_share"),
-            (pl.col("_sessions") / pl.col("members")).alias("sessions_per_member"),
-            "skip_rate", "click_rate",
-            (pl.col("_tws") / pl.col("members")).alias("time_well_spent_s_per_member"),
-        )
-        .sort("arm", "day")
-    )
+    members = tables["members"].sort("member_id")
+    ids = members["member_id"].to_numpy()
+    arm_names = sorted(set(members["arm"].drop_nulls().to_list()))
+    arm_of = np.searchsorted(np.array(arm_names), members["arm"].fill_null("").to_numpy())  # (N,) arm index
+    n_arms, n_days = len(arm_names), config.n_days
+    size = np.bincount(arm_of, minlength=n_arms).astype(float)
+    sess = _session_days(tables, config)
+    s_member = np.searchsorted(ids, sess["member_id"])
+    s_key = arm_of[s_member] * n_days + sess["day"]
+    sessions = np.bincount(s_key, minlength=n_arms * n_days)
+    active_pairs = np.unique(np.stack([s_member, sess["day"]]), axis=1) if s_member.size else np.zeros((2, 0), dtype=np.int64)
+    active = np.bincount(arm_of[active_pairs[0]] * n_days + active_pairs[1], minlength=n_arms * n_days)
+    imp = _impression_arrays(tables, config, t_skip_s)
+    ok = imp["day"] >= 0
+    key = arm_of[np.searchsorted(ids, imp["member_id"][ok])] * n_days + imp["day"][ok]
 
+    def total(w: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(key, weights=None if w is None else w[ok], minlength=n_arms * n_days)
 
-def arm_truth(
-    tables: dict[str, pl.DataFrame], truth_impressions: pl.DataFrame, config: WorldConfig, t_skip_s: float, first_day: int
-) -> pl.DataFrame:
-    """The simulator's truth per member over days ``first_day ..``: expected skips and P(engage).
-
-    For each impression, ``E[skipped] = (1 - p_engage) * P(skip dwell < t_skip_s)``
-    where skipped dwell is log-normal per update type; summed per member and
-    divided by its impressions, it is the expectation of the member's
-    measured skip rate given the impressions shown.
-
-    Returns
-    -------
-    DataFrame
-        member_id, arm, true_skip_rate, true_engage_rate (mean P(engage) of its impressions).
-    """
-    from scipy.special import ndtr
-
-    imp = tables["impressions"]
-    if truth_impressions.height != imp.height or not (truth_impressions["session_id"] == imp["session_id"]).all():
-        raise ValueError("truth impressions are not row-aligned with the impressions table")
-    codes = imp["update_type"].replace_strict({t: i for i, t in enumerate(config.update_types)}, return_dtype=pl.Int64).to_numpy()
-    median = np.asarray(config.skip_dwell_median_s)[codes]
-    p_short = ndtr((np.log(t_skip_s) - np.log(median)) / config.skip_dwell_sigma)
-    p_e = truth_impressions["p_engage"].to_numpy()
-    start_us = int(config.start.timestamp()) * 1_000_000
-    sess = tables["sessions"].select("session_id", _day_expr("start_ts", start_us).alias("day"))
-    frame = (
-        pl.DataFrame({"member_id": imp["member_id"], "session_id": imp["session_id"], "e_skip": (1 - p_e) * p_short, "p_e": p_e})
-        .join(sess, on="session_id")
-        .filter(pl.col("day") >= first_day)
-        .group_by("member_id")
-        .agg(pl.col("e_skip").mean().alias("true_skip_rate"), pl.col("p_e").mean().alias("true_engage_rate"))
-    )
-    return tables["members"].select("member_id", "arm").join(frame, on="member_id", how="left").sort("member_id")
+    n_imp = total()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        skip_rate = np.where(n_imp > 0, total(imp["skipped"]) / n_imp, np.nan)
+        click_rate = np.where(n_imp > 0, total(imp["clicked"]) / n_imp, np.nan)
+    per_member = np.repeat(size, n_days)
+    return pl.DataFrame(
+        {
+            "arm": np.repeat(arm_names, n_days),
+            "day": np.tile(np.arange(n_days, dtype=np.int32), n_arms),
+            "members": per_member.astype(np.int64),
+            "active_share": active / per_member,
+            "sessions_per_member": sessions / per_member,
+            "skip_rate": skip_rate,
+            "click_rate": click_rate,
+            "time_well_spent_s_per_member": total(imp["time_s"] * ~imp["skipped"]) / per_member,
+        }
+    ).with_columns(pl.col("skip_rate", "click_rate").fill_nan(None))
 
 
 # --------------------------------------------------------------------------- the run
@@ -627,7 +615,7 @@ class ABResult:
     truth : dict
         The simulator's truth per arm: mean over members of the expected skip
         rate given the impressions shown (compare ``skip_rate``), and mean
-        true P(engage) of the impressions; see :func:`arm_truth`.
+        true P(engage) of the impressions; see :func:`simulate.truth.arm_truth`.
     ope : dict, optional
         Off-policy evaluation (:func:`simulate.ope.run_ope`) when requested.
     summary : dict
@@ -755,8 +743,8 @@ def run_ab(
     truth_members = arm_truth(sim.tables, sim.truth_tables["impressions"], sim_cfg, t_skip, config.pre_days)
     truth = {
         arm_name: {
-            "true_skip_rate": float(g["true_skip_rate"].mean()),
-            "true_engage_rate": float(g["true_engage_rate"].mean()),
+            "true_skip_rate": float(np.mean(g["true_skip_rate"].to_numpy())),
+            "true_engage_rate": float(np.mean(g["true_engage_rate"].to_numpy())),
         }
         for arm_name in ARMS
         for g in [truth_members.filter(pl.col("arm") == arm_name).drop_nulls("true_skip_rate")]

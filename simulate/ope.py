@@ -126,7 +126,7 @@ def snips(reward: np.ndarray, weight: np.ndarray, alpha: float = 0.05) -> OPEEst
     s = w.sum()
     if s <= 0:
         return OPEEstimate("snips", math.nan, math.nan, math.nan, math.nan, int(r.size))
-    v = float((w * r).sum() / s)
+    v = float(((w / s) * r).sum())  # normalise first: w * r underflows for subnormal weights
     infl = w * (r - v) / w.mean()  # influence function of the ratio estimator
     return _normal("snips", v, infl.std(ddof=1) / math.sqrt(r.size), r.size, alpha)
 
@@ -197,10 +197,25 @@ class ExplorationRanker:
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         s = np.asarray(self.base.rank(candidates, history, rng).scores, dtype=np.float64)
         self.last_base_scores = s  # lets OPERecorder reuse them when the base is also a target
-        z = pl.DataFrame({"r": candidates["request_id"], "s": s}).select(
-            ((pl.col("s") - pl.col("s").mean().over("r")) / pl.col("s").std(ddof=0).over("r")).fill_nan(0.0).fill_null(0.0)
-        )["s"].to_numpy()
-        return plackett_luce(z, candidates["request_id"].to_numpy(), self.temperature, rng)
+        req = candidates["request_id"].to_numpy()
+        return plackett_luce(_standardise(s, req), req, self.temperature, rng)
+
+
+def _standardise(s: np.ndarray, request_id: np.ndarray) -> np.ndarray:
+    """Per-request z-scores (0 where a request's scores are all equal); rows of a request contiguous.
+
+    numpy's bincount sums in row order, so the result is the same on every run.
+    """
+    if s.size == 0:
+        return s
+    grp = np.cumsum(np.r_[0, request_id[1:] != request_id[:-1]])
+    count = np.bincount(grp).astype(float)
+    mean = np.bincount(grp, weights=s) / count
+    dev = s - mean[grp]
+    sd = np.sqrt(np.bincount(grp, weights=dev * dev) / count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = dev / sd[grp]
+    return np.where(sd[grp] > 0, z, 0.0)
 
 
 def _positive(v: Any) -> bool:

@@ -20,7 +20,7 @@ from simulate.intents import make_intents
 from simulate.rankers import RankOutput
 from simulate.world import Members, action_probabilities, engage_probability, sample_members
 
-__all__ = ["REWARDS", "OracleRanker", "expected_reward", "world_members"]
+__all__ = ["REWARDS", "OracleRanker", "arm_truth", "expected_reward", "world_members"]
 
 #: Rewards with a closed-form truth: observable ones (click, viral, not_skipped) and the latent ``engaged``.
 REWARDS = ("click", "viral", "not_skipped", "engaged")
@@ -131,3 +131,49 @@ class OracleRanker:
             np.zeros(candidates.height, dtype=np.int64),
         )
         return RankOutput(scores=p)
+
+
+def arm_truth(
+    tables: dict[str, pl.DataFrame], truth_impressions: pl.DataFrame, config: WorldConfig, t_skip_s: float, first_day: int
+) -> pl.DataFrame:
+    """The simulator's truth per member over days ``first_day ..``: expected skips and P(engage).
+
+    ``truth_impressions`` is ``SimulationResult.truth_tables['impressions']``,
+    row-aligned with ``tables['impressions']``; impressions count towards the
+    day their session started, as in :func:`simulate.ab.member_aggregates`.
+
+    For each impression, ``E[skipped] = (1 - p_engage) * P(skip dwell < t_skip_s)``
+    where skipped dwell is log-normal per update type; summed per member and
+    divided by its impressions, it is the expectation of the member's
+    measured skip rate given the impressions shown.
+
+    Returns
+    -------
+    DataFrame
+        member_id, arm, true_skip_rate, true_engage_rate (mean P(engage) of its impressions).
+    """
+    from scipy.special import ndtr
+
+    imp = tables["impressions"]
+    if truth_impressions.height != imp.height or not (truth_impressions["session_id"] == imp["session_id"]).all():
+        raise ValueError("truth impressions are not row-aligned with the impressions table")
+    codes = imp["update_type"].replace_strict({t: i for i, t in enumerate(config.update_types)}, return_dtype=pl.Int64).to_numpy()
+    median = np.asarray(config.skip_dwell_median_s)[codes]
+    p_short = ndtr((np.log(t_skip_s) - np.log(median)) / config.skip_dwell_sigma)
+    p_e = truth_impressions["p_engage"].to_numpy()
+    members = tables["members"].sort("member_id")
+    ids = members["member_id"].to_numpy()
+    start_us = int(config.start.timestamp()) * 1_000_000
+    sess = tables["sessions"].select(
+        "session_id", ((pl.col("start_ts").dt.epoch("us") - start_us) // 86_400_000_000).cast(pl.Int32).alias("day")
+    )
+    day = imp.select("session_id").join(sess, on="session_id", how="left", maintain_order="left")["day"].fill_null(-1).to_numpy()
+    keep = day >= first_day
+    m = np.searchsorted(ids, imp["member_id"].to_numpy()[keep])
+    count = np.bincount(m, minlength=ids.size).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        skip = np.bincount(m, weights=((1 - p_e) * p_short)[keep], minlength=ids.size) / count
+        engage = np.bincount(m, weights=p_e[keep], minlength=ids.size) / count
+    return pl.DataFrame(
+        {"member_id": ids, "arm": members["arm"], "true_skip_rate": skip, "true_engage_rate": engage}
+    ).with_columns(pl.col("true_skip_rate", "true_engage_rate").fill_nan(None))

@@ -34,6 +34,17 @@ def test_dedupe_weights_count_the_repeats() -> None:
     assert x.tolist() == [[0, 2], [1, 0]] and w.tolist() == [1, 3]  # the empty session is dropped
 
 
+@pytest.mark.parametrize("big", [False, True])
+def test_dedupe_matches_numpy_unique_rows(big: bool) -> None:
+    """Reference: ``numpy.unique(axis=0)``; ``big`` forces the fallback path (counts too wide to pack)."""
+    c = np.random.default_rng(0).poisson(0.5, (5000, 10))
+    if big:
+        c[0, 0] = 10**7
+    x, w = dedupe_counts(c)
+    u, n = np.unique(c[c.sum(1) > 0], axis=0, return_counts=True)
+    assert np.array_equal(x, u) and np.array_equal(w, n)
+
+
 def test_weighted_e_step_equals_sklearn_on_the_expanded_corpus() -> None:
     """Reference: scikit-learn 1.x ``LatentDirichletAllocation._e_step`` (deterministic start) on repeated rows."""
     counts = _corpus()

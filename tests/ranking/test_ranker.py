@@ -56,7 +56,7 @@ def test_rank_output_matches_the_value_function_of_the_model():
 def test_rank_frame_ranks_within_each_request():
     ranker = FeedRanker(tiny_model("dwell"))
     frame = ranker.rank_frame(_candidates(3, 6), _history())
-    for p in ("p_click", "p_react", "p_comment", "p_share", "p_skip", "down_share", "up_comment"):
+    for p in ("p_click", "p_react", "p_comment", "p_share", "p_skip", "p_long_dwell", "down_share", "up_comment", "dwell"):
         assert p in frame.columns
     assert frame["p_skip"].is_between(0, 1).all()
     for _, g in frame.group_by("request_id"):

@@ -68,7 +68,7 @@ def test_model_dir_round_trip(model_dir):
     assert meta["t_skip_s"] == 2.5 and meta["seed"] == 0 and meta["data"]["n_train"] > 0
     assert loaded.weights == model.weights and loaded.weights.skip_penalty > 0
     assert (model_dir / "report.png").stat().st_size > 0
-    assert set(json.loads((model_dir / "report.json").read_text())["heads"]) == {"click", "react", "comment", "share", "skip"}
+    assert set(json.loads((model_dir / "report.json").read_text())["heads"]) == {"click", "react", "comment", "share", "skip", "long_dwell"}
 
 
 def _broken(model_dir: Path, tmp_path: Path, edit) -> Path:
@@ -105,11 +105,13 @@ def test_incompatible_model_dirs(model_dir, tmp_path, edit, pattern):
 
 def test_cli_train_then_rank_with_history_from_logs(logs_dir, tmp_path):
     out = tmp_path / "model"
-    res = _run("train", "--logs", logs_dir, "--out", out, "--t-skip", "2.5", "--holdout-days", "2", "--no-baselines", "--seed", "4")
+    # No --t-skip: estimated from the logs by ranking.tskip; reference: the simulator's true T_skip.
+    res = _run("train", "--logs", logs_dir, "--out", out, "--holdout-days", "2", "--no-baselines", "--seed", "4")
     assert res.exit_code == 0, res.output
-    assert "seed 4" in res.output and "P(skip" in res.output
+    assert "seed 4" in res.output and "P(skip" in res.output and "estimated" in res.output
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["feature_set"]["name"] == "dwell" and meta["seed"] == 4
+    assert abs(meta["t_skip_s"] - T_SKIP_S) <= 0.25
     cand = tmp_path / "cand.parquet"
     _key_candidates().write_parquet(cand)
     ranked = tmp_path / "ranked.parquet"
@@ -189,3 +191,20 @@ def test_cli_train_bad_input(logs_dir, tmp_path):
     res = CliRunner().invoke(main, ["train", "--logs", str(logs_dir), "--out", str(tmp_path / "m"), "--t-skip", "-1"])
     assert res.exit_code == 2 and "t_skip_s must be a finite number of seconds > 0, got -1.0" in res.output
     assert not (tmp_path / "m").exists()
+
+
+def test_training_report_compares_baselines_and_dwell_lift():
+    """With baselines on, the report holds constant / LR-only / GBDT-only / GBDT+LR held-out metrics
+    for every head, the P(skip) AUC with and without dwell features, and regression deviances."""
+    from ranking import TrainConfig, train_ranker
+
+    cfg = TrainConfig(feature_set="dwell", t_skip_s=T_SKIP_S, seed=0, holdout_days=2)
+    report = train_ranker(world(*TINY), config=cfg).report
+    for h, d in report["heads"].items():
+        assert set(d["metrics"]) == {"constant", "lr_only", "gbdt_only", "gbdt_lr"}, h
+        assert {"auc", "ne", "calibration", "ece"} <= set(d["metrics"]["gbdt_lr"])
+        assert len(d["calibration_bins"]["mean_pred"]) == 10 and d["roc"]["fpr"][0] == 0.0
+    lift = report["skip_dwell_lift"]
+    assert lift["lift"] == pytest.approx(lift["auc_dwell"] - lift["auc_base"])
+    assert report["regressors"]["down_share"]["n_train"] > 0 and "dwell" in report["regressors"]
+    assert report["split"]["test_days"] == ["2026-01-09", "2026-01-10"]  # 6 days from 2026-01-05

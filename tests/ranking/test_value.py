@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from logs.errors import ConfigError
-from ranking.value import ValueWeights, default_weights, load_weights, save_weights, value_function
+from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, save_weights, value_function
 
 ACTIONS = ("click", "react", "comment", "share")
 
@@ -39,6 +39,18 @@ def test_value_function_closed_form():
     row0 = 1 * 0.1 + 2 * 0.05 * (1 + 0.5 * 1) + 3 * 0.01 * (1 + 2 * 0.5) + 4 * 0.02 * (1 + 1 * 3) - 0.7 * 0.6
     row1 = 1 * 0.2 + 0 + 3 * 0.02 * (1 + 2 * 1.0) + 4 * 0.01 * (1 + 1 * 5) - 0.7 * 0.3
     np.testing.assert_allclose(value_function(_preds(), ValueWeights.from_dict(_w())), [row0, row1])
+
+
+def test_optional_dwell_terms_and_needed_predictions():
+    """score gains w_long * P(long dwell) + w_dwell * E[dwell]; predictions with zero weight are not needed."""
+    p = dict(_preds(), p_long_dwell=np.array([0.3, 0.1]), dwell=np.array([4.0, 12.0]))
+    w = ValueWeights.from_dict(_w(long_dwell=2.0, dwell=0.1))
+    base = value_function(_preds(), ValueWeights.from_dict(_w()))
+    np.testing.assert_allclose(value_function(p, w), base + 2.0 * p["p_long_dwell"] + 0.1 * p["dwell"])
+    need = needed_predictions(ValueWeights.from_dict(_w()))
+    assert set(need) == {"p_click", "p_react", "p_comment", "p_share", "down_react", "down_share", "up_comment", "p_skip"}
+    assert "p_skip" not in needed_predictions(ValueWeights.from_dict(_w()).engagement_only())
+    assert {"p_long_dwell", "dwell"} <= set(needed_predictions(w))
 
 
 def test_engagement_only_drops_the_skip_penalty_and_needs_no_pskip():
@@ -97,6 +109,8 @@ _BAD = [
     (_w(skip_penalty=-0.1), "'skip_penalty' must be a finite number >= 0, got -0.1"),
     ({k: v for k, v in _w().items() if k != "skip_penalty"}, "missing key 'skip_penalty'"),
     (_w(lam=1.0), "unknown key\\(s\\) \\['lam'\\]"),
+    (_w(long_dwell=-2.0), "'long_dwell' must be a finite number >= 0, got -2.0"),
+    (_w(dwell=float("inf")), "'dwell' must be a finite number >= 0, got inf"),
     (_w(w=[1, 2, 3, 4]), "'w' must map each action"),
 ]
 
