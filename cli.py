@@ -160,28 +160,22 @@ def estimate_tskip(
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="Output directory (replaced).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True)
-def demo(out: str, seed: int, quiet: bool) -> None:
-    """The main job on built-in defaults: simulate the default world and report.
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the world, training and the A/B test.")
+@click.option("--members", type=int, default=5000, show_default=True, help="Members of the simulated world and of the A/B test.")
+@click.option("--days", type=int, default=28, show_default=True, help="Days of the simulated world and of the A/B test.")
+@click.option("--quiet", is_flag=True, help="No progress bars or stage lines.")
+def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
+    """The main job on built-in defaults: simulate, estimate T_skip, train, rank, A/B report.
 
-    Later stages (T_skip, training, ranking, A/B) extend this command as they land.
-    The output directory is replaced on every run.
+    Writes logs/, tskip.json/png, model/, ranked.parquet, ab/ and demo.json under
+    --out, which is replaced only when every stage has succeeded.
     """
-    from pathlib import Path
+    from pipeline import DemoSizes, run_demo
 
-    from simulate import WorldConfig, write_simulation
-    from simulate import simulate as run_simulation
-
-    cfg = WorldConfig()
-    logs_dir = Path(out) / "logs"
-    with _progress(cfg.n_days, "simulating days", quiet) as bar:
-        result = run_simulation(cfg, seed=seed, progress=bar)
-    write_simulation(result, logs_dir, overwrite=True)
-    s = result.summary
-    click.echo(f"[1/1] simulated {cfg.n_members} members x {cfg.n_days} days (seed {seed}) -> {logs_dir}")
-    click.echo(f"      {s['rows']['impressions']:,} impressions, {s['rows']['sessions']:,} sessions, "
-               f"skip rate {s['skip_rate']:.3f}, click rate {s['click_rate']:.4f}")
+    sizes = DemoSizes(members=members, days=days, ab_members=members, ab_days=days)
+    echo = (lambda _m: None) if quiet else click.echo
+    result = run_demo(out, seed=seed, sizes=sizes, log=echo, progress=lambda total, label: _progress(total, label, quiet))
+    echo(f"wrote {out} in {result['seconds']:.0f} s (seed {seed})")
 
 
 @main.command("simulate-ab")
