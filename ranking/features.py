@@ -290,6 +290,11 @@ def candidate_features(
         pos = pl.lit(int(position))
     else:
         pos = pl.lit(pl.Series("position", np.asarray(position)))
+    fast = _raw_counts_by_lookup(candidates, history, profiles)
+    if fast is not None:
+        # Same raw counts as the joins below, gathered with numpy (row-aligned, 0 = no history).
+        frame = candidates.select("update_type", "client", "created_ts", "request_ts", pos.cast(pl.Int32).alias("position"))
+        return _derive(frame.with_columns(fast), fs).collect()
     lf = candidates.lazy().select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position")).with_row_index("_row")
     wanted = {k: candidates[k].unique().implode() for k in ("member_id", "update_id")}
     for name, (keys, cols) in _RAW.items():
@@ -306,6 +311,120 @@ def candidate_features(
     frame = lf.sort("_row").collect()
     _check_profiles(frame, source)
     return _derive(frame, fs).collect()
+
+
+#: Largest dense key range (entries) the lookup path allocates; sparser keys use the joins.
+_DENSE_MAX = 1 << 26
+
+
+def _int_keys(series: pl.Series) -> np.ndarray | None:
+    """``series`` as int64 numpy keys when it is an integer column without nulls, else None."""
+    if not series.dtype.is_integer() or series.null_count():
+        return None
+    return series.to_numpy().astype(np.int64, copy=False)
+
+
+def _dense_index(keys: np.ndarray, query: np.ndarray) -> np.ndarray | None:
+    """Row of ``keys`` holding each ``query`` value (-1 when absent), via a dense array.
+
+    None when the keys are negative, spread too widely or not unique (the joins handle those).
+    """
+    if keys.size == 0:
+        return np.full(query.shape, -1, dtype=np.int64)
+    lo = min(int(keys.min()), int(query.min(initial=0)))
+    hi = max(int(keys.max()), int(query.max(initial=0)))
+    if lo < 0 or hi >= _DENSE_MAX:
+        return None
+    pos = np.full(hi + 1, -1, dtype=np.int64)
+    pos[keys] = np.arange(keys.size)
+    if np.count_nonzero(pos >= 0) != keys.size:  # duplicated keys: a join would repeat rows
+        return None
+    return pos[query]
+
+
+def _gather_counts(table: pl.DataFrame, idx: np.ndarray, cols: dict[str, str]) -> list[pl.Series] | None:
+    """Count columns of ``table`` at rows ``idx`` (-1 -> 0), as Float64 series renamed by ``cols``."""
+    out = []
+    for k, v in cols.items():
+        col = table[k]
+        if col.null_count() or not col.dtype.is_numeric():
+            return None
+        vals = np.append(col.to_numpy().astype(np.float64), 0.0)  # index -1 (no history) reads the 0
+        out.append(pl.Series(v, vals[idx]))
+    return out
+
+
+def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, profiles: pl.DataFrame) -> list[pl.Series] | None:
+    """The raw count and profile columns of candidate rows by numpy lookups (dense keys).
+
+    Returns the same values as the left joins of :func:`candidate_features`
+    (missing history -> 0, counts as Float64, profiles in their own dtypes),
+    or None where that path must be taken: keys that are not dense
+    non-negative integers, duplicated keys, nulls, or members without a
+    profile (the joins then raise the documented error).
+    """
+    member = _int_keys(candidates["member_id"])
+    update = _int_keys(candidates["update_id"])
+    author = _int_keys(candidates["author_id"])
+    if member is None or update is None or author is None or candidates.height == 0:
+        return None
+    out: list[pl.Series] = []
+    # Profiles (static) first: an unknown member sends us to the joins and their error message.
+    pkeys = _int_keys(profiles["member_id"]) if "member_id" in profiles.columns else None
+    if pkeys is None or any(c not in profiles.columns or profiles[c].null_count() for c in PROFILE_COLUMNS):
+        return None
+    pidx = _dense_index(pkeys, member)
+    if pidx is None or (pidx < 0).any():
+        return None
+    for c in PROFILE_COLUMNS:
+        out.append(profiles[c].gather(pidx))
+    for name, (keys, cols) in _RAW.items():
+        table = getattr(history, name)
+        if name == "member_types":
+            types = table["update_type"].cast(pl.String)
+            ctypes = candidates["update_type"].cast(pl.String)
+            if types.null_count() or ctypes.null_count():
+                return None
+            labels = pl.concat([types.unique(), ctypes.unique()]).unique().sort()
+            enum = pl.Enum(labels.to_list())
+            n_types = labels.len()
+            tk = _int_keys(table["member_id"])
+            if tk is None:
+                return None
+            tkeys = tk * n_types + types.cast(enum).to_physical().cast(pl.Int64).to_numpy()
+            query = member * n_types + ctypes.cast(enum).to_physical().cast(pl.Int64).to_numpy()
+            idx = _dense_index(tkeys, query)
+        elif name == "member_authors":
+            tm, ta = _int_keys(table["member_id"]), _int_keys(table["author_id"])
+            if tm is None or ta is None:
+                return None
+            if min(tm.min(initial=0), ta.min(initial=0), member.min(), author.min()) < 0 or max(
+                tm.max(initial=0), ta.max(initial=0), member.max(), author.max()
+            ) >= 1 << 31:
+                return None
+            # Sparse pair keys: one int64 key, hash-joined against the candidates' members' rows only.
+            # (A duplicated key that is hit would repeat rows, as the join does; the height check sends that back.)
+            in_request = np.zeros(max(int(tm.max(initial=0)), int(member.max())) + 1, dtype=bool)
+            in_request[member] = True
+            keep = in_request[tm]
+            sub = table.filter(pl.Series(keep)).select(pl.Series("_k", (tm[keep] << 32) | ta[keep]), *cols)
+            joined = pl.DataFrame({"_k": (member << 32) | author}).join(sub, on="_k", how="left", maintain_order="left")
+            if joined.height != candidates.height:
+                return None
+            out.extend(joined[k].fill_null(0).cast(pl.Float64).alias(v) for k, v in cols.items())
+            continue
+        else:
+            k = _int_keys(table[keys[0]])
+            if k is None:
+                return None
+            idx = _dense_index(k, update if keys[0] == "update_id" else member)
+        if idx is None:
+            return None
+        got = _gather_counts(table, idx, cols)
+        if got is None:
+            return None
+        out.extend(got)
+    return out
 
 
 def _check_profiles(frame: pl.DataFrame, source: str) -> None:

@@ -295,20 +295,27 @@ class GBDTLRHead:
         self.leaf_weights_ = [leaf[bounds[t] : bounds[t + 1]] for t in range(self.leaves_per_tree_.size)]
         self.folded_ = _fold_booster(self.booster_, self.leaf_weights_)
 
-    def decision_function(self, X: np.ndarray, num_threads: int = 1, transformed: np.ndarray | None = None) -> np.ndarray:
+    def decision_function(
+        self, X: np.ndarray, num_threads: int = 1, transformed: np.ndarray | None = None, leaf_part: np.ndarray | None = None
+    ) -> np.ndarray:
         """Logit of P(label), shape (n_rows,), through the folded trees (no sparse matrix).
 
         ``transformed`` may pass ``raw_transform`` already applied to ``X``
         (several heads share it; asinh of a large matrix is not free).
+        ``leaf_part`` may pass the folded trees' raw score of ``X``, computed
+        elsewhere (:class:`ranking.forest.CompiledForest`, bit-identical).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
-        leaf_part = self.folded_.predict(X, raw_score=True, num_threads=num_threads)
+        if leaf_part is None:
+            leaf_part = self.folded_.predict(X, raw_score=True, num_threads=num_threads)
         Z = self.scaler_.f(X) if transformed is None else transformed
         return leaf_part + Z @ self.raw_coef_ + self.intercept_
 
-    def predict_proba(self, X: np.ndarray, num_threads: int = 1, transformed: np.ndarray | None = None) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray, num_threads: int = 1, transformed: np.ndarray | None = None, leaf_part: np.ndarray | None = None
+    ) -> np.ndarray:
         """P(label), shape (n_rows,)."""
-        return _sigmoid(self.decision_function(X, num_threads, transformed))
+        return _sigmoid(self.decision_function(X, num_threads, transformed, leaf_part))
 
     def predict_proba_one_hot(self, X: np.ndarray) -> np.ndarray:
         """P(label) the textbook way: leaf indices, sparse one-hot, LR.  Reference for the folded path."""

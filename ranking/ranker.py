@@ -103,7 +103,7 @@ class FeedRanker:
                 f"features were trained at T_skip = {self.skip_threshold_s} s"
             )
         frame = candidate_features(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
-        return frame.to_numpy()
+        return frame.to_numpy(order="c")  # C order: what the model reads, no second copy
 
     def predict_features(self, X: np.ndarray) -> pl.DataFrame:
         """Every prediction and the score for a feature matrix (columns as ``feature_set.columns``)."""
