@@ -46,6 +46,7 @@ __all__ = [
 
 #: Fewest members for an 80/10/10 split with at least 2 members in validation and test.
 MIN_MEMBERS = 20
+_LEN_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,12 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, shu
 def _gather(tensors: dict[str, Tensor], rows: np.ndarray, keys: tuple[str, ...], device: torch.device) -> list[Tensor]:
     r = torch.from_numpy(rows)
     out = []
-    cut = int(tensors["lengths"][r].max()) if "lengths" in keys else None
+    cut = None
+    if "lengths" in keys:
+        # Cut padding to the batch's longest sequence, rounded up to a multiple of 16: few distinct shapes keep
+        # torch's per-shape kernel setup (seconds on CPU for each new LSTM length) from dominating the first epoch.
+        full = tensors["nu"].shape[1]
+        cut = min(full, -(-int(tensors["lengths"][r].max()) // _LEN_STEP) * _LEN_STEP)
     for k in keys:
         t = tensors[k][r]
         if cut is not None and k in ("nu", "ctx"):

@@ -516,19 +516,27 @@ def training_frame(
     imp = (
         tables["impressions"]
         .lazy()
+        # Numbered before any join: polars' left joins do not promise to keep row order, and ties in
+        # (day, ts) are broken by this log order so the output is the same on every machine.
+        .with_row_index("_row")
         .join(
             tables["sessions"].lazy().select("session_id", pl.col("start_ts").alias("request_ts"), "client"),
             on="session_id",
             how="left",
+            maintain_order="left",
         )
-        .join(tables["updates"].lazy().select("update_id", "author_id", "created_ts"), on="update_id", how="left")
+        .join(
+            tables["updates"].lazy().select("update_id", "author_id", "created_ts"),
+            on="update_id",
+            how="left",
+            maintain_order="left",
+        )
         .with_columns(
             pl.col("request_ts").dt.epoch("d").cast(pl.Int32).alias("day"),
             any_action_expr().cast(pl.UInt32).alias("_action"),
             any_action_expr(VIRAL_COLUMNS).cast(pl.UInt32).alias("_viral"),
             not_skipped_expr(t_skip_s).cast(pl.UInt32).alias("_ns"),
         )
-        .with_row_index("_row")
     )
     events = imp.select("day", "member_id", "update_id", "update_type", "author_id", "clicked", "_action", "_viral", "_ns")
     n = pl.len().cast(pl.Float64)

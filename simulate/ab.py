@@ -723,6 +723,8 @@ def run_ab(
     if config.pre_days:
         pre = member_metrics(member_aggregates(sim.tables, sim_cfg, t_skip, 0, config.pre_days), config.pre_days)
         members = members.join(pre.rename({m.name: f"pre_{m.name}" for m in METRICS}), on="member_id")
+    # Joins do not promise an order; sums (and any resampling) must see the same one on every machine.
+    members = members.sort("member_id")
     is_t = members["arm"].to_numpy() == ARMS[1]
     rows = []
     for m in METRICS:

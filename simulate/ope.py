@@ -238,9 +238,9 @@ def reward_features(rows: pl.DataFrame, history: HistoryTables, update_types: tu
     """
     f = (
         rows.select("member_id", "update_id", "update_type", "author_id", "created_ts", "request_ts")
-        .join(history.updates, on="update_id", how="left")
+        .join(history.updates, on="update_id", how="left", maintain_order="left")
         .join(history.member_types.rename({c: f"mt_{c}" for c in ("n_impressions", "n_not_skipped", "n_actions")}),
-              on=["member_id", "update_type"], how="left")
+              on=["member_id", "update_type"], how="left", maintain_order="left")
         .join(history.member_authors.rename({"n_impressions": "ma_imp", "n_actions": "ma_act"}),
               on=["member_id", "author_id"], how="left", maintain_order="left")
         .fill_null(0)

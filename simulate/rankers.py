@@ -73,11 +73,17 @@ class PopularityRanker:
         self.prior_impressions = prior_impressions
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
-        joined = candidates.select("update_id", "created_ts").join(history.updates, on="update_id", how="left")
-        engaged = joined["n_clicks"].fill_null(0).to_numpy() + joined["n_virals"].fill_null(0).to_numpy()
-        shown = joined["n_impressions"].fill_null(0).to_numpy().astype(np.float64)
-        score = (engaged + 1.0) / (shown + self.prior_impressions)
-        age_tiebreak = joined["created_ts"].dt.epoch("s").to_numpy() * 1e-12
+        uid = candidates["update_id"].to_numpy()
+        past = history.updates
+        # Dense lookup by update_id (ids are small non-negative integers) instead of a join.
+        size = int(max(uid.max(initial=-1), past["update_id"].max() if past.height else -1)) + 1
+        engaged = np.zeros(size)
+        shown = np.zeros(size)
+        ids = past["update_id"].to_numpy()
+        engaged[ids] = past["n_clicks"].to_numpy() + past["n_virals"].to_numpy().astype(np.float64)
+        shown[ids] = past["n_impressions"].to_numpy()
+        score = (engaged[uid] + 1.0) / (shown[uid] + self.prior_impressions)
+        age_tiebreak = candidates["created_ts"].dt.epoch("s").to_numpy() * 1e-12
         return RankOutput(scores=score + age_tiebreak)
 
 
