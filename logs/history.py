@@ -1,6 +1,6 @@
 """History counters: what a ranker may know about the past at request time.
 
-The same four count tables are produced two ways:
+The same five count tables are produced two ways:
 
 * in batch, from an impressions log, by :func:`history_tables` (for training
   features on real or simulated logs), and
@@ -39,23 +39,26 @@ class HistoryTables:
         member_id, update_type, n_impressions, n_not_skipped, n_actions
     member_authors : DataFrame
         member_id, author_id, n_impressions, n_actions
+    member_topics : DataFrame
+        member_id, topic (Int64), n_impressions, n_not_skipped, n_actions
     members : DataFrame
         member_id, n_impressions, n_not_skipped, n_actions
     skip_threshold_s : float
         Dwell threshold used for the not-skipped counts.
     """
 
-    _NAMES = ("updates", "member_types", "member_authors", "members")
+    _NAMES = ("updates", "member_types", "member_authors", "member_topics", "members")
 
     def __init__(
         self,
         updates: pl.DataFrame | Callable[[], pl.DataFrame],
         member_types: pl.DataFrame | Callable[[], pl.DataFrame],
         member_authors: pl.DataFrame | Callable[[], pl.DataFrame],
+        member_topics: pl.DataFrame | Callable[[], pl.DataFrame],
         members: pl.DataFrame | Callable[[], pl.DataFrame],
         skip_threshold_s: float,
     ) -> None:
-        self._src = dict(zip(self._NAMES, (updates, member_types, member_authors, members)))
+        self._src = dict(zip(self._NAMES, (updates, member_types, member_authors, member_topics, members)))
         self._cache: dict[str, pl.DataFrame] = {}
         self.skip_threshold_s = float(skip_threshold_s)
 
@@ -76,6 +79,10 @@ class HistoryTables:
     @property
     def member_authors(self) -> pl.DataFrame:
         return self._get("member_authors")
+
+    @property
+    def member_topics(self) -> pl.DataFrame:
+        return self._get("member_topics")
 
     @property
     def members(self) -> pl.DataFrame:
@@ -106,7 +113,7 @@ def history_tables(
     Parameters
     ----------
     impressions : impressions table (schema ``impressions``)
-    updates : updates table, for each update's author
+    updates : updates table, for each update's author and topic
     before : datetime, UTC, optional
         Cutoff; only strictly earlier impressions are counted (no leakage).
     skip_threshold_s : float, seconds
@@ -135,16 +142,21 @@ def history_tables(
         .agg(n, pl.sum("not_skipped").alias("n_not_skipped"), pl.sum("action").alias("n_actions"))
         .sort("member_id", "update_type")
     )
+    by_update = imp.join(updates.lazy().select("update_id", "author_id", "topic"), on="update_id", how="left")
     ma = (
-        imp.join(updates.lazy().select("update_id", "author_id"), on="update_id", how="left")
-        .group_by("member_id", "author_id")
+        by_update.group_by("member_id", "author_id")
         .agg(n, pl.sum("action").alias("n_actions"))
         .sort("member_id", "author_id")
+    )
+    mp = (
+        by_update.group_by("member_id", pl.col("topic").cast(pl.Int64))
+        .agg(n, pl.sum("not_skipped").alias("n_not_skipped"), pl.sum("action").alias("n_actions"))
+        .sort("member_id", "topic")
     )
     mem = (
         imp.group_by("member_id")
         .agg(n, pl.sum("not_skipped").alias("n_not_skipped"), pl.sum("action").alias("n_actions"))
         .sort("member_id")
     )
-    u, t, a, m = pl.collect_all([upd, mt, ma, mem])
-    return HistoryTables(updates=u, member_types=t, member_authors=a, members=m, skip_threshold_s=skip_threshold_s)
+    u, t, a, p, m = pl.collect_all([upd, mt, ma, mp, mem])
+    return HistoryTables(updates=u, member_types=t, member_authors=a, member_topics=p, members=m, skip_threshold_s=skip_threshold_s)

@@ -61,13 +61,14 @@ class IncompatibleModelError(DwellrankError, ValueError):
 
 
 #: Columns a candidate table must carry for online feature computation
-#: (the simulator's candidate layout; ``topic`` is not used).
+#: (the simulator's candidate layout).
 CANDIDATE_COLUMNS: tuple[str, ...] = (
     "request_id",
     "member_id",
     "update_id",
     "update_type",
     "author_id",
+    "topic",
     "created_ts",
     "request_ts",
     "client",
@@ -89,6 +90,7 @@ _RAW = {
     "updates": (("update_id",), {"n_impressions": "u_imp", "n_clicks": "u_clk", "n_virals": "u_vir", "n_not_skipped": "u_ns"}),
     "member_types": (("member_id", "update_type"), {"n_impressions": "mt_imp", "n_not_skipped": "mt_ns", "n_actions": "mt_act"}),
     "member_authors": (("member_id", "author_id"), {"n_impressions": "ma_imp", "n_actions": "ma_act"}),
+    "member_topics": (("member_id", "topic"), {"n_impressions": "mp_imp", "n_not_skipped": "mp_ns", "n_actions": "mp_act"}),
     "members": (("member_id",), {"n_impressions": "m_imp", "n_not_skipped": "m_ns", "n_actions": "m_act"}),
 }
 # Smoothed rates: (successes + k * prior) / (trials + k); part of the feature-set version.
@@ -117,6 +119,8 @@ _BASE: tuple[str, ...] = (
     "ma_impressions",
     "ma_actions",
     "ma_action_rate",
+    "mp_impressions",
+    "mp_action_rate",
     # context
     "hour",
     *(f"client_{c}" for c in CLIENTS),
@@ -128,6 +132,8 @@ _DWELL: tuple[str, ...] = (
     "mt_not_skipped",
     "mt_not_skipped_rate",
     "m_not_skipped_rate",
+    "mp_not_skipped",
+    "mp_not_skipped_rate",
 )
 
 
@@ -165,8 +171,9 @@ class FeatureSet:
 
 
 FEATURE_SETS: dict[str, FeatureSet] = {
-    "base": FeatureSet("base", 1, _BASE),
-    "dwell": FeatureSet("dwell", 1, _BASE + _DWELL),
+    # Version 2: member x topic counts (the member's affinity to the update's topic) and ``topic`` in candidates.
+    "base": FeatureSet("base", 2, _BASE),
+    "dwell": FeatureSet("dwell", 2, _BASE + _DWELL),
 }
 
 
@@ -217,6 +224,8 @@ def _derive(frame: pl.DataFrame | pl.LazyFrame, fs: FeatureSet) -> pl.LazyFrame:
         "ma_impressions": pl.col("ma_imp"),
         "ma_actions": pl.col("ma_act"),
         "ma_action_rate": _rate("ma_act", "ma_imp", _PRIOR["action"]),
+        "mp_impressions": pl.col("mp_imp"),
+        "mp_action_rate": _rate("mp_act", "mp_imp", _PRIOR["action"]),
         # Hour of the request, UTC, 0..23.
         "hour": pl.col("request_ts").dt.hour(),
         **{f"client_{c}": pl.col("client") == c for c in CLIENTS},
@@ -226,6 +235,8 @@ def _derive(frame: pl.DataFrame | pl.LazyFrame, fs: FeatureSet) -> pl.LazyFrame:
         "mt_not_skipped": pl.col("mt_ns"),
         "mt_not_skipped_rate": _rate("mt_ns", "mt_imp", _PRIOR["not_skipped"]),
         "m_not_skipped_rate": _rate("m_ns", "m_imp", _PRIOR["not_skipped"]),
+        "mp_not_skipped": pl.col("mp_ns"),
+        "mp_not_skipped_rate": _rate("mp_ns", "mp_imp", _PRIOR["not_skipped"]),
     }
     return lf.select([defs[c].cast(pl.Float64).alias(c) for c in fs.columns])
 
@@ -295,7 +306,12 @@ def candidate_features(
         # Same raw counts as the joins below, gathered with numpy (row-aligned, 0 = no history).
         frame = candidates.select("update_type", "client", "created_ts", "request_ts", pos.cast(pl.Int32).alias("position"))
         return _derive(frame.with_columns(fast), fs).collect()
-    lf = candidates.lazy().select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position")).with_row_index("_row")
+    lf = (
+        candidates.lazy()
+        .select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position"))
+        .with_columns(pl.col("topic").cast(pl.Int64))
+        .with_row_index("_row")
+    )
     wanted = {k: candidates[k].unique().implode() for k in ("member_id", "update_id")}
     for name, (keys, cols) in _RAW.items():
         # Keep only the candidates' members/updates first: a filter scan is far cheaper than
@@ -306,8 +322,8 @@ def candidate_features(
             .filter(pl.col(keys[0]).is_in(wanted[keys[0]]))
             .select(*keys, *[pl.col(k).alias(v) for k, v in cols.items()])
         )
-        lf = lf.join(table, on=list(keys), how="left")
-    lf = lf.join(profiles.lazy(), on="member_id", how="left")
+        lf = lf.join(table, on=list(keys), how="left", maintain_order="left")
+    lf = lf.join(profiles.lazy(), on="member_id", how="left", maintain_order="left")
     frame = lf.sort("_row").collect()
     _check_profiles(frame, source)
     return _derive(frame, fs).collect()
@@ -366,7 +382,8 @@ def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, prof
     member = _int_keys(candidates["member_id"])
     update = _int_keys(candidates["update_id"])
     author = _int_keys(candidates["author_id"])
-    if member is None or update is None or author is None or candidates.height == 0:
+    topic = _int_keys(candidates["topic"])
+    if member is None or update is None or author is None or topic is None or candidates.height == 0:
         return None
     out: list[pl.Series] = []
     # Profiles (static) first: an unknown member sends us to the joins and their error message.
@@ -394,6 +411,12 @@ def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, prof
             tkeys = tk * n_types + types.cast(enum).to_physical().cast(pl.Int64).to_numpy()
             query = member * n_types + ctypes.cast(enum).to_physical().cast(pl.Int64).to_numpy()
             idx = _dense_index(tkeys, query)
+        elif name == "member_topics":
+            tm, tt = _int_keys(table["member_id"]), _int_keys(table["topic"])
+            if tm is None or tt is None or min(tt.min(initial=0), topic.min()) < 0:
+                return None
+            n_topics = int(max(tt.max(initial=0), topic.max())) + 1
+            idx = _dense_index(tm * n_topics + tt, member * n_topics + topic)
         elif name == "member_authors":
             tm, ta = _int_keys(table["member_id"]), _int_keys(table["author_id"])
             if tm is None or ta is None:
@@ -526,7 +549,7 @@ def training_frame(
             maintain_order="left",
         )
         .join(
-            tables["updates"].lazy().select("update_id", "author_id", "created_ts"),
+            tables["updates"].lazy().select("update_id", "author_id", pl.col("topic").cast(pl.Int64), "created_ts"),
             on="update_id",
             how="left",
             maintain_order="left",
@@ -538,12 +561,13 @@ def training_frame(
             not_skipped_expr(t_skip_s).cast(pl.UInt32).alias("_ns"),
         )
     )
-    events = imp.select("day", "member_id", "update_id", "update_type", "author_id", "clicked", "_action", "_viral", "_ns")
+    events = imp.select("day", "member_id", "update_id", "update_type", "author_id", "topic", "clicked", "_action", "_viral", "_ns")
     n = pl.len().cast(pl.Float64)
     sums = {
         "updates": {"u_imp": n, "u_clk": pl.col("clicked").cast(pl.Float64).sum(), "u_vir": pl.sum("_viral"), "u_ns": pl.sum("_ns")},
         "member_types": {"mt_imp": n, "mt_ns": pl.sum("_ns"), "mt_act": pl.sum("_action")},
         "member_authors": {"ma_imp": n, "ma_act": pl.sum("_action")},
+        "member_topics": {"mp_imp": n, "mp_ns": pl.sum("_ns"), "mp_act": pl.sum("_action")},
         "members": {"m_imp": n, "m_ns": pl.sum("_ns"), "m_act": pl.sum("_action")},
     }
     rows = imp
@@ -605,6 +629,7 @@ _CANDIDATE_KINDS = {
     "member_id": ("an integer type", lambda d: d.is_integer()),
     "update_id": ("an integer type", lambda d: d.is_integer()),
     "author_id": ("an integer type", lambda d: d.is_integer()),
+    "topic": ("an integer type", lambda d: d.is_integer()),
     "update_type": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
     "client": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
     "created_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),

@@ -104,7 +104,7 @@ def simulate(
         _post(cfg, members, feedback, d, start_us, pool, rng)
     n_updates = sum(a.size for a in pool.author)
 
-    history = HistoryState(cfg.n_members, cfg.update_types, threshold)
+    history = HistoryState(cfg.n_members, cfg.update_types, cfg.n_topics, threshold)
     satisfaction = np.full(cfg.n_members, cfg.satisfaction_baseline)
     fatigue = np.zeros(cfg.n_members)
     logs: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in ("sessions", "events", "impressions", "deliveries")}
@@ -150,7 +150,10 @@ def simulate(
 
         # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
         viral = imp["reacted"] | imp["commented"] | imp["shared"]
-        history.add(imp["member"], imp["update"], imp["utype"], imp["author"], imp["dwell_s"], imp["clicked"], viral)
+        history.add(
+            imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
+            imp["dwell_s"], imp["clicked"], viral,
+        )
         seen = np.bincount(imp["member"], minlength=cfg.n_members)
         liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
         has = seen > 0

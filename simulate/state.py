@@ -1,6 +1,7 @@
 """The simulator's online history state, updated once per simulated day.
 
-It keeps dense counters (members x update types, per update) and a keyed
+It keeps dense counters (members x update types, members x topics, per
+update) and a keyed
 member x author table, and exposes them as :class:`logs.history.HistoryTables`
 so that rankers see the history through exactly the tables that
 :func:`logs.history.history_tables` computes in batch from logs.
@@ -25,15 +26,19 @@ class HistoryState:
     ----------
     n_members : int
     update_types : tuple of str
+    n_topics : int
+        Topic ids are 0 .. n_topics - 1.
     skip_threshold_s : float, seconds
         Dwell threshold of the not-skipped counters.
     """
 
-    def __init__(self, n_members: int, update_types: tuple[str, ...], skip_threshold_s: float) -> None:
+    def __init__(self, n_members: int, update_types: tuple[str, ...], n_topics: int, skip_threshold_s: float) -> None:
         self.update_types = update_types
+        self.n_topics = int(n_topics)
         self.skip_threshold_s = float(skip_threshold_s)
         t = len(update_types)
         self._mt = np.zeros((3, n_members, t), dtype=np.int64)  # impressions, not_skipped, actions
+        self._mp = np.zeros((3, n_members, self.n_topics), dtype=np.int64)  # the same, per member x topic
         self._upd = np.zeros((4, 0), dtype=np.int64)  # impressions, clicks, virals, not_skipped
         # Member x author pairs are sparse: keep per-day batches, merge only when asked.
         self._ma_parts: list[pl.DataFrame] = []
@@ -45,6 +50,7 @@ class HistoryState:
         member: np.ndarray,
         update: np.ndarray,
         utype: np.ndarray,
+        topic: np.ndarray,
         author: np.ndarray,
         dwell_s: np.ndarray,
         clicked: np.ndarray,
@@ -64,6 +70,10 @@ class HistoryState:
         size = self._mt[0].size
         for row, w in enumerate((None, not_skipped, action)):
             self._mt[row] += np.bincount(flat, weights=w, minlength=size).astype(np.int64).reshape(self._mt[row].shape)
+        flat = member * self.n_topics + topic.astype(np.int64)
+        size = self._mp[0].size
+        for row, w in enumerate((None, not_skipped, action)):
+            self._mp[row] += np.bincount(flat, weights=w, minlength=size).astype(np.int64).reshape(self._mp[row].shape)
         self._ma_parts.append(
             pl.DataFrame({"member_id": member.astype(np.int64), "author_id": author.astype(np.int64), "action": action.astype(np.uint32)})
         )
@@ -91,12 +101,13 @@ class HistoryState:
 
         Tables are built from a snapshot of the counters on first access.
         """
-        upd, mt = self._upd.copy(), self._mt.copy()
+        upd, mt, mp = self._upd.copy(), self._mt.copy(), self._mp.copy()
         upto = self._ma_offset + len(self._ma_parts)
         return HistoryTables(
             updates=lambda: self._updates_table(upd),
             member_types=lambda: self._member_types_table(mt),
             member_authors=lambda: self._member_authors(upto - self._ma_offset),
+            member_topics=lambda: self._member_topics_table(mp),
             members=lambda: self._members_table(mt),
             skip_threshold_s=self.skip_threshold_s,
         )
@@ -126,6 +137,20 @@ class HistoryState:
                 "n_impressions": mimp[m, t].astype(np.uint32),
                 "n_not_skipped": mns[m, t].astype(np.uint32),
                 "n_actions": mact[m, t].astype(np.uint32),
+            }
+        )
+
+    @staticmethod
+    def _member_topics_table(mp: np.ndarray) -> pl.DataFrame:
+        pimp, pns, pact = mp
+        m, t = np.nonzero(pimp)
+        return pl.DataFrame(
+            {
+                "member_id": m.astype(np.int64),
+                "topic": t.astype(np.int64),
+                "n_impressions": pimp[m, t].astype(np.uint32),
+                "n_not_skipped": pns[m, t].astype(np.uint32),
+                "n_actions": pact[m, t].astype(np.uint32),
             }
         )
 

@@ -73,7 +73,7 @@ def test_batch_features_equal_history_from_logs(recorded):
     rows = (
         t["impressions"]
         .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
-        .join(t["updates"].select("update_id", "author_id", "created_ts"), on="update_id")
+        .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
         .filter(pl.col("request_ts").dt.date() == day)
         .rename({"session_id": "request_id"})
     )
@@ -125,7 +125,7 @@ def _tiny_logs() -> dict[str, pl.DataFrame]:
     )
     sessions = pl.DataFrame({"session_id": [1, 2, 3], "start_ts": [d0, d0, d1], "client": ["ios", "web", "android"]})
     updates = pl.DataFrame(
-        {"update_id": [10, 11], "author_id": [5, 6], "update_type": ["text", "video"],
+        {"update_id": [10, 11], "author_id": [5, 6], "update_type": ["text", "video"], "topic": [3, 4],
          "created_ts": [d0 - dt.timedelta(hours=2), d0 - dt.timedelta(hours=1)]}
     )
     members = pl.DataFrame(
@@ -151,6 +151,10 @@ def test_values_by_hand():
     assert f["mt_action_rate"] == pytest.approx((1 + 0.5) / 6)
     assert f["m_impressions"] == 2 and f["m_not_skipped_rate"] == pytest.approx((1 + 1.25) / 7)
     assert f["ma_impressions"] == 1 and f["ma_actions"] == 1
+    # Member 0 x topic 3 (update 10's topic): the one day-0 impression on update 10, clicked, 4.0 s.
+    assert f["mp_impressions"] == 1 and f["mp_not_skipped"] == 1
+    assert f["mp_action_rate"] == pytest.approx((1 + 0.5) / 6)
+    assert f["mp_not_skipped_rate"] == pytest.approx((1 + 1.25) / 6)
     assert f["age_h"] == pytest.approx(25.0)  # created 08:00 day 0, requested 09:00 day 1
     assert f["hour"] == 9 and f["client_android"] == 1 and f["client_ios"] == 0 and f["type_text"] == 1
     assert f["position"] == 2 and f["connections"] == 100 and f["tenure_days"] == 30
@@ -176,7 +180,7 @@ def test_skip_label_uses_t_skip():
 def _cands() -> pl.DataFrame:
     t = _tiny_logs()
     return pl.DataFrame(
-        {"request_id": [9], "member_id": [0], "update_id": [10], "update_type": ["text"], "author_id": [5],
+        {"request_id": [9], "member_id": [0], "update_id": [10], "update_type": ["text"], "author_id": [5], "topic": [3],
          "created_ts": [t["updates"]["created_ts"][0]], "request_ts": [t["sessions"]["start_ts"][2]], "client": ["web"]}
     )
 
@@ -197,7 +201,7 @@ _ERRORS = [
     (lambda: validate_candidates(_cands().with_columns(update_id=pl.lit(None, pl.Int64)), "c.parquet"),
      "candidate column 'update_id' has 1 null"),
     (lambda: validate_feature_matrix(pl.DataFrame({"hour": [1.0]}), DWELL, "c.parquet"),
-     "c.parquet: missing feature column\\(s\\) 'connections'.*feature set 'dwell' v1"),
+     "c.parquet: missing feature column\\(s\\) 'connections'.*feature set 'dwell' v2"),
     (lambda: validate_feature_matrix(pl.DataFrame({c: ["x"] if c == "age_h" else [1.0] for c in DWELL.columns}), DWELL, "c"),
      "feature column 'age_h' must be numeric, got String"),
     (lambda: validate_feature_matrix(pl.DataFrame({c: [float("nan")] if c == "hour" else [1.0] for c in DWELL.columns}), DWELL, "c"),

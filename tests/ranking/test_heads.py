@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from logs.errors import ConfigError
-from ranking.heads import GBDTLRHead, HeadConfig, binary_metrics, compare_heads, leaf_one_hot, normalized_entropy
+from ranking.heads import GBDTLRHead, HeadConfig, LogisticHead, binary_metrics, compare_heads, leaf_one_hot, normalized_entropy
 from tests.ranking.ranking_worlds import split, xy
 
 HEADS = ("click", "react", "comment", "share", "skip", "long_dwell")
@@ -74,14 +74,31 @@ def test_every_head_beats_the_constant(comparisons, head):
 
 
 @pytest.mark.parametrize("head", HEADS)
-def test_gbdt_lr_matches_lr_only_within_noise(comparisons, head):
-    """Measured finding, not the paper's result: the simulator's response model is logistic and
-    additive in the quantities these features estimate, so an LR on asinh-transformed features is
-    already of the right form and the leaves add nothing; GBDT+LR must not be worse by more than
-    0.01 AUC (about 2 standard errors on the rarest head) and must beat GBDT alone or tie it."""
+def test_gbdt_lr_is_not_worse_than_lr_only_or_gbdt_only(comparisons, head):
+    """Every head: GBDT+LR at least ties LR alone (within 0.003 AUC, about one standard error of
+    the paired difference on this test set) and GBDT alone."""
     c = comparisons[head]
-    assert c["gbdt_lr"]["auc"] >= c["lr_only"]["auc"] - 0.01, c
-    assert c["gbdt_lr"]["auc"] >= c["gbdt_only"]["auc"] - 0.005, c
+    assert c["gbdt_lr"]["auc"] >= c["lr_only"]["auc"] - 0.003, c
+    assert c["gbdt_lr"]["auc"] >= c["gbdt_only"]["auc"] - 0.003, c
+
+
+@pytest.mark.parametrize("head", ["click", "skip", "long_dwell"])
+def test_gbdt_leaves_lift_auc_over_lr_only_beyond_noise(head):
+    """He et al.'s result on the heads with the most positives: the leaf interaction features
+    add AUC over the LR on raw features alone.  Measured (seed 0): click +0.0021, skip +0.0032,
+    long_dwell +0.0024 (react ties, so it is not asserted).  The world's response is not additive
+    in the logged features (P(action) = P(engage) x a type- and affinity-dependent lift, smoothed
+    rates saturate), which is what the trees capture.  The 2.5% quantile of a member-clustered
+    bootstrap of the paired AUC difference must be above 0."""
+    train, test = split("dwell")
+    X_tr, y_tr = xy(train, "dwell", head)
+    X_te, y_te = xy(test, "dwell", head)
+    p_gl = GBDTLRHead().fit(X_tr, y_tr, seed=0).predict_proba(X_te)
+    p_lr = LogisticHead(HeadConfig()).fit(X_tr, y_tr).predict_proba(X_te)
+    lift = roc_auc_score(y_te, p_gl) - roc_auc_score(y_te, p_lr)
+    boot = _cluster_bootstrap_lift(test["member_id"].to_numpy(), y_te, p_gl, p_lr)
+    assert lift > 0.001, lift
+    assert np.quantile(boot, 0.025) > 0, (lift, np.quantile(boot, [0.025, 0.975]))
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -107,8 +124,9 @@ def _cluster_bootstrap_lift(member, y, p_a, p_b, n_boot=100, seed=0):
 
 def test_dwell_features_lift_pskip_auc_beyond_noise():
     """Same rows, same head config, features with vs without the dwell (not-skipped) counts and
-    rates.  Measured (seed 0): AUC 0.615 vs 0.607.  The 2.5% quantile of a member-clustered
-    bootstrap of the paired difference must be above 0."""
+    rates.  Measured (seed 0): AUC 0.809 vs 0.788 (member-clustered bootstrap 95% interval of
+    the lift [0.018, 0.024]); on the default world 0.829 vs 0.815.  The lift must exceed 0.01 and
+    the 2.5% quantile of the bootstrap of the paired difference must be above 0."""
     (tr_d, te_d), (tr_b, te_b) = split("dwell"), split("base")
     p = {}
     for fs, tr, te in (("dwell", tr_d, te_d), ("base", tr_b, te_b)):
@@ -117,7 +135,7 @@ def test_dwell_features_lift_pskip_auc_beyond_noise():
     y = te_d["skip"].to_numpy()
     lift = roc_auc_score(y, p["dwell"]) - roc_auc_score(y, p["base"])
     boot = _cluster_bootstrap_lift(te_d["member_id"].to_numpy(), y, p["dwell"], p["base"])
-    assert lift > 0.003, lift
+    assert lift > 0.01, lift
     assert np.quantile(boot, 0.025) > 0, (lift, np.quantile(boot, [0.025, 0.975]))
 
 

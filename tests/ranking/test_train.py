@@ -41,9 +41,9 @@ def _key_candidates(n_sessions: int = 20) -> pl.DataFrame:
     return (
         t["impressions"]
         .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
-        .join(t["updates"].select("update_id", "author_id", "created_ts"), on="update_id")
+        .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
         .filter(pl.col("session_id").is_in(t["sessions"].sort("start_ts").tail(n_sessions)["session_id"].implode()))
-        .select(pl.col("session_id").alias("request_id"), "member_id", "update_id", "update_type", "author_id", "created_ts", "request_ts", "client")
+        .select(pl.col("session_id").alias("request_id"), "member_id", "update_id", "update_type", "author_id", "topic", "created_ts", "request_ts", "client")
     )
 
 
@@ -64,7 +64,7 @@ def test_model_dir_round_trip(model_dir):
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-12, err_msg=k)
     meta = json.loads((model_dir / "metadata.json").read_text())
-    assert meta["feature_set"] == {"name": "dwell", "version": 1, "columns": list(FEATURE_SETS["dwell"].columns)}
+    assert meta["feature_set"] == {"name": "dwell", "version": 2, "columns": list(FEATURE_SETS["dwell"].columns)}
     assert meta["t_skip_s"] == 2.5 and meta["seed"] == 0 and meta["data"]["n_train"] > 0
     assert loaded.weights == model.weights and loaded.weights.skip_penalty > 0
     assert (model_dir / "report.png").stat().st_size > 0
@@ -91,7 +91,7 @@ def _set_meta(**over):
 @pytest.mark.parametrize(
     ("edit", "pattern"),
     [
-        (_set_meta(version=0), "trained on feature set 'dwell' v0, this library defines v1; retrain"),
+        (_set_meta(version=0), "trained on feature set 'dwell' v0, this library defines v2; retrain"),
         (_set_meta(columns=["hour"]), "columns differ"),
         (_set_meta(name="fancy"), "feature set 'fancy' is unknown"),
         (lambda d: (d / "metadata.json").unlink(), "no metadata.json"),
@@ -157,7 +157,7 @@ def _bad_candidates(tmp_path: Path, kind: str) -> Path:
     [
         ("empty_file", [], "candidates file is empty"),
         ("no_rows", [], "candidates file has no rows"),
-        ("missing_feature", [], "missing feature column\\(s\\) 'u_not_skipped_rate' needed by feature set 'dwell' v1"),
+        ("missing_feature", [], "missing feature column\\(s\\) 'u_not_skipped_rate' needed by feature set 'dwell' v2"),
         ("wrong_dtype", [], "feature column 'age_h' must be numeric, got String"),
         ("nan_feature", [], "feature column 'hour' has 1 null/NaN/infinite value"),
         ("keys_wrong_dtype", ["--logs"], "candidate column 'request_ts' must be a Datetime type, got String"),

@@ -103,9 +103,9 @@ def test_online_history_equals_batch_history(small_world):
     """Counters kept incrementally by the simulator equal polars counts over the logs."""
     t = small_world.tables
     imp = t["impressions"]
-    authors = t["updates"].select("update_id", "author_id")
+    authors = t["updates"].select("update_id", "author_id", "topic")
     cfg = small_world.config
-    st = HistoryState(cfg.n_members, cfg.update_types, cfg.t_skip_s)
+    st = HistoryState(cfg.n_members, cfg.update_types, cfg.n_topics, cfg.t_skip_s)
     j = imp.join(authors, on="update_id")
     for day in range(3):  # several batches, as in the day loop
         part = j.filter(pl.col("session_id") % 3 == day)
@@ -113,6 +113,7 @@ def test_online_history_equals_batch_history(small_world):
             part["member_id"].to_numpy(),
             part["update_id"].to_numpy(),
             part["update_type"].replace_strict(list(cfg.update_types), list(range(len(cfg.update_types)))).to_numpy(),
+            part["topic"].to_numpy(),
             part["author_id"].to_numpy(),
             part["dwell_s"].to_numpy(),
             part["clicked"].to_numpy(),
@@ -121,7 +122,8 @@ def test_online_history_equals_batch_history(small_world):
     online = st.tables()
     batch = history_tables(imp, t["updates"], None, cfg.t_skip_s)
     keys = {"updates": ["update_id"], "member_types": ["member_id", "update_type"],
-            "member_authors": ["member_id", "author_id"], "members": ["member_id"]}
+            "member_authors": ["member_id", "author_id"], "member_topics": ["member_id", "topic"],
+            "members": ["member_id"]}
     for name, k in keys.items():
         a = getattr(online, name).sort(k)
         b = getattr(batch, name).sort(k)
