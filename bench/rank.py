@@ -103,7 +103,8 @@ def main() -> None:
     ranker = FeedRanker(model, num_threads=1)
     t = world.tables
     hist = history_tables(t["impressions"], t["updates"], before=None, skip_threshold_s=model.t_skip_s)
-    hist.updates, hist.member_types, hist.member_authors, hist.members  # materialise once, as the simulator's snapshot is
+    # Materialise once, as the simulator's snapshot is.
+    hist.updates, hist.member_types, hist.member_authors, hist.member_topics, hist.members
     member = int(t["impressions"]["member_id"][0])
     cand = (
         t["updates"].sample(1000, seed=args.seed, with_replacement=True)

@@ -1,52 +1,60 @@
 """Dwell-time-aware feed ranking: T_skip estimation, P(skip) and the value function."""
 
-from ranking.tskip import BayesCurve
-from ranking.tskip import BinnedCounts
-from ranking.tskip import DwellDataWarning
-from ranking.tskip import GroupThreshold
-from ranking.tskip import InsufficientDataError
-from ranking.tskip import TskipConfig
-from ranking.tskip import TskipEstimator
-from ranking.tskip import TskipResult
-from ranking.tskip import add_skip_label
-from ranking.tskip import bayes_curve
-from ranking.tskip import bin_counts
-from ranking.tskip import empirical_cdfs
-from ranking.tskip import estimate_tskip
-from ranking.tskip import estimate_tskip_file
-from ranking.tskip import skip_label_expr
-from ranking.tskip import threshold_from_curve
-from ranking.tskip_plot import plot_tskip
+from __future__ import annotations
 
-# Ranking engine (features, heads, regressors, value function, FeedRanker, training)
-from ranking.features import FEATURE_SETS
-from ranking.features import FeatureSet
-from ranking.features import IncompatibleModelError
-from ranking.features import candidate_features
-from ranking.features import history_from_logs
-from ranking.features import training_frame
-from ranking.heads import GBDTLRHead
-from ranking.heads import HeadConfig
-from ranking.heads import LogisticHead
-from ranking.heads import binary_metrics
-from ranking.heads import compare_heads
-from ranking.heads import normalized_entropy
-from ranking.ranker import FeedRanker
-from ranking.ranker import preset_rankers
-from ranking.ranker import rank_candidates_file
-from ranking.ranker import rank_within_requests
-from ranking.regressors import ActionRegressor
-from ranking.regressors import RegressorConfig
-from ranking.train import RankerModel
-from ranking.train import TrainConfig
-from ranking.train import load_model
-from ranking.train import train_ranker
-from ranking.value import ValueWeights
-from ranking.value import default_weights
-from ranking.value import load_weights
-from ranking.value import needed_predictions
-from ranking.value import save_weights
-from ranking.value import value_function
+import importlib
+import importlib.util
+from typing import Any
+
+# Names are resolved on first use (PEP 562): ``dwellrank estimate-tskip`` or ``from ranking import
+# estimate_tskip`` should not pay for importing LightGBM, scikit-learn and matplotlib.
+_SOURCES: dict[str, str] = {
+    "BayesCurve": "ranking.tskip",
+    "BinnedCounts": "ranking.tskip",
+    "DwellDataWarning": "ranking.tskip",
+    "GroupThreshold": "ranking.tskip",
+    "InsufficientDataError": "ranking.tskip",
+    "TskipConfig": "ranking.tskip",
+    "TskipEstimator": "ranking.tskip",
+    "TskipResult": "ranking.tskip",
+    "add_skip_label": "ranking.tskip",
+    "bayes_curve": "ranking.tskip",
+    "bin_counts": "ranking.tskip",
+    "empirical_cdfs": "ranking.tskip",
+    "estimate_tskip": "ranking.tskip",
+    "estimate_tskip_file": "ranking.tskip",
+    "skip_label_expr": "ranking.tskip",
+    "threshold_from_curve": "ranking.tskip",
+    "plot_tskip": "ranking.tskip_plot",
+    "FEATURE_SETS": "ranking.features",
+    "FeatureSet": "ranking.features",
+    "IncompatibleModelError": "ranking.features",
+    "candidate_features": "ranking.features",
+    "history_from_logs": "ranking.features",
+    "training_frame": "ranking.features",
+    "GBDTLRHead": "ranking.heads",
+    "HeadConfig": "ranking.heads",
+    "LogisticHead": "ranking.heads",
+    "binary_metrics": "ranking.heads",
+    "compare_heads": "ranking.heads",
+    "normalized_entropy": "ranking.heads",
+    "FeedRanker": "ranking.ranker",
+    "preset_rankers": "ranking.ranker",
+    "rank_candidates_file": "ranking.ranker",
+    "rank_within_requests": "ranking.ranker",
+    "ActionRegressor": "ranking.regressors",
+    "RegressorConfig": "ranking.regressors",
+    "RankerModel": "ranking.train",
+    "TrainConfig": "ranking.train",
+    "load_model": "ranking.train",
+    "train_ranker": "ranking.train",
+    "ValueWeights": "ranking.value",
+    "default_weights": "ranking.value",
+    "load_weights": "ranking.value",
+    "needed_predictions": "ranking.value",
+    "save_weights": "ranking.value",
+    "value_function": "ranking.value",
+}
 
 __all__ = [
     # T_skip (ranking.tskip, ranking.tskip_plot)
@@ -97,3 +105,18 @@ __all__ = [
     "training_frame",
     "value_function",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        # ``ranking.features`` etc. worked without an explicit import when everything was eager.
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module 'ranking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
