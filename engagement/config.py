@@ -88,7 +88,8 @@ class LdaConfig:
         Per-document E-step iterations and mean-change tolerance (scikit-learn's
         ``max_doc_update_iter`` and ``mean_change_tol``).
     restarts : int
-        Random restarts per K; the one with the lowest training perplexity is kept.
+        Restarts per K (the first from scikit-learn's random start, the others from
+        :func:`engagement.intents.seeded_topics`); the lowest training perplexity is kept.
     doc_topic_prior, topic_word_prior : float, optional
         alpha and eta; default 1 / K (scikit-learn's defaults).
     """

@@ -30,6 +30,7 @@ __all__ = [
     "dedupe_counts",
     "e_step",
     "fit_lda",
+    "seeded_topics",
     "perplexity",
     "completion_perplexity",
     "mine_intents",
@@ -239,8 +240,45 @@ def perplexity(x: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 
     return float(np.exp(-_bound(x, weights, gamma, fit) / float(weights @ x.sum(axis=1))))
 
 
+def seeded_topics(x: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 10) -> np.ndarray:
+    """A data-driven starting point for the topic-word parameters, shape (k, V).
+
+    Weighted k-means on the documents' event shares (k-means++ seeding, then
+    ``n_iter`` Lloyd steps, documents weighted by multiplicity x length), with
+    each centroid scaled to the words its cluster holds, as one M-step after a
+    hard assignment would give.  Sessions mostly follow one intent, so these
+    centroids start LDA near separated topics, where a near-uniform start can
+    settle with two intents merged into one topic.
+    """
+    n = x.sum(axis=1)
+    share = x / n[:, None]
+    mass = weights * n
+    p = mass / mass.sum()
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = share[rng.choice(share.shape[0], p=p)]
+    d2 = ((share - centers[0]) ** 2).sum(axis=1)
+    for j in range(1, k):
+        q = p * d2
+        total = q.sum()
+        centers[j] = share[rng.choice(share.shape[0], p=q / total)] if total > 0 else share[rng.choice(share.shape[0], p=p)]
+        d2 = np.minimum(d2, ((share - centers[j]) ** 2).sum(axis=1))
+    for _ in range(max(n_iter, 1)):
+        # ||a - c||^2 = ||a||^2 - 2 a.c + ||c||^2; the ||a||^2 term does not change the argmin.
+        label = np.argmin((centers**2).sum(axis=1)[None, :] - 2.0 * share @ centers.T, axis=1)
+        words = np.zeros((k, x.shape[1]))
+        np.add.at(words, label, x * weights[:, None])
+        filled = words.sum(axis=1) > 0
+        centers[filled] = words[filled] / words[filled].sum(axis=1, keepdims=True)
+    return words + 1.0
+
+
 def fit_lda(
-    x: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator, config: LdaConfig | None = None
+    x: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    config: LdaConfig | None = None,
+    init: np.ndarray | None = None,
 ) -> LdaFit:
     """Batch variational Bayes LDA on a weighted corpus.
 
@@ -258,11 +296,14 @@ def fit_lda(
         Number of topics.
     rng : numpy.random.Generator
     config : LdaConfig, optional
+    init : ndarray, shape (k, V), optional
+        Starting topic-word parameters (e.g. :func:`seeded_topics`); default
+        scikit-learn's random start.
     """
     cfg = config if config is not None else LdaConfig()
     alpha = cfg.doc_topic_prior if cfg.doc_topic_prior is not None else 1.0 / k
     eta = cfg.topic_word_prior if cfg.topic_word_prior is not None else 1.0 / k
-    lam = rng.gamma(100.0, 0.01, (k, x.shape[1]))
+    lam = rng.gamma(100.0, 0.01, (k, x.shape[1])) if init is None else np.array(init, dtype=np.float64)
     it = 0
     for it in range(1, cfg.max_iter + 1):
         # As scikit-learn: every E-step restarts gamma near uniform (a warm start traps documents in their first topic).
@@ -311,8 +352,11 @@ def _split_words(x: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> tupl
 
 
 def _best_fit(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, cfg: LdaConfig) -> LdaFit:
-    """The restart with the lowest training perplexity (LDA's objective is multimodal)."""
-    fits = [fit_lda(x, w, k, rng, cfg) for _ in range(cfg.restarts)]
+    """The restart with the lowest training perplexity (LDA's objective is multimodal).
+
+    The first restart starts as scikit-learn does; the others from :func:`seeded_topics`.
+    """
+    fits = [fit_lda(x, w, k, rng, cfg, init=None if r == 0 else seeded_topics(x, w, k, rng)) for r in range(cfg.restarts)]
     if len(fits) == 1:
         return fits[0]
     return min(fits, key=lambda f: perplexity(x, w, f, cfg.doc_iter, cfg.doc_tol))

@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import LatentDirichletAllocation
 
 from engagement import LdaConfig, match_intents, mine_intents
-from engagement.intents import LdaFit, dedupe_counts, e_step, fit_lda, perplexity
+from engagement.intents import LdaFit, dedupe_counts, e_step, fit_lda, perplexity, seeded_topics
 
 
 def _corpus(seed: int = 0, n: int = 400) -> np.ndarray:
@@ -104,3 +104,22 @@ def test_lda_on_the_simulated_world_against_the_true_intents(eng_world, eng_data
     assert np.allclose(intents.profiles.sum(axis=1), 1.0)
     assert cos.mean() >= 0.9
     assert len(intents.top_events()[0]) == 3
+
+
+def test_seeded_topics_start_near_the_generating_topics() -> None:
+    """Reference: the profiles that generated a corpus of one-topic sessions (4-8 events, 7 topics over
+    10 event types, as the simulator's sessions).  The seeded start must already be close to every one
+    (measured: matched cosine 0.97-1.00), and LDA from it must keep them (measured: 0.90-0.99, mean 0.96;
+    three random starts on this corpus reach minima of 0.29-0.72)."""
+    rng = np.random.default_rng(3)
+    truth = rng.dirichlet(np.full(10, 0.3), size=7)
+    topic = rng.integers(0, 7, 20000)
+    counts = np.stack([rng.multinomial(n, truth[t]) for n, t in zip(rng.integers(4, 9, topic.size), topic)])
+    x, w = dedupe_counts(counts)
+    start = seeded_topics(x, w, 7, np.random.default_rng(0))
+    assert start.shape == (7, 10) and (start > 0).all()
+    _, cos0 = match_intents(start / start.sum(axis=1, keepdims=True), truth)
+    assert cos0.min() >= 0.95, cos0
+    fit = fit_lda(x, w, 7, np.random.default_rng(0), LdaConfig(), init=start)
+    _, cos = match_intents(fit.profiles, truth)
+    assert cos.min() >= 0.85 and cos.mean() >= 0.95, cos
