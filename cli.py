@@ -58,14 +58,19 @@ def main() -> None:
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="Ground-truth T_skip in seconds (default 2.5).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory for the logs.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Any other WorldConfig field, e.g. --set phase_length=fixed --set phase_rate=2.5 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
-def simulate(n_members: int, n_days: int, seed: int, t_skip_s: float | None, out: str, overwrite: bool, quiet: bool) -> None:
+def simulate(
+    n_members: int, n_days: int, seed: int, t_skip_s: float | None, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
+) -> None:
     """Simulate a feed and write the six log tables, ground truth and a summary."""
     from logs.io import atomic_dir
     from simulate import WorldConfig, write_simulation
     from simulate import simulate as run_simulation
+    from simulate.config import parse_overrides
 
-    changes: dict[str, Any] = {"n_members": n_members, "n_days": n_days}
+    changes: dict[str, Any] = {**parse_overrides(overrides), "n_members": n_members, "n_days": n_days}
     if t_skip_s is not None:
         changes["t_skip_s"] = t_skip_s
     cfg = WorldConfig(**changes)

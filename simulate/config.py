@@ -11,7 +11,7 @@ from typing import Any
 from logs.errors import ConfigError
 from logs.schema import UPDATE_TYPES
 
-__all__ = ["WorldConfig"]
+__all__ = ["WorldConfig", "parse_overrides"]
 
 
 def _per_type(*values: float) -> tuple[float, ...]:
@@ -88,6 +88,9 @@ class WorldConfig:
     phase_rate: float = 1.2
     phase_mean_days: float = 8.0
     phase_strength: float = 0.75
+    #: "geometric": memoryless phase lengths (mean phase_mean_days), so when a phase ends cannot be
+    #: forecast; "fixed": every phase lasts round(phase_mean_days) days, so it can.
+    phase_length: str = "geometric"
     satisfaction_memory: float = 0.35
     satisfaction_effect: float = 2.0
     satisfaction_baseline: float = 0.35
@@ -168,6 +171,8 @@ class WorldConfig:
                 raise ConfigError(f"{f.name} must have one value per update type ({n}), got {len(v)}")
         if not math.isclose(sum(self.update_type_probs), 1.0, abs_tol=1e-6):
             raise ConfigError(f"update_type_probs must sum to 1, got {sum(self.update_type_probs):.6f}")
+        if self.phase_length not in ("geometric", "fixed"):
+            raise ConfigError(f"phase_length must be 'geometric' or 'fixed', got {self.phase_length!r}")
         if self.feed_length > self.candidates_per_request:
             raise ConfigError(
                 f"feed_length must be <= candidates_per_request ({self.candidates_per_request}), got {self.feed_length}"
@@ -186,6 +191,42 @@ class WorldConfig:
         d = dataclasses.asdict(self)
         d.pop("extra")
         return d
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...], argument: str = "--set") -> dict[str, Any]:
+    """``["phase_length=fixed", "phase_rate=2.5", "click_prob=0.2,0.2,0.1,0.4,0.3"]`` -> WorldConfig changes.
+
+    Each value is parsed by the field's default type: int, float, str, or a
+    comma-separated tuple.  Values are validated by :class:`WorldConfig` itself.
+
+    Raises
+    ------
+    ConfigError
+        A pair without ``=``, an unknown field (the message lists the known ones)
+        or a value that does not parse as the field's type.
+    """
+    defaults = WorldConfig()
+    names = [f.name for f in dataclasses.fields(WorldConfig) if f.name != "extra"]
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ConfigError(f"{argument} takes FIELD=VALUE, got {pair!r}")
+        if key not in names:
+            raise ConfigError(f"{argument}: WorldConfig has no field {key!r}; fields: {', '.join(names)}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, tuple):
+                kind = type(default[0]) if default else str
+                out[key] = tuple(kind(v.strip()) for v in raw.split(","))
+            elif isinstance(default, bool):
+                raise ValueError("boolean fields are not settable")
+            else:
+                out[key] = type(default)(raw)
+        except ValueError:
+            raise ConfigError(f"{argument} {key}: expected {type(default).__name__} like {default!r}, got {raw!r}") from None
+    return out
 
 
 def _values(cfg: WorldConfig, name: str) -> tuple[float, ...]:

@@ -91,7 +91,10 @@ def sample_intent_paths(
     member = np.repeat(np.arange(n), n_phases)
     intent = rng.choice(k, size=member.size, p=intents.phase_probs)
     start = rng.integers(-int(cfg.phase_mean_days), d, member.size)
-    length = rng.geometric(1.0 / cfg.phase_mean_days, member.size)
+    if cfg.phase_length == "fixed":
+        length = np.full(member.size, max(int(round(cfg.phase_mean_days)), 1))
+    else:
+        length = rng.geometric(1.0 / cfg.phase_mean_days, member.size)
     end = np.minimum(start + length - 1, d - 1)
     start = np.maximum(start, 0)
     keep = end >= start

@@ -56,6 +56,11 @@ def test_summary_printed_without_quiet(tmp_path: Path):
         (["--members", "-5"], "n_members must be a positive integer, got -5"),
         (["--days", "0"], "n_days must be a positive integer, got 0"),
         (["--t-skip", "-1"], "t_skip_s must be > 0"),
+        (["--set", "phase_lengthfixed"], "--set takes FIELD=VALUE, got 'phase_lengthfixed'"),
+        (["--set", "nope=1"], "--set: WorldConfig has no field 'nope'; fields: n_members, n_days"),
+        (["--set", "phase_rate=abc"], "--set phase_rate: expected float like 1.2, got 'abc'"),
+        (["--set", "phase_length=poisson"], "phase_length must be 'geometric' or 'fixed', got 'poisson'"),
+        (["--set", "click_prob=0.2,0.2"], "click_prob must have one value per update type (5), got 2"),
     ],
 )
 def test_simulate_bad_config_exits_nonzero_and_writes_nothing(tmp_path: Path, args, pattern):
@@ -85,3 +90,13 @@ def test_simulate_unwritable_out(tmp_path: Path):
     res = CliRunner().invoke(main, ["simulate", *SMALL, "--out", str(blocker / "sub")])
     assert res.exit_code == 2
     assert "cannot write output here" in res.output
+
+
+def test_set_overrides_world_fields(tmp_path: Path):
+    out = tmp_path / "o"
+    res = _run("simulate", *SMALL, "--out", str(out), "--set", "phase_length=fixed", "--set", "phase_rate=2.5",
+               "--set", "click_prob=0.1,0.1,0.1,0.1,0.1")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "truth.json").read_text())["config"]
+    assert cfg["phase_length"] == "fixed" and cfg["phase_rate"] == 2.5 and cfg["click_prob"] == [0.1] * 5
+    assert cfg["n_members"] == 300  # --members still wins

@@ -22,6 +22,7 @@ from simulate import WorldConfig, simulate
         ({"start_date": "yesterday"}, r"start_date must be an ISO date"),
         ({"feed_length": 80}, r"feed_length must be <= candidates_per_request"),
         ({"skip_dwell_sigma": float("nan")}, r"skip_dwell_sigma must be finite"),
+        ({"phase_length": "poisson"}, r"phase_length must be 'geometric' or 'fixed', got 'poisson'"),
     ],
 )
 def test_invalid_config(changes, pattern):

@@ -12,6 +12,8 @@ from scipy import stats
 from logs import ACTION_COLUMNS
 from logs.history import history_tables
 from simulate import HistoryState, WorldConfig, simulate
+from simulate.intents import make_intents
+from simulate.world import sample_intent_paths
 
 
 def _joined(world):
@@ -159,3 +161,18 @@ def test_upstream_feedback_raises_posting():
     with_gain = simulate(base.replace(upstream_gain=1.5), seed=4).tables["updates"].height
     without = simulate(base.replace(upstream_gain=0.0), seed=4).tables["updates"].height
     assert with_gain > 1.05 * without
+
+
+def test_fixed_phase_length_option():
+    """phase_length="fixed": every phase not cut by the world's edges lasts round(phase_mean_days) days;
+    the default (geometric, memoryless) gives many lengths."""
+    cfg = WorldConfig(n_members=300, n_days=28, phase_length="fixed", phase_mean_days=6.0)
+    rng = np.random.default_rng(0)
+    intents = make_intents(cfg.n_intents, rng)
+    base = rng.dirichlet(np.ones(intents.k), size=cfg.n_members)
+    _, phases = sample_intent_paths(cfg, intents, base, rng)
+    inner = phases[(phases[:, 2] > 0) & (phases[:, 3] < cfg.n_days - 1)]
+    assert inner.shape[0] > 50 and np.all(inner[:, 3] - inner[:, 2] + 1 == 6)
+    _, geo = sample_intent_paths(cfg.replace(phase_length="geometric"), intents, base, rng)
+    inner = geo[(geo[:, 2] > 0) & (geo[:, 3] < cfg.n_days - 1)]
+    assert np.unique(inner[:, 3] - inner[:, 2]).size > 5
