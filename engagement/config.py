@@ -138,6 +138,10 @@ class DigmnConfig:
         FC-D layers (DIGMN) or plain FC layers (DIGMN (Static), Table 4).
     intents : {"prior", "learned"}
         Cosine similarity to LDA intents (paper) or ``tanh(W nu + b)`` (Table 6).
+    activity_channel : bool
+        Not in the paper: also feed the 14 x 10 daily event counts through a
+        two-layer LSTM, as Deep Multi-channel does, into the predictor's input
+        ("DIGMN (+activity)").  Off by default.
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -147,6 +151,7 @@ class DigmnConfig:
     meta_hidden: int = 32
     predictor: str = "dynamic"
     intents: str = "prior"
+    activity_channel: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
@@ -158,6 +163,8 @@ class DigmnConfig:
             raise ConfigError(f"predictor must be 'dynamic' or 'static', got {self.predictor!r}")
         if self.intents not in ("prior", "learned"):
             raise ConfigError(f"intents must be 'prior' or 'learned', got {self.intents!r}")
+        if not isinstance(self.activity_channel, bool):
+            raise ConfigError(f"activity_channel must be true or false, got {self.activity_channel!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -172,7 +172,10 @@ class DIGMN(nn.Module):
         self.behaviour = nn.LSTM(n_events + n_context, cfg.lstm_hidden, num_layers=1, batch_first=True)
         self.intent_map = nn.Linear(n_events, k) if cfg.intents == "learned" else None
         self.intent_lstm = nn.LSTM(k, cfg.lstm_hidden, num_layers=1, batch_first=True)
-        width = n_macro + n_delivery + 2 * cfg.lstm_hidden
+        # Optional daily-activity channel (not in the paper); the instance's inputs then include it.
+        self.activity = nn.LSTM(n_events, cfg.lstm_hidden, num_layers=2, batch_first=True) if cfg.activity_channel else None
+        self.inputs = DIGMN.inputs + (("activity",) if cfg.activity_channel else ())
+        width = n_macro + n_delivery + (3 if cfg.activity_channel else 2) * cfg.lstm_hidden
         self.mapping = nn.Linear(width, max(width // 2, 1))
         sizes = [max(width // 2, 1), *cfg.hidden, n_classes]
         if cfg.predictor == "dynamic":
@@ -209,11 +212,18 @@ class DIGMN(nn.Module):
         """``a = softmax(W2 ReLU(W1 i~ + b1) + b2)`` (eq. 6), shape (B, d); None when static."""
         return None if self.meta is None else torch.softmax(self.meta(h_i), dim=-1)
 
-    def forward(self, nu: Tensor, ctx: Tensor, lengths: Tensor, macro: Tensor, delivery: Tensor) -> Tensor:
-        """Class logits, shape (B, n_classes)."""
+    def forward(
+        self, nu: Tensor, ctx: Tensor, lengths: Tensor, macro: Tensor, delivery: Tensor, activity: Tensor | None = None
+    ) -> Tensor:
+        """Class logits, shape (B, n_classes); ``activity`` (B, days, V) only with the activity channel."""
         h_b, h_i = self.encode(nu, ctx, lengths)
         a = self.meta_weights(h_i)
-        x = self.mapping(torch.cat([macro, delivery, h_b, h_i], dim=-1))  # (B, width/2)
+        parts = [macro, delivery, h_b, h_i]
+        if self.activity is not None:
+            if activity is None:
+                raise ValueError("this DIGMN has an activity channel: pass the daily activity tensor")
+            parts.append(self.activity(activity)[0][:, -1])
+        x = self.mapping(torch.cat(parts, dim=-1))  # (B, width/2)
         for j, layer in enumerate(self.layers):
             x = layer(x, a) if a is not None else layer(x)
             if j < len(self.layers) - 1:

@@ -50,6 +50,7 @@ MODELS: tuple[str, ...] = (
     "DIGMN (Static, matched)",
     "DIGMN (learned intents)",
     "DIGMN",
+    "DIGMN (+activity)",
 )
 
 
@@ -109,6 +110,8 @@ def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, c
         return build_digmn(data, task, intents, replace(config, predictor="static", hidden=hidden)), 0.0
     if name == "DIGMN (learned intents)":
         return build_digmn(data, task, intents, replace(config, intents="learned")), config.beta
+    if name == "DIGMN (+activity)":
+        return build_digmn(data, task, intents, replace(config, activity_channel=True)), config.beta
     raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
 
 

@@ -29,6 +29,7 @@ from logs.errors import ConfigError
         (DigmnConfig, {"beta": float("nan")}, "beta must be a finite number >= 0, got nan"),
         (DigmnConfig, {"predictor": "meta"}, "predictor must be 'dynamic' or 'static', got 'meta'"),
         (DigmnConfig, {"intents": "lda"}, "intents must be 'prior' or 'learned', got 'lda'"),
+        (DigmnConfig, {"activity_channel": "yes"}, "activity_channel must be true or false, got 'yes'"),
         (TrainConfig, {"lr": 0}, "lr must be a finite number > 0, got 0"),
         (TrainConfig, {"batch_size": -5}, "batch_size must be a positive integer, got -5"),
         (TrainConfig, {"weight_decay": -1e-5}, "weight_decay must be >= 0, got -1e-05"),

@@ -132,3 +132,26 @@ def test_gradients_reach_every_parameter() -> None:
     (loss + 1e-2 * model.regularization()).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_activity_channel_is_optional_and_used() -> None:
+    """Off (the paper's model): no extra module, inputs unchanged.  On: a 2-layer LSTM over daily counts
+    (parameter count by the closed form of torch.nn.LSTM), the logits depend on the activity tensor,
+    and calling without it is an error."""
+    torch.manual_seed(0)
+    profiles = torch.softmax(torch.randn(7, 10), dim=-1)
+    off = DIGMN(10, 7, 13, 11, 2, profiles, DigmnConfig())
+    on = DIGMN(10, 7, 13, 11, 2, profiles, DigmnConfig(activity_channel=True))
+    assert off.activity is None and off.inputs == ("nu", "ctx", "lengths", "macro", "delivery")
+    assert on.inputs == off.inputs + ("activity",)
+    h = 32
+    lstm2 = 4 * h * (10 + h) + 4 * h * (h + h) + 2 * 2 * 4 * h  # two layers: input and recurrent weights, two biases each
+    assert sum(p.numel() for p in on.activity.parameters()) == lstm2
+    assert count_parameters(on) > count_parameters(off) + lstm2  # plus the wider mapping and predictor
+    nu, ctx, lengths, macro, delivery = _batch()
+    act = torch.randn(6, 14, 10, generator=torch.Generator().manual_seed(1))
+    on.eval()
+    a, b = on(nu, ctx, lengths, macro, delivery, act), on(nu, ctx, lengths, macro, delivery, act + 1.0)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="activity channel"):
+        on(nu, ctx, lengths, macro, delivery)
