@@ -9,8 +9,8 @@ measured directly: fit one fixed learner on
                   scaled exactly as ``forecast compare`` scales them for LR and
                   LightGBM, with the same split and learner seed: this row
                   reproduces the compare's LightGBM row (``--learner
-                  logistic``: its LR row) whenever LightGBM is the second model
-                  of the compare's list, as with ``--models all``;
+                  logistic``: its LR row; the compare picks each model's
+                  random stream by the model's name);
   (b) ``+now``    (a) plus what a perfect intent model could know at forecast
                   time, from the simulator's truth: each member's true intent
                   mixture on the last history day, its base mixture, the
@@ -162,7 +162,7 @@ def run(data: EngagementData, task: str, now: np.ndarray, future: np.ndarray, se
     for s in range(seeds):
         rng = np.random.default_rng(s)
         split = split_members(data.n_members, rng)  # the compare's split of replicate s
-        # The compare spawns one child per model; LightGBM's draws its seed first: reuse it.
+        # The compare spawns one child per name in MODELS; LightGBM's draws its seed first: reuse it.
         seed = int(rng.spawn(len(MODELS))[lgbm_child].integers(0, 2**31 - 1))
         sc = Scaler.fit(data.subset(split.train))
         xa = np.column_stack([(data.macro - sc.mean["macro"]) / sc.std["macro"],

@@ -171,7 +171,8 @@ def compare(
     ----------
     seeds : sequence of int
         Replicate ``s`` uses ``numpy.random.default_rng(s)`` for its split and,
-        through spawned children, for every model's randomness.
+        through spawned children (one per name in :data:`MODELS`), for every
+        model's randomness: a model's result does not depend on the other models run.
     progress : callable, optional
         Called after each fit with (seed, model name, result).
 
@@ -192,8 +193,11 @@ def compare(
         rng = np.random.default_rng(seed)
         split = split_members(data.n_members, rng)
         tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
-        children = rng.spawn(len(models))
-        for name, child in zip(models, children):
+        # One child per known model, picked by name: a model's randomness does not depend on which
+        # other models run or in which order (with all models, the same streams as listing them all).
+        children = rng.spawn(len(MODELS))
+        for name in models:
+            child = children[MODELS.index(name)]
             res = run_model(name, data, task, intents, split, child, train_config, digmn_config, tensors=tensors)
             runs.append({"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds,
                          "epochs": res.epochs})

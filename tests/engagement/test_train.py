@@ -82,3 +82,13 @@ def test_same_seed_same_result(eng_data) -> None:
     a, b = (run_model("DIGMN", eng_data, "session", _intents(eng_data), split, np.random.default_rng(5), TrainConfig(max_epochs=1))
             for _ in range(2))
     assert a.metrics == b.metrics
+
+
+def test_a_models_result_does_not_depend_on_the_other_models(eng_data):
+    """Each model's randomness is chosen by its name, so running it alone or after others gives the same metrics."""
+    tc = TrainConfig(max_epochs=2)
+    alone = compare(eng_data, _intents(eng_data), "session", seeds=[0], models=["DIGMN"], train_config=tc)
+    after = compare(eng_data, _intents(eng_data), "session", seeds=[0], models=["MLP", "DIGMN"], train_config=tc)
+    a = [r for r in alone["runs"] if r["model"] == "DIGMN"][0]
+    b = [r for r in after["runs"] if r["model"] == "DIGMN"][0]
+    assert a["auroc"] == b["auroc"] and a["macro_f1"] == b["macro_f1"]
