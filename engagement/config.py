@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from logs.checks import check_int, check_number, check_positive_int
 from logs.errors import ConfigError
 
 __all__ = ["WindowConfig", "LdaConfig", "DigmnConfig", "TrainConfig", "TASKS", "check_task"]
@@ -157,8 +157,7 @@ class DigmnConfig:
         if not isinstance(self.hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden must be a tuple of positive integers, got {self.hidden!r}")
         _positive_int(self, "n_bases", "lstm_hidden", "meta_hidden")
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
-            raise ConfigError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        check_number("beta", self.beta, allow_zero=True)
         if self.predictor not in ("dynamic", "static"):
             raise ConfigError(f"predictor must be 'dynamic' or 'static', got {self.predictor!r}")
         if self.intents not in ("prior", "learned"):
@@ -215,20 +214,14 @@ class TrainConfig:
 
 def _positive_int(cfg: object, *names: str) -> None:
     for name in names:
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_int(name, getattr(cfg, name))
 
 
 def _nonnegative_int(cfg: object, *names: str) -> None:
     for name in names:
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        check_int(name, getattr(cfg, name), 0)
 
 
 def _positive_float(cfg: object, *names: str) -> None:
     for name in names:
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
+        check_number(name, getattr(cfg, name))

@@ -34,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from logs.checks import check_int, is_finite_number
 from logs.errors import ConfigError
 
 __all__ = [
@@ -91,17 +92,17 @@ class HeadConfig:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("n_trees", self.n_trees, 1)
-        _check_int("num_leaves", self.num_leaves, 2)
-        _check_int("min_child_samples", self.min_child_samples, 1)
-        _check_int("num_threads", self.num_threads, 0)
-        if not (_finite(self.learning_rate) and 0 < self.learning_rate <= 1):
+        check_int("n_trees", self.n_trees, 1)
+        check_int("num_leaves", self.num_leaves, 2)
+        check_int("min_child_samples", self.min_child_samples, 1)
+        check_int("num_threads", self.num_threads, 0)
+        if not (is_finite_number(self.learning_rate) and 0 < self.learning_rate <= 1):
             raise ConfigError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
-        if not (_finite(self.tree_fraction) and 0 < self.tree_fraction < 1):
+        if not (is_finite_number(self.tree_fraction) and 0 < self.tree_fraction < 1):
             raise ConfigError(f"tree_fraction must be in (0, 1), got {self.tree_fraction!r}")
         for name in ("lr_c", "leaf_c"):
             v = getattr(self, name)
-            if not (_finite(v) and v > 0):
+            if not (is_finite_number(v) and v > 0):
                 raise ConfigError(f"{name} must be > 0, got {v!r}")
         if self.raw_transform not in _TRANSFORMS:
             raise ConfigError(f"raw_transform must be one of {', '.join(_TRANSFORMS)}, got {self.raw_transform!r}")
@@ -113,15 +114,6 @@ class HeadConfig:
 
 
 _TRANSFORMS = {"standard": lambda X: X, "asinh": np.arcsinh}
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _seed(seed: int | np.random.Generator) -> int:

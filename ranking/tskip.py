@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from logs.checks import check_number, check_positive_int
 from logs.errors import ConfigError, DwellrankError, SchemaError
 from logs.history import any_action_expr, not_skipped_expr
 from logs.io import scan_table
@@ -77,21 +78,10 @@ def _nonempty_str(name: str, v: object) -> None:
         raise ConfigError(f"{name} must be a non-empty column name, got {v!r}")
 
 
-def _positive_float(name: str, v: object, allow_zero: bool = False) -> None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        raise ConfigError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
-
-
 def _unit_float(name: str, v: object, lo_open: bool) -> None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (0 < v < 1 if lo_open else 0 <= v < 1)
     if not ok:
         raise ConfigError(f"{name} must be in {'(0, 1)' if lo_open else '[0, 1)'}, got {v!r}")
-
-
-def _positive_int(name: str, v: object) -> None:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _confint(count: np.ndarray | int, nobs: np.ndarray | int, alpha: float, method: str) -> tuple[Any, Any]:
@@ -200,8 +190,8 @@ class TskipConfig:
                 raise ConfigError(f"by must differ from the dwell and action columns, got {self.by!r}")
         if self.dwell_col in self.action_cols:
             raise ConfigError(f"dwell_col {self.dwell_col!r} must not be one of action_cols")
-        _positive_float("bin_width_s", self.bin_width_s)
-        _positive_float("max_dwell_s", self.max_dwell_s)
+        check_number("bin_width_s", self.bin_width_s)
+        check_number("max_dwell_s", self.max_dwell_s)
         if self.max_dwell_s / self.bin_width_s > 1_000_000:
             raise ConfigError(
                 f"max_dwell_s / bin_width_s must be <= 1e6 bins, got {self.max_dwell_s} / {self.bin_width_s}"
@@ -210,11 +200,11 @@ class TskipConfig:
         _unit_float("alpha", self.alpha, lo_open=True)
         if self.ci_method not in _CI_METHODS:
             raise ConfigError(f"ci_method must be one of {', '.join(_CI_METHODS)}, got {self.ci_method!r}")
-        _positive_int("persist", self.persist)
-        _positive_int("min_bin_count", self.min_bin_count)
-        _positive_int("min_rows_per_group", self.min_rows_per_group)
+        check_positive_int("persist", self.persist)
+        check_positive_int("min_bin_count", self.min_bin_count)
+        check_positive_int("min_rows_per_group", self.min_rows_per_group)
         if self.tolerance_s is not None:
-            _positive_float("tolerance_s", self.tolerance_s, allow_zero=True)
+            check_number("tolerance_s", self.tolerance_s, allow_zero=True)
         if not isinstance(self.strict, bool):
             raise ConfigError(f"strict must be True or False, got {self.strict!r}")
 
@@ -861,7 +851,7 @@ def skip_label_expr(
     action_cols : sequence of str
         Default: click and viral actions.
     """
-    _positive_float("t_skip_s", t_skip_s)
+    check_number("t_skip_s", t_skip_s)
     if tuple(action_cols) == ACTION_COLUMNS:
         return ~not_skipped_expr(t_skip_s, dwell_col)
     return ~((pl.col(dwell_col) >= t_skip_s) | any_action_expr(tuple(action_cols)))

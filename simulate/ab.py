@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from logs.checks import is_finite_number
 from logs.errors import ConfigError
 from logs.history import HistoryTables
 from logs.schema import VIRAL_COLUMNS
@@ -132,13 +133,13 @@ class ABConfig:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         for name in ("max_mde_sd", "warn_mde_sd"):
             v = getattr(self, name)
-            if not _finite_number(v) or v <= 0:
+            if not is_finite_number(v) or v <= 0:
                 raise ConfigError(f"{name} must be a number > 0, got {v!r}")
-        if self.t_skip_s is not None and (not _finite_number(self.t_skip_s) or self.t_skip_s <= 0):
+        if self.t_skip_s is not None and (not is_finite_number(self.t_skip_s) or self.t_skip_s <= 0):
             raise ConfigError(f"t_skip_s must be a number > 0 (seconds), got {self.t_skip_s!r}")
         if self.ope_reward not in OPE_REWARDS:
             raise ConfigError(f"ope_reward must be one of {list(OPE_REWARDS)}, got {self.ope_reward!r}")
-        if not _finite_number(self.ope_temperature) or self.ope_temperature <= 0:
+        if not is_finite_number(self.ope_temperature) or self.ope_temperature <= 0:
             raise ConfigError(f"ope_temperature must be a number > 0, got {self.ope_temperature!r}")
 
     @property
@@ -160,12 +161,8 @@ class ABConfig:
         }
 
 
-def _finite_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)
-
-
 def _open_unit(v: Any, name: str, what: str) -> None:
-    if not _finite_number(v) or not 0 < v < 1:
+    if not is_finite_number(v) or not 0 < v < 1:
         raise ConfigError(f"{name} ({what}) must be in the open interval (0, 1), got {v!r}")
 
 

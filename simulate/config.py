@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from logs.checks import check_positive_int, is_finite_number
 from logs.errors import ConfigError
 from logs.schema import UPDATE_TYPES
 
@@ -235,16 +236,14 @@ def _values(cfg: WorldConfig, name: str) -> tuple[float, ...]:
         raise ConfigError(f"{name} must be a number, got {v!r}")
     vals = v if isinstance(v, tuple) else (v,)
     for x in vals:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        if not is_finite_number(x):
             raise ConfigError(f"{name} must be finite numbers, got {v!r}")
     return vals
 
 
 def _positive_int(cfg: WorldConfig, *names: str) -> None:
     for name in names:
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_int(name, getattr(cfg, name))
 
 
 def _positive(cfg: WorldConfig, *names: str) -> None:

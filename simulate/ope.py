@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from logs.checks import is_finite_number
 from logs.errors import ConfigError
 from logs.history import HistoryTables
 from logs.schema import VIRAL_COLUMNS
@@ -219,7 +220,7 @@ def _standardise(s: np.ndarray, request_id: np.ndarray) -> np.ndarray:
 
 
 def _positive(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and v > 0
+    return is_finite_number(v) and v > 0
 
 
 _TYPE_FEATURES = 5

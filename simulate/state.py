@@ -9,6 +9,8 @@ so that rankers see the history through exactly the tables that
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -66,14 +68,8 @@ class HistoryState:
         size = self._upd.shape[1]
         for row, w in enumerate((None, clicked, viral, not_skipped)):
             self._upd[row] += np.bincount(update, weights=w, minlength=size).astype(np.int64)
-        flat = member * len(self.update_types) + utype
-        size = self._mt[0].size
-        for row, w in enumerate((None, not_skipped, action)):
-            self._mt[row] += np.bincount(flat, weights=w, minlength=size).astype(np.int64).reshape(self._mt[row].shape)
-        flat = member * self.n_topics + topic.astype(np.int64)
-        size = self._mp[0].size
-        for row, w in enumerate((None, not_skipped, action)):
-            self._mp[row] += np.bincount(flat, weights=w, minlength=size).astype(np.int64).reshape(self._mp[row].shape)
+        _count_pairs(self._mt, member, utype, not_skipped, action)
+        _count_pairs(self._mp, member, topic.astype(np.int64), not_skipped, action)
         self._ma_parts.append(
             pl.DataFrame({"member_id": member.astype(np.int64), "author_id": author.astype(np.int64), "action": action.astype(np.uint32)})
         )
@@ -128,31 +124,11 @@ class HistoryState:
         return updates
 
     def _member_types_table(self, mt: np.ndarray) -> pl.DataFrame:
-        mimp, mns, mact = mt
-        m, t = np.nonzero(mimp)
-        return pl.DataFrame(
-            {
-                "member_id": m.astype(np.int64),
-                "update_type": pl.Series(self.update_types).gather(t),
-                "n_impressions": mimp[m, t].astype(np.uint32),
-                "n_not_skipped": mns[m, t].astype(np.uint32),
-                "n_actions": mact[m, t].astype(np.uint32),
-            }
-        )
+        return _pair_table(mt, "update_type", lambda t: pl.Series(self.update_types).gather(t))
 
     @staticmethod
     def _member_topics_table(mp: np.ndarray) -> pl.DataFrame:
-        pimp, pns, pact = mp
-        m, t = np.nonzero(pimp)
-        return pl.DataFrame(
-            {
-                "member_id": m.astype(np.int64),
-                "topic": t.astype(np.int64),
-                "n_impressions": pimp[m, t].astype(np.uint32),
-                "n_not_skipped": pns[m, t].astype(np.uint32),
-                "n_actions": pact[m, t].astype(np.uint32),
-            }
-        )
+        return _pair_table(mp, "topic", lambda t: t.astype(np.int64))
 
     @staticmethod
     def _members_table(mt: np.ndarray) -> pl.DataFrame:
@@ -166,3 +142,25 @@ class HistoryState:
                 "n_actions": mact.sum(axis=1)[mem_seen].astype(np.uint32),
             }
         )
+
+
+def _count_pairs(counts: np.ndarray, member: np.ndarray, key: np.ndarray, not_skipped: np.ndarray, action: np.ndarray) -> None:
+    """Add impressions, not-skipped and actions per (member, key) into dense ``counts`` (3, members, keys)."""
+    flat = member * counts.shape[2] + key
+    for row, w in enumerate((None, not_skipped, action)):
+        counts[row] += np.bincount(flat, weights=w, minlength=counts[row].size).astype(np.int64).reshape(counts[row].shape)
+
+
+def _pair_table(counts: np.ndarray, key_name: str, key_values: Callable[[np.ndarray], object]) -> pl.DataFrame:
+    """Non-zero (member, key) cells of ``counts`` (3, members, keys) in the history-table layout."""
+    imp, ns, act = counts
+    m, k = np.nonzero(imp)
+    return pl.DataFrame(
+        {
+            "member_id": m.astype(np.int64),
+            key_name: key_values(k),
+            "n_impressions": imp[m, k].astype(np.uint32),
+            "n_not_skipped": ns[m, k].astype(np.uint32),
+            "n_actions": act[m, k].astype(np.uint32),
+        }
+    )
