@@ -26,6 +26,7 @@ from logs.history import not_skipped_expr
 from logs.schema import ACTION_COLUMNS
 from ranking import (
     BinnedCounts,
+    DwellDataWarning,
     TskipConfig,
     TskipEstimator,
     add_skip_label,
@@ -135,6 +136,24 @@ def test_bayes_curve_equals_direct_counts_per_type():
         assert curve.p_action == pytest.approx(sub["a"].mean())
         empty = np.setdiff1d(np.arange(cfg.n_bins), ks)
         assert np.isnan(curve.probability[empty]).all()
+
+
+def test_bin_edges_overflow_and_unusable_dwell_against_numpy():
+    """Values on edges, -0.0, far-out finite dwell and every unusable kind, binned by numpy's floor(d / w)."""
+    cfg = TskipConfig(bin_width_s=0.1, max_dwell_s=2.0, by=None)
+    rng = np.random.default_rng(3)
+    good = np.concatenate([np.arange(0, 2.5, 0.1), [-0.0, 1.9999999, 2.0, 1e12, 3.7e300], rng.exponential(1.0, 500)])
+    bad = [np.nan, np.inf, -np.inf, -1e-9, -5.0]
+    d = np.concatenate([good, bad])
+    act = rng.random(d.size) < 0.3
+    frame = pl.DataFrame({"dwell_s": d, **{c: act if c == "clicked" else np.zeros(d.size, bool) for c in ACTION_COLUMNS}})
+    with pytest.warns(DwellDataWarning, match=r"dropped 5 row\(s\).*1 NaN, 2 infinite, 2 negative"):
+        counts = bin_counts(frame, cfg)
+    K = cfg.n_bins
+    k = np.minimum(np.floor(good / cfg.bin_width_s), K).astype(int)
+    np.testing.assert_array_equal(counts.n[0], np.bincount(k, minlength=K + 1))
+    np.testing.assert_array_equal(counts.x[0], np.bincount(k, weights=act[: good.size], minlength=K + 1).astype(int))
+    assert counts.dropped == {"NaN": 1, "infinite": 2, "negative": 2}
 
 
 def test_empirical_cdfs_match_numpy_ecdf():

@@ -50,10 +50,16 @@ FRAME_CASES: list[tuple[str, Callable[[], pl.DataFrame], TskipConfig, type[Excep
     ("mixed strict", lambda: _with_dwell([None, float("nan"), -2.0, float("inf")]), TskipConfig(strict=True), SchemaError, r"\(1 null, 1 NaN, 1 infinite, 1 negative\)"),
     (
         "null action strict",
-        lambda: _good().with_columns(pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("shared")).alias("shared")),
+        # Row 0: no action known (shared null, the others false); row 1: shared null but clicked
+        # true, so an action is known to have happened (Kleene OR) and the row is usable.
+        lambda: _good().with_columns(
+            pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("shared")).alias("shared"),
+            *(pl.when(pl.int_range(pl.len()) < 2).then(pl.int_range(pl.len()) == 1).otherwise(pl.col(c)).alias(c)
+              for c in ("clicked", "reacted", "commented")),
+        ),
         TskipConfig(strict=True),
         SchemaError,
-        r"'dwell_s' / 'clicked', 'reacted', 'commented', 'shared' has unusable values \(2 null action\)",
+        r"'dwell_s' / 'clicked', 'reacted', 'commented', 'shared' has unusable values \(1 null action\)",
     ),
     ("no rows", lambda: _good().head(0), TskipConfig(), InsufficientDataError, r"<frame>: no impressions with a usable 'dwell_s' \(table is empty"),
     ("all dropped", lambda: _good().with_columns(pl.lit(float("nan")).alias("dwell_s")), TskipConfig(), InsufficientDataError, r"no impressions with a usable 'dwell_s'"),
