@@ -331,7 +331,7 @@ def _serve_feeds(
         scores[flat_rows] = out.scores
         if out.propensity is not None:
             propensity[flat_rows] = out.propensity
-    order = np.argsort(-scores.reshape(r, c), axis=1, kind="stable")[:, :length]  # (R, L)
+    order = _feed_order(scores.reshape(r, c))[:, :length]  # (R, L)
     n_view = np.minimum(1 + rng.poisson(np.maximum(cfg.views_per_feed_event * sess["n_feed"][req] - 1, 0)), length)
     pos = np.arange(length)
     viewed = pos[None, :] < n_view[:, None]  # (R, L)
@@ -357,6 +357,22 @@ def _serve_feeds(
         "downstream_virals": res.downstream_virals, "upstream_value": res.upstream_value,
         "propensity": propensity[flat_idx], "engaged": res.engaged, "relevance": res.relevance, "time_s": time_s,
     }
+
+
+def _feed_order(scores: np.ndarray) -> np.ndarray:
+    """Per row, candidate indices by descending score; equal scores keep candidate order.
+
+    The same order as a stable argsort of ``-scores``, at the cost of an unstable
+    one (several times faster on rows of 50): rows with a tie (or NaN) are
+    re-sorted stably, so the result never depends on the sort's tie handling.
+    """
+    neg = -scores
+    order = np.argsort(neg, axis=1)
+    srt = np.take_along_axis(neg, order, axis=1)
+    tied = ~(srt[:, 1:] > srt[:, :-1]).all(axis=1)
+    if tied.any():
+        order[tied] = np.argsort(neg[tied], axis=1, kind="stable")
+    return order
 
 
 def _empty_impressions() -> dict[str, np.ndarray]:

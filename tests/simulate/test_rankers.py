@@ -77,3 +77,31 @@ def test_arms_get_their_own_ranker():
     res = simulate(cfg, seed=1, ranker={"control": RandomRanker(), "treatment": SoftmaxRanker(RandomRanker(), 1.0)}, member_arm=arm)
     members = res.tables["members"]
     assert members["arm"].to_list() == arm.tolist()
+
+
+def test_shown_order_is_descending_score_with_ties_in_candidate_order():
+    """Reference: numpy's stable argsort of -score per request (the engine sorts faster and re-sorts only tied rows)."""
+    from simulate.rankers import RankOutput
+
+    seen: list[pl.DataFrame] = []
+
+    class Coarse:
+        def rank(self, candidates, history, rng):
+            # Integer scores (many ties) for odd requests, distinct scores for even ones.
+            score = rng.integers(0, 3, candidates.height).astype(np.float64)
+            distinct = candidates["request_id"].to_numpy() % 2 == 0
+            score[distinct] += rng.random(int(distinct.sum()))
+            seen.append(candidates.select("request_id", "update_id").with_columns(score=pl.Series(score)))
+            return RankOutput(scores=score)
+
+    imp = simulate(WorldConfig(n_members=200, n_days=3), seed=5, ranker=Coarse()).tables["impressions"]
+    cand = pl.concat(seen)
+    checked = 0
+    for (sid,), shown in imp.sort("position").group_by("session_id", maintain_order=True):
+        rows = cand.filter(pl.col("request_id") == sid)
+        ref = rows["update_id"].to_numpy()[np.argsort(-rows["score"].to_numpy(), kind="stable")]
+        np.testing.assert_array_equal(shown["update_id"].to_numpy(), ref[: shown.height])
+        checked += 1
+        if checked == 150:
+            break
+    assert checked == 150
