@@ -383,17 +383,24 @@ def _empty_impressions() -> dict[str, np.ndarray]:
             "upstream_value": f, "propensity": f, "engaged": b, "relevance": f, "time_s": f}
 
 
-def _cat(parts: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
-    return np.concatenate([p[key] for p in parts])
+def _cat(parts: list[dict[str, np.ndarray]], key: str) -> pl.Series:
+    """One column over the daily parts, as a chunked Series.
+
+    The daily numpy arrays are wrapped without a copy and not rechunked: a
+    contiguous copy of every column costs more than the rest of the table
+    building together (fresh pages for each 10^7-row column; 2.4 s of 13 s at
+    50,000 members), and the Parquet writer reads chunked columns as they are.
+    """
+    return pl.concat([pl.Series(key, p[key]) for p in parts], rechunk=False)
 
 
-def _labels(categories: tuple[str, ...], codes: np.ndarray) -> pl.Series:
+def _labels(categories: tuple[str, ...], codes: np.ndarray | pl.Series) -> pl.Series:
     """Strings for integer codes, gathered in polars (numpy unicode arrays are slow)."""
-    return pl.Series(list(categories), dtype=pl.String).gather(codes.astype(np.int64))
+    return pl.Series(list(categories), dtype=pl.String).gather(codes.cast(pl.Int64) if isinstance(codes, pl.Series) else codes.astype(np.int64))
 
 
-def _ts(us: np.ndarray) -> pl.Series:
-    return pl.Series(us.astype(np.int64)).cast(pl.Datetime(TIME_UNIT, TIME_ZONE))
+def _ts(us: np.ndarray | pl.Series) -> pl.Series:
+    return (us if isinstance(us, pl.Series) else pl.Series(us)).cast(pl.Int64).cast(pl.Datetime(TIME_UNIT, TIME_ZONE))
 
 
 def _cast(table: str, data: dict[str, Any]) -> pl.DataFrame:
@@ -432,9 +439,9 @@ def _tables(
         "session_id": _cat(imp, "session_id"), "ts": _ts(_cat(imp, "ts_us")), "position": _cat(imp, "position"),
         "dwell_s": _cat(imp, "dwell_s"), "clicked": _cat(imp, "clicked"), "reacted": _cat(imp, "reacted"),
         "commented": _cat(imp, "commented"), "shared": _cat(imp, "shared"),
-        "click_dwell_s": pl.Series(click_dwell, nan_to_null=True), "downstream_clicks": _cat(imp, "downstream_clicks"),
+        "click_dwell_s": click_dwell.fill_nan(None), "downstream_clicks": _cat(imp, "downstream_clicks"),
         "downstream_virals": _cat(imp, "downstream_virals"), "upstream_value": _cat(imp, "upstream_value"),
-        "propensity": pl.Series(prop, nan_to_null=True),
+        "propensity": prop.fill_nan(None),
     })
     s = logs["sessions"]
     out["sessions"] = _cast("sessions", {
@@ -487,8 +494,8 @@ def _truth(
         "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32), **intent_cols}),
         "phases": pl.DataFrame({"member_id": phases[:, 0], "intent": phases[:, 1].astype(np.int32),
                                 "first_day": phases[:, 2].astype(np.int32), "last_day": phases[:, 3].astype(np.int32)}),
-        "sessions": pl.DataFrame({"session_id": _cat(truth_sessions, "session_id"), "intent": _cat(truth_sessions, "intent").astype(np.int32),
-                                  "day": _cat(truth_sessions, "day").astype(np.int32)}),
+        "sessions": pl.DataFrame({"session_id": _cat(truth_sessions, "session_id"), "intent": _cat(truth_sessions, "intent").cast(pl.Int32),
+                                  "day": _cat(truth_sessions, "day").cast(pl.Int32)}),
         "impressions": pl.DataFrame({"session_id": _cat(imp, "session_id"), "position": _cat(imp, "position"),
                                      "engaged": _cat(imp, "engaged"), "p_engage": _cat(imp, "relevance")}),
         "updates": pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]}),
