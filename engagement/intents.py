@@ -13,12 +13,15 @@ The number of intents is chosen by held-out perplexity over ``k_min..k_max``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import gammaln, logsumexp, psi
+from threadpoolctl import threadpool_limits
 
 from engagement.config import LdaConfig
 from logs.errors import DwellrankError
@@ -40,6 +43,9 @@ __all__ = [
 ]
 
 _EPS = np.finfo(np.float64).eps
+# The E-step runs on fixed blocks of documents, summed in block order, so the result
+# does not depend on how many threads run the blocks.
+_BLOCK_DOCS = 8192
 
 
 def _dirichlet_expectation(x: np.ndarray) -> np.ndarray:
@@ -165,6 +171,7 @@ def e_step(
     tol: float = 1e-3,
     gamma0: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Variational E-step of batch LDA for all documents at once.
 
@@ -186,6 +193,9 @@ def e_step(
         deterministic start).
     weights : ndarray, shape (U,), optional
         Multiplicity of each document in the sufficient statistics.
+    n_jobs : int
+        Threads over blocks of 8,192 documents.  The blocks and the order of
+        their sum are fixed, so the result is the same for any ``n_jobs``.
 
     Returns
     -------
@@ -195,23 +205,51 @@ def e_step(
         Expected sufficient statistics for the M-step, weighted.
     """
     exp_beta = np.exp(_dirichlet_expectation(components))  # (K, V)
-    gamma = np.ones((x.shape[0], components.shape[0])) if gamma0 is None else gamma0.astype(np.float64, copy=True)
+    n = x.shape[0]
+    gamma = np.ones((n, components.shape[0])) if gamma0 is None else gamma0.astype(np.float64, copy=True)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    blocks = [slice(a, min(a + _BLOCK_DOCS, n)) for a in range(0, n, _BLOCK_DOCS)] or [slice(0, 0)]
+
+    def run(b: slice) -> np.ndarray:
+        return _e_step_block(x[b], exp_beta, doc_topic_prior, max_iter, tol, gamma[b], w[b])
+
+    if n_jobs > 1 and len(blocks) > 1:
+        # numpy and scipy ufuncs release the GIL; one BLAS thread per worker avoids oversubscription.
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(n_jobs, len(blocks))) as pool:
+            parts = list(pool.map(run, blocks))
+    else:
+        parts = [run(b) for b in blocks]
+    sstats = parts[0]
+    for p in parts[1:]:
+        sstats = sstats + p
+    return gamma, sstats * exp_beta
+
+
+def _e_step_block(
+    x: np.ndarray, exp_beta: np.ndarray, alpha: float, max_iter: int, tol: float, gamma: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """:func:`e_step` on one block; updates ``gamma`` (a view) in place, returns sstats before the exp_beta factor."""
     exp_theta = np.exp(_dirichlet_expectation(gamma))  # (U, K)
-    active = np.arange(x.shape[0])
+    # Work on compacted copies of the unconverged rows; write rows back as they converge.
+    idx = np.arange(x.shape[0])
+    xa, ga, et = x, gamma.copy(), exp_theta.copy()
     for _ in range(max_iter):
-        if active.size == 0:
+        if idx.size == 0:
             break
-        et = exp_theta[active]
         norm_phi = et @ exp_beta + _EPS  # (A, V)
-        new = et * ((x[active] / norm_phi) @ exp_beta.T) + doc_topic_prior  # (A, K)
-        change = np.abs(new - gamma[active]).mean(axis=1)
-        gamma[active] = new
-        exp_theta[active] = np.exp(_dirichlet_expectation(new))
-        active = active[change >= tol]
+        new = et * ((xa / norm_phi) @ exp_beta.T) + alpha  # (A, K)
+        change = np.abs(new - ga).mean(axis=1)
+        ga, et = new, np.exp(_dirichlet_expectation(new))
+        keep = change >= tol
+        if not keep.all():
+            done = ~keep
+            gamma[idx[done]] = ga[done]
+            exp_theta[idx[done]] = et[done]
+            idx, xa, ga, et = idx[keep], xa[keep], ga[keep], et[keep]
+    gamma[idx] = ga
+    exp_theta[idx] = et
     norm_phi = exp_theta @ exp_beta + _EPS
-    w = np.ones(x.shape[0]) if weights is None else weights
-    sstats = (exp_theta.T @ (w[:, None] * x / norm_phi)) * exp_beta  # (K, V)
-    return gamma, sstats
+    return exp_theta.T @ (w[:, None] * x / norm_phi)  # (K, V)
 
 
 def _bound(x: np.ndarray, weights: np.ndarray, gamma: np.ndarray, fit: LdaFit) -> float:
@@ -230,13 +268,15 @@ def _bound(x: np.ndarray, weights: np.ndarray, gamma: np.ndarray, fit: LdaFit) -
     return score
 
 
-def perplexity(x: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 100, doc_tol: float = 1e-3) -> float:
+def perplexity(
+    x: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 100, doc_tol: float = 1e-3, n_jobs: int = 1
+) -> float:
     """Perplexity of a weighted corpus under ``fit`` (scikit-learn's definition).
 
     ``exp(-bound / n_words)`` with the E-step started from ones, as
     ``LatentDirichletAllocation.perplexity`` does.
     """
-    gamma, _ = e_step(x, fit.components, fit.doc_topic_prior, doc_iter, doc_tol)
+    gamma, _ = e_step(x, fit.components, fit.doc_topic_prior, doc_iter, doc_tol, n_jobs=n_jobs)
     return float(np.exp(-_bound(x, weights, gamma, fit) / float(weights @ x.sum(axis=1))))
 
 
@@ -308,7 +348,7 @@ def fit_lda(
     for it in range(1, cfg.max_iter + 1):
         # As scikit-learn: every E-step restarts gamma near uniform (a warm start traps documents in their first topic).
         gamma0 = rng.gamma(100.0, 0.01, (x.shape[0], k))
-        _, sstats = e_step(x, lam, alpha, cfg.doc_iter, cfg.doc_tol, gamma0=gamma0, weights=weights)
+        _, sstats = e_step(x, lam, alpha, cfg.doc_iter, cfg.doc_tol, gamma0=gamma0, weights=weights, n_jobs=cfg.n_jobs)
         new = eta + sstats
         change = float(np.max(np.abs(new - lam) / np.maximum(np.abs(lam), 1e-12)))
         lam = new
@@ -318,7 +358,13 @@ def fit_lda(
 
 
 def completion_perplexity(
-    observed: np.ndarray, rest: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 100, doc_tol: float = 1e-3
+    observed: np.ndarray,
+    rest: np.ndarray,
+    weights: np.ndarray,
+    fit: LdaFit,
+    doc_iter: int = 100,
+    doc_tol: float = 1e-3,
+    n_jobs: int = 1,
 ) -> float:
     """Document-completion perplexity: infer each document's intents from one part, score the other.
 
@@ -334,7 +380,7 @@ def completion_perplexity(
         The two parts of each held-out document's word counts.
     weights : ndarray, shape (U,)
     """
-    gamma, _ = e_step(observed, fit.components, fit.doc_topic_prior, doc_iter, doc_tol)
+    gamma, _ = e_step(observed, fit.components, fit.doc_topic_prior, doc_iter, doc_tol, n_jobs=n_jobs)
     theta = gamma / gamma.sum(axis=1, keepdims=True)  # (U, K)
     p = theta @ fit.profiles  # (U, V)
     ll = float(weights @ (rest * np.log(np.maximum(p, 1e-300))).sum(axis=1))
@@ -359,16 +405,19 @@ def _best_fit(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, cf
     fits = [fit_lda(x, w, k, rng, cfg, init=None if r == 0 else seeded_topics(x, w, k, rng)) for r in range(cfg.restarts)]
     if len(fits) == 1:
         return fits[0]
-    return min(fits, key=lambda f: perplexity(x, w, f, cfg.doc_iter, cfg.doc_tol))
+    return min(fits, key=lambda f: perplexity(x, w, f, cfg.doc_iter, cfg.doc_tol, cfg.n_jobs))
 
 
 def mine_intents(counts: np.ndarray, rng: np.random.Generator, config: LdaConfig | None = None) -> Intents:
     """Choose K by held-out completion perplexity over ``k_min..k_max``; return the intents.
 
-    A share ``holdout`` of the sessions is held out (binomially, per distinct
+    The search runs on at most ``search_sessions`` sessions (a binomial
+    thinning of the distinct count vectors' multiplicities when there are
+    more).  A share ``holdout`` of them is held out (binomially, per distinct
     count vector); each K is fitted on the rest (best of ``restarts`` by
     training perplexity) and scored by :func:`completion_perplexity` on the
-    held-out sessions; the chosen K is refitted on all sessions.
+    held-out sessions.  The chosen K's best fit is then refitted on all
+    sessions, starting from its topics.
 
     Parameters
     ----------
@@ -385,15 +434,24 @@ def mine_intents(counts: np.ndarray, rng: np.random.Generator, config: LdaConfig
     x, w = dedupe_counts(counts)
     if w.sum() < 10:
         raise DwellrankError(f"intent mining needs at least 10 sessions with events, got {int(w.sum())}")
-    held = rng.binomial(w.astype(np.int64), cfg.holdout).astype(np.float64)
-    train_w, ho = w - held, held > 0
-    observed, rest, hw = _split_words(x[ho], held[ho], rng)
+    sx, sw = x, w
+    if cfg.search_sessions is not None and w.sum() > cfg.search_sessions:
+        thin = rng.binomial(w.astype(np.int64), cfg.search_sessions / w.sum()).astype(np.float64)
+        sx, sw = x[thin > 0], thin[thin > 0]
+    held = rng.binomial(sw.astype(np.int64), cfg.holdout).astype(np.float64)
+    train_w, ho = sw - held, held > 0
+    tx, tw = sx[train_w > 0], train_w[train_w > 0]
+    observed, rest, hw = _split_words(sx[ho], held[ho], rng)
     scores: dict[int, float] = {}
+    fits: dict[int, LdaFit] = {}
     for k in range(cfg.k_min, cfg.k_max + 1):
-        fit = _best_fit(x[train_w > 0], train_w[train_w > 0], k, rng, cfg)
-        scores[k] = completion_perplexity(observed, rest, hw, fit, cfg.doc_iter, cfg.doc_tol)
+        fits[k] = _best_fit(tx, tw, k, rng, cfg)
+        scores[k] = completion_perplexity(observed, rest, hw, fits[k], cfg.doc_iter, cfg.doc_tol, cfg.n_jobs)
     best = min(scores, key=lambda k: scores[k])
-    fit = _best_fit(x, w, best, rng, cfg)
+    # lambda = eta + expected word counts per topic: rescale the counts to the whole corpus.
+    eta = fits[best].topic_word_prior
+    scale = float(w @ x.sum(axis=1)) / float(tw @ tx.sum(axis=1))
+    fit = fit_lda(x, w, best, rng, cfg, init=eta + (fits[best].components - eta) * scale)
     return Intents(profiles=fit.profiles, perplexity=scores, n_sessions=int(w.sum()), n_distinct=int(x.shape[0]))
 
 
