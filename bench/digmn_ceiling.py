@@ -64,7 +64,7 @@ from engagement import MODELS, LdaConfig, WindowConfig, build_dataset, read_logs
 from engagement.baselines import fit_lightgbm, fit_logistic  # noqa: E402
 from engagement.intents import Intents, match_intents, mine_intents  # noqa: E402
 from engagement.sessions import EngagementData  # noqa: E402
-from engagement.train import Scaler, evaluate, primary_metric, split_members  # noqa: E402
+from engagement.train import Scaler, evaluate, fit_class_offsets, primary_metric, split_members  # noqa: E402
 from logs.io import table_path  # noqa: E402
 
 FEATURE_SETS = ("macro", "+now", "+future")
@@ -176,7 +176,8 @@ def run(data: EngagementData, task: str, now: np.ndarray, future: np.ndarray, se
                 est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
             else:
                 est = fit_logistic(x[split.train], y[split.train], seed)
-            out.append({"seed": s, "features": name, **evaluate(task, y[split.test], est.predict_proba(x[split.test]))})
+            offsets = fit_class_offsets(y[split.val], est.predict_proba(x[split.val]))  # the compare's decision rule
+            out.append({"seed": s, "features": name, **evaluate(task, y[split.test], est.predict_proba(x[split.test]), offsets)})
     return out
 
 

@@ -33,7 +33,7 @@ from engagement.sessions import build_dataset
 from engagement.sessions import day_label
 from engagement.sessions import read_logs
 from engagement.sessions import session_label
-from engagement.train import evaluate
+from engagement.train import evaluate, fit_class_offsets
 from engagement.train import split_members
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "compare",
     "day_label",
     "evaluate",
+    "fit_class_offsets",
     "format_table",
     "intent_cosine",
     "intent_cosine_torch",

@@ -30,6 +30,7 @@ from engagement.train import (
     Scaler,
     dynamic_intents,
     evaluate,
+    fit_class_offsets,
     fit_torch,
     make_tensors,
     predict_proba,
@@ -81,7 +82,8 @@ class Forecaster:
             ``member_id``, ``p_<class>`` per class (day: ``p_down``, ``p_same``,
             ``p_up``; session: ``p_decrease``, ``p_not_decrease``), ``predicted``
             (the label value), and ``intent_0..`` (the intent LSTM's last
-            output, lstm_hidden values).
+            output, lstm_hidden values).  ``predicted`` applies the decision rule
+            fitted on the validation members (``class_offsets`` in meta.json).
         """
         self._check_data(data)
         tensors = make_tensors(data, self.scaler)
@@ -92,7 +94,8 @@ class Forecaster:
         values = np.array([-1, 0, 1]) if self.task == "day" else np.array([0, 1])
         cols: dict[str, Any] = {"member_id": data.member_id}
         cols.update({n: proba[:, j] for j, n in enumerate(names)})
-        cols["predicted"] = values[proba.argmax(axis=1)]
+        offsets = np.asarray(self.meta.get("class_offsets", np.zeros(len(names))))
+        cols["predicted"] = values[(np.log(np.clip(proba, 1e-12, None)) + offsets).argmax(axis=1)]
         cols.update({f"intent_{j}": h_i[:, j].astype(np.float32) for j in range(h_i.shape[1])})
         return pl.DataFrame(cols)
 
@@ -187,8 +190,10 @@ def train_forecaster(
     tseed = torch_seed(model_rng)
     model = build_digmn(data, task, intents, dc)
     hist = fit_torch(model, tensors, data.labels(task), split, tc, model_rng, beta=dc.beta, progress=progress)
+    y = data.labels(task)
+    offsets = fit_class_offsets(y[split.val], predict_proba(model, tensors, split.val, device=tc.device))
     proba = predict_proba(model, tensors, split.test, device=tc.device)
-    metrics = evaluate(task, data.labels(task)[split.test], proba)
+    metrics = evaluate(task, y[split.test], proba, offsets)
     model.cpu()
     h_i = dynamic_intents(model, tensors, split.test, torch.device("cpu"))
     meta = {
@@ -206,6 +211,7 @@ def train_forecaster(
         "split_sizes": {"train": int(split.train.size), "val": int(split.val.size), "test": int(split.test.size)},
         "n_params": count_parameters(model),
         "test_metrics": metrics,
+        "class_offsets": offsets.tolist(),
         "history": hist.to_dict(),
         "macro_names": list(data.macro_names),
         "delivery_names": list(data.delivery_names),

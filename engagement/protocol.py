@@ -27,6 +27,7 @@ from engagement.train import (
     Split,
     dynamic_intents,
     evaluate,
+    fit_class_offsets,
     fit_torch,
     make_tensors,
     predict_proba,
@@ -143,15 +144,17 @@ def run_model(
         else:
             est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
             n_params = None
+        offsets = fit_class_offsets(y[split.val], est.predict_proba(x[split.val]))
         proba = est.predict_proba(x[split.test])
-        return ModelResult(name, evaluate(task, y[split.test], proba), n_params, time.perf_counter() - t0)
+        return ModelResult(name, evaluate(task, y[split.test], proba, offsets), n_params, time.perf_counter() - t0)
     if tensors is None:
         tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
     torch_seed(rng)
     model, beta = _torch_model(name, data, task, intents, dc)
     hist = fit_torch(model, tensors, y, split, tc, rng, beta=beta)
+    offsets = fit_class_offsets(y[split.val], predict_proba(model, tensors, split.val, device=tc.device))
     proba = predict_proba(model, tensors, split.test, device=tc.device)
-    return ModelResult(name, evaluate(task, y[split.test], proba), count_parameters(model), time.perf_counter() - t0,
+    return ModelResult(name, evaluate(task, y[split.test], proba, offsets), count_parameters(model), time.perf_counter() - t0,
                        epochs=len(hist.val_loss), model=model)
 
 
@@ -230,7 +233,9 @@ def summarize_runs(runs: list[dict[str, Any]], models: Sequence[str]) -> dict[st
         if not rs:
             continue
         entry: dict[str, Any] = {"n_params": rs[0]["n_params"], "n_runs": len(rs)}
-        for metric in ("macro_f1", "auroc", "accuracy"):
+        for metric in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax"):
+            if any(metric not in r for r in rs):  # runs saved before the decision rule have no argmax column
+                continue
             v = np.array([r[metric] for r in rs], dtype=np.float64)
             entry[metric] = {"mean": float(np.mean(v)), "std": float(np.std(v))}
         out[m] = entry

@@ -16,7 +16,8 @@ __all__ = ["format_table", "plot_loss", "plot_intent_pca", "plot_comparison", "p
 def format_table(result: dict[str, Any]) -> str:
     """A text table of mean +- std per model for the task's metric (and the other two), best first line."""
     metric = result["metric"]
-    others = [m for m in ("macro_f1", "auroc", "accuracy") if m != metric]
+    others = [m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax")
+              if m != metric and all(m in s for s in result["summary"].values())]
     head = f"{'Model':<26} {metric:>16} " + " ".join(f"{m:>16}" for m in others) + f" {'# params':>9}"
     lines = [f"task: {result['task']}-level, {result['n_members']} members, seeds {result['seeds']}", head, "-" * len(head)]
     for name, s in result["summary"].items():
