@@ -307,16 +307,16 @@ def _serve_feeds(
     frame = pl.DataFrame(
         {
             "request_id": np.repeat(sess["session_id"][req], c),
-            "member_id": np.repeat(member, c).astype(np.int64),
-            "update_id": cand_flat.astype(np.int64),
+            "member_id": np.repeat(member, c).astype(np.int64, copy=False),
+            "update_id": cand_flat.astype(np.int64, copy=False),
             "update_type": _labels(cfg.update_types, pool["utype"][cand_flat]),
-            "author_id": pool["author"][cand_flat].astype(np.int64),
+            "author_id": pool["author"][cand_flat].astype(np.int64, copy=False),
             "topic": pool["topic"][cand_flat].astype(np.int16),
-            "created_ts": pool["created_us"][cand_flat],
-            "request_ts": np.repeat(sess["start_us"][req], c),
+            "created_ts": _ts(pool["created_us"][cand_flat]),
+            "request_ts": _ts(np.repeat(sess["start_us"][req], c)),
             "client": _labels(CLIENTS, np.repeat(sess["client"][req], c)),
         }
-    ).with_columns(pl.col("created_ts", "request_ts").cast(pl.Datetime(TIME_UNIT, TIME_ZONE)))
+    )
     tables = history.tables()
     scores = np.empty(r * c)
     propensity = np.full(r * c, np.nan)
@@ -400,7 +400,8 @@ def _labels(categories: tuple[str, ...], codes: np.ndarray | pl.Series) -> pl.Se
 
 
 def _ts(us: np.ndarray | pl.Series) -> pl.Series:
-    return (us if isinstance(us, pl.Series) else pl.Series(us)).cast(pl.Int64).cast(pl.Datetime(TIME_UNIT, TIME_ZONE))
+    s = us if isinstance(us, pl.Series) else pl.Series(np.asarray(us, dtype=np.int64))
+    return s.cast(pl.Int64).cast(pl.Datetime(TIME_UNIT, TIME_ZONE))
 
 
 def _cast(table: str, data: dict[str, Any]) -> pl.DataFrame:

@@ -83,7 +83,8 @@ class PopularityRanker:
         engaged[ids] = past["n_clicks"].to_numpy() + past["n_virals"].to_numpy().astype(np.float64)
         shown[ids] = past["n_impressions"].to_numpy()
         score = (engaged[uid] + 1.0) / (shown[uid] + self.prior_impressions)
-        age_tiebreak = candidates["created_ts"].dt.epoch("s").to_numpy() * 1e-12
+        # Whole seconds since the epoch from the physical microseconds (cheaper than .dt.epoch on 10^6 rows).
+        age_tiebreak = (candidates["created_ts"].dt.cast_time_unit("us").to_physical().to_numpy() // 1_000_000) * 1e-12
         return RankOutput(scores=score + age_tiebreak)
 
 
