@@ -93,10 +93,11 @@ class LdaConfig:
     doc_topic_prior, topic_word_prior : float, optional
         alpha and eta; default 1 / K (scikit-learn's defaults).
     search_sessions : int or None
-        Most sessions the K search uses (a seeded random thinning above it;
-        ``None``: all).  The chosen K is refitted on all sessions.  A million
-        sessions pin the perplexity of every K far below the differences
-        between K; the paper's 6M would make the search six times slower.
+        Sessions the K search uses, drawn without replacement when there are
+        more (``None``: all; at least 1,000).  The chosen K is refitted on all
+        sessions.  A million sessions pin the perplexity of every K far below
+        the differences between K; the paper's 6M would make the search six
+        times slower.
     n_jobs : int
         Threads for the E-step; results do not depend on it.
     """
@@ -117,7 +118,7 @@ class LdaConfig:
     def __post_init__(self) -> None:
         _positive_int(self, "k_min", "k_max", "max_iter", "doc_iter", "restarts", "n_jobs")
         if self.search_sessions is not None:
-            _positive_int(self, "search_sessions")
+            check_int("search_sessions", self.search_sessions, 1000)
         for name in ("doc_topic_prior", "topic_word_prior"):
             if getattr(self, name) is not None:
                 _positive_float(self, name)

@@ -14,7 +14,6 @@ The number of intents is chosen by held-out perplexity over ``k_min..k_max``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,10 +212,15 @@ def e_step(
     def run(b: slice) -> np.ndarray:
         return _e_step_block(x[b], exp_beta, doc_topic_prior, max_iter, tol, gamma[b], w[b])
 
-    if n_jobs > 1 and len(blocks) > 1:
-        # numpy and scipy ufuncs release the GIL; one BLAS thread per worker avoids oversubscription.
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(min(n_jobs, len(blocks))) as pool:
-            parts = list(pool.map(run, blocks))
+    if len(blocks) > 1:
+        # numpy and scipy ufuncs release the GIL; one BLAS thread per block, whatever n_jobs, so that
+        # the threaded and the serial run do the same arithmetic on any BLAS (and do not oversubscribe).
+        with threadpool_limits(1, user_api="blas"):
+            if n_jobs > 1:
+                with ThreadPoolExecutor(min(n_jobs, len(blocks))) as pool:
+                    parts = list(pool.map(run, blocks))
+            else:
+                parts = [run(b) for b in blocks]
     else:
         parts = [run(b) for b in blocks]
     sstats = parts[0]
@@ -411,9 +415,8 @@ def _best_fit(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, cf
 def mine_intents(counts: np.ndarray, rng: np.random.Generator, config: LdaConfig | None = None) -> Intents:
     """Choose K by held-out completion perplexity over ``k_min..k_max``; return the intents.
 
-    The search runs on at most ``search_sessions`` sessions (a binomial
-    thinning of the distinct count vectors' multiplicities when there are
-    more).  A share ``holdout`` of them is held out (binomially, per distinct
+    The search runs on ``search_sessions`` sessions drawn without
+    replacement when there are more (all of them otherwise).  A share ``holdout`` of them is held out (binomially, per distinct
     count vector); each K is fitted on the rest (best of ``restarts`` by
     training perplexity) and scored by :func:`completion_perplexity` on the
     held-out sessions.  The chosen K's best fit is then refitted on all
@@ -436,11 +439,17 @@ def mine_intents(counts: np.ndarray, rng: np.random.Generator, config: LdaConfig
         raise DwellrankError(f"intent mining needs at least 10 sessions with events, got {int(w.sum())}")
     sx, sw = x, w
     if cfg.search_sessions is not None and w.sum() > cfg.search_sessions:
-        thin = rng.binomial(w.astype(np.int64), cfg.search_sessions / w.sum()).astype(np.float64)
-        sx, sw = x[thin > 0], thin[thin > 0]
+        # Exactly search_sessions sessions, drawn without replacement.
+        sub = rng.multivariate_hypergeometric(w.astype(np.int64), cfg.search_sessions, method="marginals").astype(np.float64)
+        sx, sw = x[sub > 0], sub[sub > 0]
     held = rng.binomial(sw.astype(np.int64), cfg.holdout).astype(np.float64)
     train_w, ho = sw - held, held > 0
     tx, tw = sx[train_w > 0], train_w[train_w > 0]
+    if not ho.any() or tw.sum() < 10:
+        raise DwellrankError(
+            f"intent mining: holding out {cfg.holdout:g} of {int(sw.sum())} sessions left {int(held.sum())} held-out and "
+            f"{int(tw.sum())} training sessions; the perplexity search needs at least 1 and 10"
+        )
     observed, rest, hw = _split_words(sx[ho], held[ho], rng)
     scores: dict[int, float] = {}
     fits: dict[int, LdaFit] = {}

@@ -338,14 +338,18 @@ def fit_class_offsets(y: np.ndarray, proba: np.ndarray, grid: np.ndarray | None 
     mesh = np.stack(np.meshgrid(*([g] * (k - 1)), indexing="ij"), axis=-1).reshape(-1, k - 1)
     offsets = np.column_stack([np.zeros(mesh.shape[0]), mesh])  # (G, K)
     logp = np.log(np.clip(proba, 1e-12, None))
-    pred = (logp[None, :, :] + offsets[:, None, :]).argmax(axis=2)  # (G, N)
     onehot_y = np.eye(k, dtype=bool)[np.asarray(y)]  # (N, K)
+    n_true = onehot_y.sum(axis=0)
     f1 = np.zeros(offsets.shape[0])
-    for j in range(k):
-        p_j = pred == j
-        tp = (p_j & onehot_y[None, :, j]).sum(axis=1)
-        denom = p_j.sum(axis=1) + onehot_y[:, j].sum()
-        f1 += np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
+    # Chunks of the grid keep memory at about 2M cells whatever the validation size.
+    step = max(1, 2_000_000 // max(logp.shape[0] * k, 1))
+    for a in range(0, offsets.shape[0], step):
+        pred = (logp[None, :, :] + offsets[a : a + step, None, :]).argmax(axis=2).astype(np.int8)  # (g, N)
+        for j in range(k):
+            p_j = pred == j
+            tp = (p_j & onehot_y[None, :, j]).sum(axis=1)
+            denom = p_j.sum(axis=1) + n_true[j]
+            f1[a : a + step] += np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
     f1 /= k
     # Best F1 first, then the smallest total offset, then grid order.
     best = np.lexsort((np.arange(f1.size), np.abs(offsets).sum(axis=1), -np.round(f1, 12)))[0]
@@ -370,6 +374,8 @@ def evaluate(task: str, y: np.ndarray, proba: np.ndarray, offsets: np.ndarray | 
     dict
         ``macro_f1`` and ``accuracy`` (decision rule), ``macro_f1_argmax``,
         ``auroc`` (binary; one-vs-rest macro for 3 classes; threshold-free).
+        Macro-F1 averages over all ``n_classes`` classes; a class absent from
+        both ``y`` and the predictions scores 0.
     """
     check_task(task)
     argmax = proba.argmax(axis=1)

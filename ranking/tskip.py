@@ -273,7 +273,8 @@ def bin_counts(
     """Count impressions and actions per (group, dwell bin) in one streaming pass.
 
     Bin ``k`` holds ``floor(dwell / w) == k``; bin ``K`` every finite dwell
-    ``>= K w``.
+    ``>= K w`` (a dwell so large that ``dwell / w`` overflows, beyond 1e307
+    seconds, counts as infinite).
 
     Parameters
     ----------
@@ -362,13 +363,12 @@ def bin_counts(
         raise InsufficientDataError(
             f"{source}: no impressions with a usable '{config.dwell_col}' (table is empty or every value was dropped)"
         )
-    gi = {g: i for i, g in enumerate(groups)}
-    n = np.zeros((len(groups), K + 1), np.int64)
-    x = np.zeros((len(groups), K + 1), np.int64)
-    g_idx = np.array([gi[g] for g in good["_group"].to_list()], dtype=np.int64)
-    b = np.minimum(good["_k"].to_numpy(), K).astype(np.int64)
-    np.add.at(n, (g_idx, b), good["_n"].to_numpy().astype(np.int64))
-    np.add.at(x, (g_idx, b), good["_x"].to_numpy().astype(np.int64))
+    # Long dwell tails give one row per w of range here: index them without a Python loop.
+    g_idx = good["_group"].replace_strict(groups, range(len(groups)), return_dtype=pl.Int64).to_numpy()
+    cell = g_idx * (K + 1) + np.minimum(good["_k"].to_numpy(), K).astype(np.int64)
+    size = len(groups) * (K + 1)
+    n = np.bincount(cell, weights=good["_n"].to_numpy(), minlength=size).round().astype(np.int64).reshape(len(groups), K + 1)
+    x = np.bincount(cell, weights=good["_x"].to_numpy(), minlength=size).round().astype(np.int64).reshape(len(groups), K + 1)
     edges = np.arange(K + 1, dtype=np.float64) * w
     return BinnedCounts(edges=edges, groups=groups, n=n, x=x, dropped=dropped, source=source)
 

@@ -23,7 +23,7 @@ from logs.errors import ConfigError
         (LdaConfig, {"restarts": 0}, "restarts must be a positive integer, got 0"),
         (LdaConfig, {"doc_topic_prior": -1.0}, "doc_topic_prior must be a finite number > 0, got -1.0"),
         (LdaConfig, {"n_jobs": 0}, "n_jobs must be a positive integer, got 0"),
-        (LdaConfig, {"search_sessions": 0}, "search_sessions must be a positive integer, got 0"),
+        (LdaConfig, {"search_sessions": 10}, "search_sessions must be an integer >= 1000, got 10"),
         (DigmnConfig, {"hidden": (64, 0)}, r"hidden must be a tuple of positive integers, got \(64, 0\)"),
         (DigmnConfig, {"hidden": [64, 32]}, r"hidden must be a tuple of positive integers, got \[64, 32\]"),
         (DigmnConfig, {"n_bases": 0}, "n_bases must be a positive integer, got 0"),

@@ -156,3 +156,13 @@ def test_seeded_topics_start_near_the_generating_topics() -> None:
     fit = fit_lda(x, w, 7, np.random.default_rng(0), LdaConfig(), init=start)
     _, cos = match_intents(fit.profiles, truth)
     assert cos.min() >= 0.85 and cos.mean() >= 0.95, cos
+
+
+def test_too_few_sessions_for_the_search_is_a_clear_error() -> None:
+    from logs.errors import DwellrankError
+
+    with pytest.raises(DwellrankError, match="intent mining needs at least 10 sessions with events, got 6"):
+        mine_intents(np.eye(10, dtype=int)[:6], np.random.default_rng(0))
+    # 12 sessions with a 1% holdout: no session is held out, so no K can be scored.
+    with pytest.raises(DwellrankError, match=r"holding out 0.01 of 12 sessions left 0 held-out and 12 training sessions"):
+        mine_intents(np.eye(10, dtype=int)[np.arange(12) % 10], np.random.default_rng(0), LdaConfig(holdout=0.01))
