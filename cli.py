@@ -298,7 +298,7 @@ def forecast_train(logs_dir: str, task: str, out: str, history_days: int, future
                    k_min: int, k_max: int, seed: int, epochs: int, batch_size: int, device: str, overwrite: bool, quiet: bool) -> None:
     """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
     from engagement import LdaConfig, TrainConfig, WindowConfig, build_dataset, read_logs, train_forecaster
-    from engagement.forecaster import check_output_dir
+    from logs.io import check_output_dir
 
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
     tc = TrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
@@ -362,7 +362,7 @@ def forecast_compare(logs_dir: str, task: str, out: str, history_days: int, futu
     import numpy as np
 
     from engagement import MODELS, LdaConfig, TrainConfig, WindowConfig, build_dataset, compare, format_table, mine_intents, read_logs
-    from engagement.forecaster import check_output_dir
+    from logs.io import check_output_dir
     from engagement.report import write_comparison
     from logs.errors import ConfigError
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from dataclasses import dataclass
 
+from logs.checks import check_int, check_positive_int
 from logs.errors import ConfigError
 
 __all__ = ["DemoSizes", "run_demo", "last_day_candidates"]
@@ -37,11 +38,8 @@ class DemoSizes:
 
     def __post_init__(self) -> None:
         for name in ("members", "days", "ab_members", "ab_days", "warmup_members", "warmup_days"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if self.ab_pre_days < 0:
-            raise ConfigError(f"ab_pre_days must be >= 0, got {self.ab_pre_days}")
+            check_positive_int(name, getattr(self, name))
+        check_int("ab_pre_days", self.ab_pre_days, 0)
 
 
 def last_day_candidates(logs_dir: str | os.PathLike[str]) -> pl.DataFrame:

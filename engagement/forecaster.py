@@ -28,6 +28,7 @@ from engagement.report import plot_intent_pca, plot_loss
 from engagement.sessions import CONTEXT_NAMES, EngagementData
 from engagement.train import (
     Scaler,
+    decide,
     dynamic_intents,
     evaluate,
     fit_class_offsets,
@@ -39,7 +40,7 @@ from engagement.train import (
     torch_seed,
 )
 from logs.errors import ConfigError, DwellrankError
-from logs.io import atomic_dir, write_json
+from logs.io import atomic_dir, check_output_dir, write_json
 from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
 __all__ = ["Forecaster", "train_forecaster", "write_scores", "check_output_dir", "MODEL_KIND"]
@@ -94,8 +95,7 @@ class Forecaster:
         values = np.array([-1, 0, 1]) if self.task == "day" else np.array([0, 1])
         cols: dict[str, Any] = {"member_id": data.member_id}
         cols.update({n: proba[:, j] for j, n in enumerate(names)})
-        offsets = np.asarray(self.meta.get("class_offsets", np.zeros(len(names))))
-        cols["predicted"] = values[(np.log(np.clip(proba, 1e-12, None)) + offsets).argmax(axis=1)]
+        cols["predicted"] = values[decide(proba, self.meta.get("class_offsets"))]
         cols.update({f"intent_{j}": h_i[:, j].astype(np.float32) for j in range(h_i.shape[1])})
         return pl.DataFrame(cols)
 
@@ -189,8 +189,8 @@ def train_forecaster(
     tensors = make_tensors(data, scaler)
     tseed = torch_seed(model_rng)
     model = build_digmn(data, task, intents, dc)
-    hist = fit_torch(model, tensors, data.labels(task), split, tc, model_rng, beta=dc.beta, progress=progress)
     y = data.labels(task)
+    hist = fit_torch(model, tensors, y, split, tc, model_rng, beta=dc.beta, progress=progress)
     offsets = fit_class_offsets(y[split.val], predict_proba(model, tensors, split.val, device=tc.device))
     proba = predict_proba(model, tensors, split.test, device=tc.device)
     metrics = evaluate(task, y[split.test], proba, offsets)
@@ -241,20 +241,3 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike[str], overwrite: 
         raise OutputExistsError(f"{p}: file exists (pass --overwrite to replace it)")
     write_parquet(scores, p)
     return p
-
-
-def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Refuse, before any work and without creating anything, an output directory that cannot be written.
-
-    Raises
-    ------
-    OutputExistsError
-        ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
-    """
-    from logs.errors import OutputExistsError
-
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputExistsError(f"{p}: exists and is not a directory")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{p}: directory is not empty (pass --overwrite to replace it)")

@@ -38,6 +38,7 @@ __all__ = [
     "predict_proba",
     "evaluate",
     "fit_class_offsets",
+    "decide",
     "primary_metric",
     "resolve_device",
     "torch_seed",
@@ -313,6 +314,15 @@ def primary_metric(task: str) -> str:
     return "macro_f1" if check_task(task) == "day" else "auroc"
 
 
+def _log_proba(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(proba, 1e-12, None))
+
+
+def decide(proba: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Class indices by the decision rule ``argmax(log p + offsets)``; the argmax without offsets."""
+    return proba.argmax(axis=1) if offsets is None else (_log_proba(proba) + np.asarray(offsets)).argmax(axis=1)
+
+
 def fit_class_offsets(y: np.ndarray, proba: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:
     """Additive log-probability offsets that maximise Macro-F1 on held-out (validation) predictions.
 
@@ -337,7 +347,7 @@ def fit_class_offsets(y: np.ndarray, proba: np.ndarray, grid: np.ndarray | None 
     k = proba.shape[1]
     mesh = np.stack(np.meshgrid(*([g] * (k - 1)), indexing="ij"), axis=-1).reshape(-1, k - 1)
     offsets = np.column_stack([np.zeros(mesh.shape[0]), mesh])  # (G, K)
-    logp = np.log(np.clip(proba, 1e-12, None))
+    logp = _log_proba(proba)
     onehot_y = np.eye(k, dtype=bool)[np.asarray(y)]  # (N, K)
     n_true = onehot_y.sum(axis=0)
     f1 = np.zeros(offsets.shape[0])
@@ -378,8 +388,8 @@ def evaluate(task: str, y: np.ndarray, proba: np.ndarray, offsets: np.ndarray | 
         both ``y`` and the predictions scores 0.
     """
     check_task(task)
-    argmax = proba.argmax(axis=1)
-    pred = argmax if offsets is None else (np.log(np.clip(proba, 1e-12, None)) + np.asarray(offsets)).argmax(axis=1)
+    argmax = decide(proba)
+    pred = decide(proba, offsets)
     labels = list(range(proba.shape[1]))
     out = {
         "macro_f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0)),

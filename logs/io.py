@@ -27,6 +27,7 @@ __all__ = [
     "table_path",
     "atomic_file",
     "atomic_dir",
+    "check_output_dir",
     "write_json",
     "write_parquet",
 ]
@@ -107,6 +108,21 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse, before any work and without creating anything, an output directory that cannot be written.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputExistsError(f"{p}: exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{p}: directory is not empty (pass --overwrite to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` when the block succeeds.
@@ -120,10 +136,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
         raises :class:`OutputExistsError` before any work is done.
     """
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise OutputExistsError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{target}: directory is not empty (pass --overwrite to replace it)")
+    check_output_dir(target, overwrite)
     parent = target.parent if str(target.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)

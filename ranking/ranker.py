@@ -32,7 +32,7 @@ from ranking.features import (
     validate_feature_matrix,
 )
 from ranking.train import RankerModel, TrainConfig, load_model, train_ranker
-from ranking.value import ValueWeights, needed_predictions, value_function
+from ranking.value import ValueWeights, value_function
 
 __all__ = ["FeedRanker", "rank_within_requests", "preset_rankers", "rank_candidates_file"]
 
@@ -157,9 +157,7 @@ class FeedRanker:
         """The simulator's ranker protocol: scores of candidate rows (higher first)."""
         from simulate.rankers import RankOutput
 
-        X = self.features(candidates, history)
-        only = needed_predictions(self.weights)  # the simulator needs scores only
-        return RankOutput(scores=value_function(self.model.predict(X, self.num_threads, only=only), self.weights))
+        return RankOutput(scores=self.model.score(self.features(candidates, history), self.weights, self.num_threads))
 
 
 def preset_rankers(

@@ -63,8 +63,6 @@ MODEL_FORMAT = 1
 _TABLES = ("impressions", "sessions", "updates", "members")
 #: Below this many rows LightGBM's own predict is as fast as the compiled forest.
 _FOREST_MIN_ROWS = 2048
-#: Regression objectives whose output is exp(raw score).
-_EXP_OBJECTIVES = ("poisson", "tweedie")
 
 
 @dataclass(frozen=True)
@@ -151,6 +149,7 @@ class RankerModel:
         self.profiles = profiles
         self.metadata = metadata
         self.report = report or {}
+        self._forests: dict[tuple[str, ...] | None, CompiledForest | None] = {}
 
     def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Every head's P and every regression's expectation.
@@ -177,8 +176,9 @@ class RankerModel:
         raw: dict[int, np.ndarray] = {}
         if X.shape[0] >= _FOREST_MIN_ROWS:
             boosters = [head.folded_ for _, head in heads]
-            boosters += [reg.booster_ for _, reg in regs if reg.booster_ is not None and reg.config.objective in _EXP_OBJECTIVES]
-            forest = self._forest(boosters)
+            # Both regression objectives (poisson, tweedie) predict exp(raw score).
+            boosters += [reg.booster_ for _, reg in regs if reg.booster_ is not None]
+            forest = self._forest(only, boosters)
             if forest is not None and X.ndim == 2 and X.shape[1] == forest.n_features:
                 raw = {id(b): r for b, r in zip(boosters, forest.raw_scores(X))}
         shared: dict[str, np.ndarray] = {}  # raw_transform(X), computed once for all heads
@@ -193,13 +193,11 @@ class RankerModel:
             out[name] = exp_exact(r) if r is not None else reg.predict(X, num_threads)
         return out
 
-    def _forest(self, boosters: list[Any]) -> CompiledForest | None:
-        """The compiled forest of ``boosters`` (cached; holds the boosters so that their ids stay theirs)."""
-        cache = self.__dict__.setdefault("_forests", {})
-        key = tuple(id(b) for b in boosters)
-        if key not in cache:
-            cache[key] = (list(boosters), compile_forest(boosters))
-        return cache[key][1]
+    def _forest(self, only: tuple[str, ...] | None, boosters: list[Any]) -> CompiledForest | None:
+        """The compiled forest of ``boosters``, cached by ``only`` (which decides the boosters)."""
+        if only not in self._forests:
+            self._forests[only] = compile_forest(boosters)
+        return self._forests[only]
 
     def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
         """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
@@ -355,28 +353,23 @@ def train_ranker(
 
     regs: dict[str, ActionRegressor] = {}
     report_regs: dict[str, Any] = {}
-    k = len(HEADS)
-    for a in ACTIONS:
-        on_tr, on_te = train[a].to_numpy(), test[a].to_numpy()
-        for t, target in (("down", "downstream"), ("up", "upstream")):
-            name = f"{t}_{a}"
-            reg = ActionRegressor(cfg.regressor).fit(X_tr[on_tr], train[target].to_numpy()[on_tr], seeds[k])
-            k += 1
-            regs[name] = reg
-            y = test[target].to_numpy()[on_te]
-            report_regs[name] = {
-                "n_train": reg.n_rows_,
-                "n_test": int(y.size),
-                "trees": reg.booster_ is not None,
-                "deviance": poisson_deviance(y, reg.predict(X_te[on_te])) if y.size else None,
-                "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
-            }
-    reg = ActionRegressor(cfg.regressor).fit(X_tr, train["dwell"].to_numpy(), seeds[k])
-    regs["dwell"] = reg
-    y = test["dwell"].to_numpy()
-    report_regs["dwell"] = {"n_train": reg.n_rows_, "n_test": int(y.size), "trees": reg.booster_ is not None,
-                            "deviance": poisson_deviance(y, reg.predict(X_te)),
-                            "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_))}
+    # Downstream/upstream value of each action on the rows with that action; dwell on all rows.
+    targets: list[tuple[str, str, Any, Any]] = [
+        (f"{t}_{a}", target, train[a].to_numpy(), test[a].to_numpy())
+        for a in ACTIONS for t, target in (("down", "downstream"), ("up", "upstream"))
+    ]
+    targets.append(("dwell", "dwell", slice(None), slice(None)))  # slices: views, not copies of X
+    for k, (name, target, on_tr, on_te) in enumerate(targets, start=len(HEADS)):
+        reg = ActionRegressor(cfg.regressor).fit(X_tr[on_tr], train[target].to_numpy()[on_tr], seeds[k])
+        regs[name] = reg
+        y = test[target].to_numpy()[on_te]
+        report_regs[name] = {
+            "n_train": reg.n_rows_,
+            "n_test": int(y.size),
+            "trees": reg.booster_ is not None,
+            "deviance": poisson_deviance(y, reg.predict(X_te[on_te])) if y.size else None,
+            "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
+        }
 
     # Every head and regression on the training rows, through the compiled forest (bit-identical
     # to each head's and regression's own predict, one vectorised pass over all trees).

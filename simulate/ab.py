@@ -313,6 +313,16 @@ def _day_expr(col: str, start_us: int) -> pl.Expr:
     return ((pl.col(col).dt.epoch("us") - start_us) // _DAY_US).cast(pl.Int32)
 
 
+def _active_pairs(member: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (member, day) pairs, as two integer arrays sorted by member, then day."""
+    if member.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo = int(day.min())
+    span = int(day.max()) - lo + 1
+    key = np.unique(member.astype(np.int64) * span + (day - lo))  # one integer key: far faster than unique(axis=1)
+    return key // span, key % span + lo
+
+
 def member_aggregates(
     tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float, first_day: int, last_day: int
 ) -> pl.DataFrame:
@@ -347,14 +357,14 @@ def member_aggregates(
     s_keep = (sess["day"] >= first_day) & (sess["day"] < last_day)
     s_member = np.searchsorted(ids, sess["member_id"][s_keep])
     s_day = sess["day"][s_keep]
-    imp = _impression_arrays(tables, config, t_skip_s)
+    imp = _impression_arrays(tables, sess, t_skip_s)
     keep = (imp["day"] >= first_day) & (imp["day"] < last_day)
     m = np.searchsorted(ids, imp["member_id"][keep])
 
     def total(w: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(m, weights=None if w is None else w[keep], minlength=n)
 
-    pairs = np.unique(np.stack([s_member, s_day]), axis=1) if s_member.size else np.zeros((2, 0), dtype=np.int64)
+    active_member, _ = _active_pairs(s_member, s_day)
     out = {
         "n_impressions": total(),
         "n_skipped": total(imp["skipped"]),
@@ -366,7 +376,7 @@ def member_aggregates(
         "time_spent_s": total(imp["time_s"]),
         "time_well_spent_s": total(imp["time_s"] * ~imp["skipped"]),
         "n_sessions": np.bincount(s_member, minlength=n),
-        "active_days": np.bincount(pairs[0], minlength=n),
+        "active_days": np.bincount(active_member, minlength=n),
     }
     return pl.DataFrame(
         {"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in out.items()}}
@@ -380,10 +390,10 @@ def _session_days(tables: dict[str, pl.DataFrame], config: WorldConfig) -> dict[
     return {c: sess[c].to_numpy() for c in sess.columns}
 
 
-def _impression_arrays(tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float) -> dict[str, np.ndarray]:
-    """Per impression (log order): member, its session's day, skip/click/viral flags, dwell and time spent."""
-    start_us = int(config.start.timestamp()) * 1_000_000
-    sess = tables["sessions"].select("session_id", _day_expr("start_ts", start_us).alias("day"))
+def _impression_arrays(tables: dict[str, pl.DataFrame], sess_days: dict[str, np.ndarray], t_skip_s: float) -> dict[str, np.ndarray]:
+    """Per impression (log order): member, its session's day (from :func:`_session_days`), skip/click/viral flags,
+    dwell and time spent."""
+    sess = pl.DataFrame({"session_id": sess_days["session_id"], "day": sess_days["day"]})
     viral_any = pl.any_horizontal(*VIRAL_COLUMNS)
     imp = tables["impressions"].join(sess, on="session_id", how="left", maintain_order="left").select(
         "member_id",
@@ -541,9 +551,9 @@ def daily_trajectories(tables: dict[str, pl.DataFrame], config: WorldConfig, t_s
     s_member = np.searchsorted(ids, sess["member_id"])
     s_key = arm_of[s_member] * n_days + sess["day"]
     sessions = np.bincount(s_key, minlength=n_arms * n_days)
-    active_pairs = np.unique(np.stack([s_member, sess["day"]]), axis=1) if s_member.size else np.zeros((2, 0), dtype=np.int64)
-    active = np.bincount(arm_of[active_pairs[0]] * n_days + active_pairs[1], minlength=n_arms * n_days)
-    imp = _impression_arrays(tables, config, t_skip_s)
+    a_member, a_day = _active_pairs(s_member, sess["day"])
+    active = np.bincount(arm_of[a_member] * n_days + a_day, minlength=n_arms * n_days)
+    imp = _impression_arrays(tables, sess, t_skip_s)
     ok = imp["day"] >= 0
     key = arm_of[np.searchsorted(ids, imp["member_id"][ok])] * n_days + imp["day"][ok]
 

@@ -194,7 +194,7 @@ class WorldConfig:
         return d
 
 
-def parse_overrides(pairs: list[str] | tuple[str, ...], argument: str = "--set") -> dict[str, Any]:
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["phase_length=fixed", "phase_rate=2.5", "click_prob=0.2,0.2,0.1,0.4,0.3"]`` -> WorldConfig changes.
 
     Each value is parsed by the field's default type: int, float, str, or a
@@ -213,9 +213,9 @@ def parse_overrides(pairs: list[str] | tuple[str, ...], argument: str = "--set")
         key, sep, raw = pair.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or not key:
-            raise ConfigError(f"{argument} takes FIELD=VALUE, got {pair!r}")
+            raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
         if key not in names:
-            raise ConfigError(f"{argument}: WorldConfig has no field {key!r}; fields: {', '.join(names)}")
+            raise ConfigError(f"--set: WorldConfig has no field {key!r}; fields: {', '.join(names)}")
         default = getattr(defaults, key)
         try:
             if isinstance(default, tuple):
@@ -226,7 +226,7 @@ def parse_overrides(pairs: list[str] | tuple[str, ...], argument: str = "--set")
             else:
                 out[key] = type(default)(raw)
         except ValueError:
-            raise ConfigError(f"{argument} {key}: expected {type(default).__name__} like {default!r}, got {raw!r}") from None
+            raise ConfigError(f"--set {key}: expected {type(default).__name__} like {default!r}, got {raw!r}") from None
     return out
 
 
