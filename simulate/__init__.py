@@ -13,11 +13,13 @@ from simulate.intents import IntentSet
 from simulate.intents import make_intents
 from simulate.output import TRUTH_DIR
 from simulate.output import write_simulation
+from simulate.rankers import CANDIDATE_COLUMNS
 from simulate.rankers import PopularityRanker
 from simulate.rankers import RandomRanker
 from simulate.rankers import Ranker
 from simulate.rankers import RankOutput
 from simulate.rankers import SoftmaxRanker
+from simulate.rankers import candidate_columns
 from simulate.rankers import plackett_luce
 from simulate.state import HistoryState
 from simulate.ab import ABConfig
@@ -47,6 +49,7 @@ from simulate.truth import world_members
 
 __all__ = [
     "TRUTH_DIR",
+    "CANDIDATE_COLUMNS",
     "HistoryState",
     "IntentSet",
     "PopularityRanker",
@@ -56,6 +59,7 @@ __all__ = [
     "SimulationResult",
     "SoftmaxRanker",
     "WorldConfig",
+    "candidate_columns",
     "make_intents",
     "plackett_luce",
     "simulate",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from logs.errors import ConfigError
 from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLES, TIME_UNIT, TIME_ZONE
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet, make_intents
-from simulate.rankers import PopularityRanker, Ranker
+from simulate.rankers import PopularityRanker, Ranker, candidate_columns
 from simulate.state import HistoryState
 from simulate.world import Members, respond, sample_intent_paths, sample_members
 
@@ -92,6 +93,7 @@ def simulate(
         rng, seed_value = np.random.default_rng(int(seed)), int(seed)
     rankers, arm_idx, arm_names = _arms(cfg, ranker, member_arm)
     threshold = next((r.skip_threshold_s for r in rankers if getattr(r, "skip_threshold_s", None)), cfg.t_skip_s)
+    needed = candidate_columns(rankers)
 
     # The static world: intents, members, their intent paths, warm-up posts.
     intents = make_intents(cfg.n_intents, rng)
@@ -107,67 +109,68 @@ def simulate(
     history = HistoryState(cfg.n_members, cfg.update_types, cfg.n_topics, threshold)
     satisfaction = np.full(cfg.n_members, cfg.satisfaction_baseline)
     fatigue = np.zeros(cfg.n_members)
-    logs: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in ("sessions", "events", "impressions", "deliveries")}
+    days: list[Future[dict[str, pl.DataFrame]]] = []
+    truth_impressions: list[dict[str, np.ndarray]] = []
     truth_sessions: list[dict[str, np.ndarray]] = []
     next_session = 0
 
-    for day in range(cfg.n_days):
-        day_us = start_us + day * _DAY_S * _US
-        mix = paths[:, day, :]  # (N, K)
+    # The day's log tables are typed on a second thread while the next day runs (they are off the day loop's path).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwellrank-day-tables") as logger:
+        for day in range(cfg.n_days):
+            day_us = start_us + day * _DAY_S * _US
+            mix = paths[:, day, :]  # (N, K)
 
-        # 1. The platform delivers messages; relevant ones lift today's return, irrelevant ones build fatigue.
-        deliveries, n_relevant, n_irrelevant = _deliver(cfg, intents, mix, day_us, rng)
-        logs["deliveries"].append(deliveries)
-        fatigue = cfg.fatigue_decay * fatigue + n_irrelevant
+            # 1. The platform delivers messages; relevant ones lift today's return, irrelevant ones build fatigue.
+            deliveries, n_relevant, n_irrelevant = _deliver(cfg, intents, mix, day_us, rng)
+            fatigue = cfg.fatigue_decay * fatigue + n_irrelevant
 
-        # 2. Members return: the hazard depends on intent, recent feed satisfaction and deliveries.
-        rate = (
-            members.activity
-            * (mix @ intents.session_rate)
-            * np.exp(cfg.satisfaction_effect * (satisfaction - cfg.satisfaction_baseline))
-            * (1.0 + cfg.delivery_boost * n_relevant)
-            * np.exp(-cfg.fatigue_cost * fatigue)
-        )
-        n_sess = rng.poisson(np.minimum(rate, 24.0))
+            # 2. Members return: the hazard depends on intent, recent feed satisfaction and deliveries.
+            rate = (
+                members.activity
+                * (mix @ intents.session_rate)
+                * np.exp(cfg.satisfaction_effect * (satisfaction - cfg.satisfaction_baseline))
+                * (1.0 + cfg.delivery_boost * n_relevant)
+                * np.exp(-cfg.fatigue_cost * fatigue)
+            )
+            n_sess = rng.poisson(np.minimum(rate, 24.0))
 
-        # 3. Each session follows one intent drawn from today's mixture and emits events.
-        sess, events, sess_intent = _sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
-        next_session += sess["session_id"].size
+            # 3. Each session follows one intent drawn from today's mixture and emits events.
+            sess, events, sess_intent = _sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
+            next_session += sess["session_id"].size
 
-        # 4. Sessions with feed events request a feed: candidates from recent posts, ranked in one batch per arm.
-        pool_arrays = {k: np.concatenate(v) for k, v in pool.__dict__.items()}
-        imp = _serve_feeds(cfg, members, sess, events, pool_arrays, day, history, rankers, arm_idx, rng)
+            # 4. Sessions with feed events request a feed: candidates from recent posts, ranked in one batch per arm.
+            pool_arrays = {k: np.concatenate(v) for k, v in pool.__dict__.items()}
+            imp = _serve_feeds(cfg, members, sess, events, pool_arrays, day, history, rankers, arm_idx, needed, rng)
 
-        # 5. Session durations cover their events and their feed time.
-        feed_end = np.zeros(sess["session_id"].size)
-        if imp["member"].size:
-            np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
-        sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-        logs["sessions"].append(sess)
-        logs["events"].append(events)
-        logs["impressions"].append(imp)
-        truth_sessions.append({"session_id": sess["session_id"], "intent": sess_intent, "day": np.full(sess_intent.size, day)})
+            # 5. Session durations cover their events and their feed time.
+            feed_end = np.zeros(sess["session_id"].size)
+            if imp["member"].size:
+                np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
+            sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
+            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries))
+            truth_impressions.append(imp)
+            truth_sessions.append({"session_id": sess["session_id"], "intent": sess_intent, "day": np.full(sess_intent.size, day)})
 
-        # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
-        viral = imp["reacted"] | imp["commented"] | imp["shared"]
-        history.add(
-            imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
-            imp["dwell_s"], imp["clicked"], viral,
-        )
-        seen = np.bincount(imp["member"], minlength=cfg.n_members)
-        liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
-        has = seen > 0
-        satisfaction[has] = (1 - cfg.satisfaction_memory) * satisfaction[has] + cfg.satisfaction_memory * liked[has] / seen[has]
-        received = np.bincount(imp["author"], weights=imp["upstream_value"], minlength=cfg.n_members)
-        feedback = (1 - cfg.upstream_memory) * feedback + cfg.upstream_memory * received
+            # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
+            viral = imp["reacted"] | imp["commented"] | imp["shared"]
+            history.add(
+                imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
+                imp["dwell_s"], imp["clicked"], viral,
+            )
+            seen = np.bincount(imp["member"], minlength=cfg.n_members)
+            liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
+            has = seen > 0
+            satisfaction[has] = (1 - cfg.satisfaction_memory) * satisfaction[has] + cfg.satisfaction_memory * liked[has] / seen[has]
+            received = np.bincount(imp["author"], weights=imp["upstream_value"], minlength=cfg.n_members)
+            feedback = (1 - cfg.upstream_memory) * feedback + cfg.upstream_memory * received
 
-        # 6. Authors post; new updates join the candidate pool tomorrow.
-        _post(cfg, members, feedback, day, start_us, pool, rng)
-        if progress is not None:
-            progress(day + 1)
+            # 6. Authors post; new updates join the candidate pool tomorrow.
+            _post(cfg, members, feedback, day, start_us, pool, rng)
+            if progress is not None:
+                progress(day + 1)
 
-    tables = _tables(cfg, members, pool, logs, arm_names, arm_idx)
-    truth, truth_tables = _truth(cfg, seed_value, intents, members, paths, phases, pool, logs, truth_sessions, n_updates)
+    tables = _tables(cfg, members, pool, [d.result() for d in days], arm_names, arm_idx)
+    truth, truth_tables = _truth(cfg, seed_value, intents, members, paths, phases, pool, truth_impressions, truth_sessions, n_updates)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
     result.summary = summarize(result)
     return result
@@ -219,17 +222,25 @@ def _deliver(
     content = np.where(relevant, wanted, other)
     channel = rng.choice(len(CHANNELS), size=member.size, p=[0.5, 0.15, 0.35])
     ts = day_us + rng.integers(0, int(_DAY_S * _US), member.size)
-    order = np.lexsort((ts, member))
+    order = np.lexsort((member, ts))  # the deliveries table's order: by time, then member
     n_rel = np.bincount(member, weights=relevant, minlength=mix.shape[0])
     n_irr = np.bincount(member, weights=~relevant, minlength=mix.shape[0])
     return {"member": member[order], "ts_us": ts[order], "channel": channel[order], "content": content[order]}, n_rel, n_irr
 
 
-def _categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of a (n, k) probability matrix."""
-    cdf = np.cumsum(p, axis=1)
-    u = rng.random(p.shape[0])[:, None] * cdf[:, -1:]
-    return np.minimum((u >= cdf).sum(axis=1), p.shape[1] - 1)
+def _categorical(table: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw from row ``rows[i]`` of a (g, k) probability table, for each i.
+
+    The cumulative sums are taken once per table row and compared one category
+    at a time: the same floats and comparisons as summing each gathered row,
+    without the (n, k) temporaries (events draw from a handful of intent rows).
+    """
+    cdf = np.ascontiguousarray(np.cumsum(table, axis=1).T)  # (k, g)
+    u = rng.random(rows.size) * cdf[-1][rows]
+    draw = np.zeros(rows.size, dtype=np.int64)
+    for column in cdf:  # a loop over the k categories, not over rows
+        draw += u >= column[rows]
+    return np.minimum(draw, table.shape[1] - 1)
 
 
 def _sessions(
@@ -248,11 +259,11 @@ def _sessions(
     start = (day_us + (hour * 3600 + rng.random(s) * 3600) * _US).astype(np.int64)
     order = np.lexsort((member, start))
     member, start = member[order], start[order]
-    z = _categorical(mix[member], rng)
+    z = _categorical(mix, member, rng)
     client = np.where(rng.random(s) < 0.8, members.client[member], rng.integers(0, len(CLIENTS), s))
     n_ev = 1 + rng.poisson(cfg.events_per_session_mean - 1.0, s) if cfg.events_per_session_mean > 1 else np.ones(s, np.int64)
     ev_sess = np.repeat(np.arange(s), n_ev)
-    ev_type = _categorical(intents.profiles[z[ev_sess]], rng)
+    ev_type = _categorical(intents.profiles, z[ev_sess], rng)
     gaps = rng.exponential(30.0, ev_sess.size)
     # Offsets within each session: exclusive cumulative sum of gaps.
     csum = np.cumsum(gaps)
@@ -286,6 +297,7 @@ def _serve_feeds(
     history: HistoryState,
     rankers: list[Ranker],
     arm_idx: np.ndarray | None,
+    needed: frozenset[str],
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     req = np.flatnonzero(sess["n_feed"] > 0)  # session rows with a feed request
@@ -301,22 +313,23 @@ def _serve_feeds(
     perms = np.stack([rng.permutation(live) for _ in range(n_perm)])
     which = rng.integers(0, n_perm, r)
     offs = rng.integers(0, live.size, r)
-    cand = perms[which[:, None], (offs[:, None] + np.arange(c)[None, :]) % live.size]  # (R, C) update ids
+    # Each permutation continued by its first c ids, so a window that wraps around is a plain slice.
+    windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([perms, perms[:, :c]], axis=1), c, axis=1)
+    cand = windows[which, offs]  # (R, C) update ids
     member = sess["member"][req]
     cand_flat = cand.ravel()
-    frame = pl.DataFrame(
-        {
-            "request_id": np.repeat(sess["session_id"][req], c),
-            "member_id": np.repeat(member, c).astype(np.int64, copy=False),
-            "update_id": cand_flat.astype(np.int64, copy=False),
-            "update_type": _labels(cfg.update_types, pool["utype"][cand_flat]),
-            "author_id": pool["author"][cand_flat].astype(np.int64, copy=False),
-            "topic": pool["topic"][cand_flat].astype(np.int16),
-            "created_ts": _ts(pool["created_us"][cand_flat]),
-            "request_ts": _ts(np.repeat(sess["start_us"][req], c)),
-            "client": _labels(CLIENTS, np.repeat(sess["client"][req], c)),
-        }
-    )
+    columns: dict[str, Callable[[], Any]] = {
+        "request_id": lambda: np.repeat(sess["session_id"][req], c),
+        "member_id": lambda: np.repeat(member, c).astype(np.int64, copy=False),
+        "update_id": lambda: cand_flat.astype(np.int64, copy=False),
+        "update_type": lambda: _labels(cfg.update_types, pool["utype"][cand_flat]),
+        "author_id": lambda: pool["author"][cand_flat].astype(np.int64, copy=False),
+        "topic": lambda: pool["topic"][cand_flat].astype(np.int16),
+        "created_ts": lambda: _ts(pool["created_us"][cand_flat]),
+        "request_ts": lambda: _ts(np.repeat(sess["start_us"][req], c)),
+        "client": lambda: _labels(CLIENTS, np.repeat(sess["client"][req], c)),
+    }
+    frame = pl.DataFrame({name: build() for name, build in columns.items() if name in needed})
     tables = history.tables()
     scores = np.empty(r * c)
     propensity = np.full(r * c, np.nan)
@@ -368,7 +381,8 @@ def _feed_order(scores: np.ndarray) -> np.ndarray:
     """
     neg = -scores
     order = np.argsort(neg, axis=1)
-    srt = np.take_along_axis(neg, order, axis=1)
+    r, c = neg.shape
+    srt = neg.ravel()[order + (np.arange(r) * c)[:, None]]  # take_along_axis, without its index broadcasting
     tied = ~(srt[:, 1:] > srt[:, :-1]).all(axis=1)
     if tied.any():
         order[tied] = np.argsort(neg[tied], axis=1, kind="stable")
@@ -405,19 +419,33 @@ def _ts(us: np.ndarray | pl.Series) -> pl.Series:
 
 
 def _cast(table: str, data: dict[str, Any]) -> pl.DataFrame:
-    spec = TABLES[table]
-    return pl.DataFrame(data).select([pl.col(c.name).cast(c.dtype) for c in spec.columns])
+    """``data`` as ``table``'s columns, in schema order and types.
+
+    Column by column: a ``select`` of casts goes through polars' thread pool,
+    whose start-up cost (~0.25 ms) dominated the day's small tables.
+    """
+    columns = []
+    for c in TABLES[table].columns:
+        col = data[c.name]
+        col = col.alias(c.name) if isinstance(col, pl.Series) else pl.Series(c.name, col)
+        columns.append(col if col.dtype == c.dtype else col.cast(c.dtype))
+    return pl.DataFrame(columns)
 
 
 def _tables(
     cfg: WorldConfig,
     members: Members,
     pool: _Pool,
-    logs: dict[str, list[dict[str, np.ndarray]]],
+    days: list[dict[str, pl.DataFrame]],
     arm_names: list[str] | None,
     arm_idx: np.ndarray | None,
 ) -> dict[str, pl.DataFrame]:
-    types = cfg.update_types
+    """The six log tables: members and updates, and the daily log tables end to end.
+
+    The daily frames are concatenated without a copy, so a table keeps one
+    chunk per day; a contiguous copy of every column cost 10^5 fresh memory
+    pages (a fifth of a default run) and nothing downstream needs it.
+    """
     n = cfg.n_members
     arm = [None] * n if arm_idx is None else np.asarray(arm_names)[arm_idx].tolist()
     out = {
@@ -429,37 +457,54 @@ def _tables(
     }
     u = pool.arrays()
     out["updates"] = _cast("updates", {
-        "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(types, u["utype"]),
+        "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(cfg.update_types, u["utype"]),
         "created_ts": _ts(u["created_us"]), "topic": u["topic"],
     })
-    imp = logs["impressions"]
-    prop = _cat(imp, "propensity")
-    click_dwell = _cat(imp, "click_dwell_s")
-    out["impressions"] = _cast("impressions", {
-        "member_id": _cat(imp, "member"), "update_id": _cat(imp, "update"), "update_type": _labels(types, _cat(imp, "utype")),
-        "session_id": _cat(imp, "session_id"), "ts": _ts(_cat(imp, "ts_us")), "position": _cat(imp, "position"),
-        "dwell_s": _cat(imp, "dwell_s"), "clicked": _cat(imp, "clicked"), "reacted": _cat(imp, "reacted"),
-        "commented": _cat(imp, "commented"), "shared": _cat(imp, "shared"),
-        "click_dwell_s": click_dwell.fill_nan(None), "downstream_clicks": _cat(imp, "downstream_clicks"),
-        "downstream_virals": _cat(imp, "downstream_virals"), "upstream_value": _cat(imp, "upstream_value"),
-        "propensity": prop.fill_nan(None),
-    })
-    s = logs["sessions"]
-    out["sessions"] = _cast("sessions", {
-        "member_id": _cat(s, "member"), "session_id": _cat(s, "session_id"), "start_ts": _ts(_cat(s, "start_us")),
-        "duration_s": _cat(s, "duration_s"), "client": _labels(CLIENTS, _cat(s, "client")),
-    })
-    e = logs["events"]
-    out["events"] = _cast("events", {
-        "member_id": _cat(e, "member"), "session_id": _cat(e, "session_id"), "ts": _ts(_cat(e, "ts_us")),
-        "event_type": _labels(EVENT_TYPES, _cat(e, "event_type")),
-    })
-    dl = logs["deliveries"]
-    out["deliveries"] = _cast("deliveries", {
-        "member_id": _cat(dl, "member"), "ts": _ts(_cat(dl, "ts_us")),
-        "channel": _labels(CHANNELS, _cat(dl, "channel")), "content": _labels(CONTENTS, _cat(dl, "content")),
-    }).sort("ts", "member_id")
+    for name in _DAILY_TABLES:
+        out[name] = pl.concat([d[name] for d in days], rechunk=False)
     return out
+
+
+_DAILY_TABLES = ("impressions", "sessions", "events", "deliveries")
+
+
+def _day_tables(
+    cfg: WorldConfig,
+    imp: dict[str, np.ndarray],
+    sess: dict[str, np.ndarray],
+    events: dict[str, np.ndarray],
+    deliveries: dict[str, np.ndarray],
+) -> dict[str, pl.DataFrame]:
+    """One day's rows of the four daily log tables, in their schema types.
+
+    Runs on a worker thread while the next day is simulated: it reads the
+    day's arrays and never writes to them, and the day loop never writes to
+    them after handing them over.
+    """
+    return {
+        "impressions": _cast("impressions", {
+            "member_id": imp["member"], "update_id": imp["update"], "update_type": _labels(cfg.update_types, imp["utype"]),
+            "session_id": imp["session_id"], "ts": _ts(imp["ts_us"]), "position": imp["position"],
+            "dwell_s": imp["dwell_s"], "clicked": imp["clicked"], "reacted": imp["reacted"],
+            "commented": imp["commented"], "shared": imp["shared"],
+            "click_dwell_s": pl.Series(imp["click_dwell_s"]).fill_nan(None), "downstream_clicks": imp["downstream_clicks"],
+            "downstream_virals": imp["downstream_virals"], "upstream_value": imp["upstream_value"],
+            "propensity": pl.Series(imp["propensity"]).fill_nan(None),
+        }),
+        "sessions": _cast("sessions", {
+            "member_id": sess["member"], "session_id": sess["session_id"], "start_ts": _ts(sess["start_us"]),
+            "duration_s": sess["duration_s"], "client": _labels(CLIENTS, sess["client"]),
+        }),
+        "events": _cast("events", {
+            "member_id": events["member"], "session_id": events["session_id"], "ts": _ts(events["ts_us"]),
+            "event_type": _labels(EVENT_TYPES, events["event_type"]),
+        }),
+        # Each day's deliveries come sorted by time and fall inside their day, so the table is sorted.
+        "deliveries": _cast("deliveries", {
+            "member_id": deliveries["member"], "ts": _ts(deliveries["ts_us"]),
+            "channel": _labels(CHANNELS, deliveries["channel"]), "content": _labels(CONTENTS, deliveries["content"]),
+        }),
+    }
 
 
 def _truth(
@@ -470,7 +515,7 @@ def _truth(
     paths: np.ndarray,
     phases: np.ndarray,
     pool: _Pool,
-    logs: dict[str, list[dict[str, np.ndarray]]],
+    impressions: list[dict[str, np.ndarray]],
     truth_sessions: list[dict[str, np.ndarray]],
     n_warmup_updates: int,
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
@@ -489,7 +534,7 @@ def _truth(
         "config": cfg.to_dict(),
     }
     intent_cols = {f"intent_{i}": paths[:, :, i].ravel() for i in range(k)}
-    imp = logs["impressions"]
+    imp = impressions
     u = pool.arrays()
     tables = {
         "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32), **intent_cols}),

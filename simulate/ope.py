@@ -193,6 +193,8 @@ class ExplorationRanker:
         self.base = base
         self.temperature = float(temperature)
         self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
+        base_cols = getattr(base, "candidate_columns", None)
+        self.candidate_columns = None if base_cols is None else ("request_id", *base_cols)
         self.description = f"explore({getattr(base, 'description', None) or type(base).__name__}, T={temperature:g})"
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:

@@ -6,7 +6,11 @@ requests of that day as one candidate table, and ranks each request by
 descending score (ties by candidate order).
 
 Candidate columns: request_id (the session), member_id, update_id,
-update_type, author_id, topic, created_ts, request_ts, client.
+update_type, author_id, topic, created_ts, request_ts, client.  A ranker that
+reads only some of them may list those in ``candidate_columns``; the
+simulator then builds only those (a day's candidate table has
+``candidates_per_request`` rows per feed request, so the unused string and
+timestamp columns were a sixth of a run).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
+from logs.errors import ConfigError
 from logs.history import HistoryTables
 
 __all__ = [
+    "CANDIDATE_COLUMNS",
+    "candidate_columns",
     "Ranker",
     "RankOutput",
     "RandomRanker",
@@ -27,6 +34,28 @@ __all__ = [
     "SoftmaxRanker",
     "plackett_luce",
 ]
+
+
+#: Every column of a candidate table, in order.
+CANDIDATE_COLUMNS = ("request_id", "member_id", "update_id", "update_type", "author_id", "topic", "created_ts", "request_ts", "client")
+
+
+def candidate_columns(rankers: list[Ranker] | tuple[Ranker, ...]) -> frozenset[str]:
+    """The candidate columns that ``rankers`` read together.
+
+    A ranker without a ``candidate_columns`` attribute (or with ``None``)
+    reads all of them; listed names must be candidate columns.
+    """
+    needed = {"request_id"}
+    for ranker in rankers:
+        cols = getattr(ranker, "candidate_columns", None)
+        if cols is None:
+            return frozenset(CANDIDATE_COLUMNS)
+        unknown = sorted(set(cols) - set(CANDIDATE_COLUMNS))
+        if unknown:
+            raise ConfigError(f"{type(ranker).__name__}.candidate_columns names {unknown}, which are not candidate columns {list(CANDIDATE_COLUMNS)}")
+        needed.update(cols)
+    return frozenset(needed)
 
 
 @dataclass(frozen=True)
@@ -53,7 +82,8 @@ class Ranker(Protocol):
 
     ``history`` holds counts of impressions before the current day; rankers
     must not look at anything else about the past.  A ranker may set
-    ``skip_threshold_s`` to choose the dwell threshold of those counts.
+    ``skip_threshold_s`` to choose the dwell threshold of those counts, and
+    ``candidate_columns`` to the candidate columns it reads (default: all).
     """
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput: ...
@@ -62,12 +92,16 @@ class Ranker(Protocol):
 class RandomRanker:
     """Uniformly random order; logs exact propensities (for off-policy evaluation)."""
 
+    candidate_columns = ("request_id",)
+
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         return plackett_luce(np.zeros(candidates.height), candidates["request_id"].to_numpy(), 1.0, rng)
 
 
 class PopularityRanker:
     """Orders by past click + viral counts per impression (smoothed), newest first on ties."""
+
+    candidate_columns = ("update_id", "created_ts")
 
     def __init__(self, prior_impressions: float = 20.0) -> None:
         self.prior_impressions = prior_impressions
@@ -82,9 +116,12 @@ class PopularityRanker:
         ids = past["update_id"].to_numpy()
         engaged[ids] = past["n_clicks"].to_numpy() + past["n_virals"].to_numpy().astype(np.float64)
         shown[ids] = past["n_impressions"].to_numpy()
-        score = (engaged[uid] + 1.0) / (shown[uid] + self.prior_impressions)
+        score = ((engaged + 1.0) / (shown + self.prior_impressions))[uid]  # per update, then gathered
         # Whole seconds since the epoch from the physical microseconds (cheaper than .dt.epoch on 10^6 rows).
-        age_tiebreak = (candidates["created_ts"].dt.cast_time_unit("us").to_physical().to_numpy() // 1_000_000) * 1e-12
+        created = candidates["created_ts"]
+        if created.dtype.time_unit != "us":  # type: ignore[union-attr]
+            created = created.dt.cast_time_unit("us")
+        age_tiebreak = (created.to_physical().to_numpy() // 1_000_000) * 1e-12
         return RankOutput(scores=score + age_tiebreak)
 
 
@@ -101,6 +138,8 @@ class SoftmaxRanker:
         self.base = base
         self.temperature = temperature
         self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
+        base_cols = getattr(base, "candidate_columns", None)
+        self.candidate_columns = None if base_cols is None else ("request_id", *base_cols)
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         base = self.base.rank(candidates, history, rng).scores

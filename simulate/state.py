@@ -66,8 +66,9 @@ class HistoryState:
             grow = np.zeros((4, max(n_upd, 2 * self._upd.shape[1]) - self._upd.shape[1]), dtype=np.int64)
             self._upd = np.concatenate([self._upd, grow], axis=1)
         size = self._upd.shape[1]
+        # Counting the selected rows gives integer counts directly (weights would sum floats, then cast).
         for row, w in enumerate((None, clicked, viral, not_skipped)):
-            self._upd[row] += np.bincount(update, weights=w, minlength=size).astype(np.int64)
+            self._upd[row] += np.bincount(update if w is None else update[w], minlength=size)
         _count_pairs(self._mt, member, utype, not_skipped, action)
         _count_pairs(self._mp, member, topic.astype(np.int64), not_skipped, action)
         self._ma_parts.append(
@@ -148,7 +149,7 @@ def _count_pairs(counts: np.ndarray, member: np.ndarray, key: np.ndarray, not_sk
     """Add impressions, not-skipped and actions per (member, key) into dense ``counts`` (3, members, keys)."""
     flat = member * counts.shape[2] + key
     for row, w in enumerate((None, not_skipped, action)):
-        counts[row] += np.bincount(flat, weights=w, minlength=counts[row].size).astype(np.int64).reshape(counts[row].shape)
+        counts[row] += np.bincount(flat if w is None else flat[w], minlength=counts[row].size).reshape(counts[row].shape)
 
 
 def _pair_table(counts: np.ndarray, key_name: str, key_values: Callable[[np.ndarray], object]) -> pl.DataFrame:

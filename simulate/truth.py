@@ -113,6 +113,8 @@ class OracleRanker:
         From :func:`world_members` for the same config and seed as the simulation.
     """
 
+    candidate_columns = ("member_id", "update_type", "author_id", "topic")
+
     def __init__(self, config: WorldConfig, members: Members) -> None:
         self.config = config
         self.members = members

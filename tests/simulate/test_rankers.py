@@ -105,3 +105,48 @@ def test_shown_order_is_descending_score_with_ties_in_candidate_order():
         if checked == 150:
             break
     assert checked == 150
+
+
+def test_candidate_columns_projection_builds_only_listed_columns_and_changes_nothing():
+    """Reference: the same ranker given the full candidate table."""
+    from simulate import CANDIDATE_COLUMNS, PopularityRanker
+
+    seen: list[tuple[str, ...]] = []
+
+    class Projected(PopularityRanker):
+        def rank(self, candidates, history, rng):
+            seen.append(tuple(candidates.columns))
+            return super().rank(candidates, history, rng)
+
+    class Full(PopularityRanker):
+        candidate_columns = None
+
+    cfg = WorldConfig(n_members=300, n_days=4)
+    projected = simulate(cfg, seed=6, ranker=Projected())
+    full = simulate(cfg, seed=6, ranker=Full())
+    assert set(seen) == {("request_id", "update_id", "created_ts")}
+    for name in projected.tables:
+        assert projected.tables[name].equals(full.tables[name]), name
+    # A wrapper reads what its base reads; a ranker without the attribute gets every column.
+    seen.clear()
+    simulate(cfg.replace(n_days=2), seed=6, ranker=SoftmaxRanker(Projected(), 1.0))
+    assert set(seen) == {("request_id", "update_id", "created_ts")}
+    cols: list[tuple[str, ...]] = []
+
+    class Plain:
+        def rank(self, candidates, history, rng):
+            cols.append(tuple(candidates.columns))
+            return RandomRanker().rank(candidates, history, rng)
+
+    simulate(cfg.replace(n_days=2), seed=6, ranker=Plain())
+    assert set(cols) == {CANDIDATE_COLUMNS}
+
+
+def test_candidate_columns_must_name_candidate_columns():
+    from logs.errors import ConfigError
+
+    class Bad(RandomRanker):
+        candidate_columns = ("update_id", "dwell_s")
+
+    with pytest.raises(ConfigError, match=r"Bad.candidate_columns names \['dwell_s'\]"):
+        simulate(WorldConfig(n_members=50, n_days=2), seed=0, ranker=Bad())
