@@ -65,21 +65,16 @@ def simulate(
     n_members: int, n_days: int, seed: int, t_skip_s: float | None, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
 ) -> None:
     """Simulate a feed and write the six log tables, ground truth and a summary."""
-    from logs.io import atomic_dir
-    from simulate import WorldConfig, write_simulation
-    from simulate import simulate as run_simulation
+    from simulate import WorldConfig, simulate_to
     from simulate.config import parse_overrides
 
     changes: dict[str, Any] = {**parse_overrides(overrides), "n_members": n_members, "n_days": n_days}
     if t_skip_s is not None:
         changes["t_skip_s"] = t_skip_s
     cfg = WorldConfig(**changes)
-    # Refuse a non-empty --out before spending time simulating.
-    with atomic_dir(out, overwrite=overwrite):
-        pass
+    # simulate_to refuses a non-empty --out before simulating and writes each day's logs as the next one runs.
     with _progress(cfg.n_days, "simulating days", quiet) as bar:
-        result = run_simulation(cfg, seed=seed, progress=bar)
-    write_simulation(result, out, overwrite=overwrite)
+        result = simulate_to(out, cfg, seed=seed, progress=bar, overwrite=overwrite)
     if not quiet:
         s = result.summary
         click.echo(f"wrote {out} (seed {seed}, {cfg.n_members} members x {cfg.n_days} days)")

@@ -12,6 +12,7 @@ from simulate.engine import summarize
 from simulate.intents import IntentSet
 from simulate.intents import make_intents
 from simulate.output import TRUTH_DIR
+from simulate.output import simulate_to
 from simulate.output import write_simulation
 from simulate.rankers import CANDIDATE_COLUMNS
 from simulate.rankers import PopularityRanker
@@ -65,6 +66,7 @@ __all__ = [
     "simulate",
     "summarize",
     "write_simulation",
+    "simulate_to",
     "ABConfig",
     "ABResult",
     "SmallExperimentWarning",

@@ -24,7 +24,10 @@ from simulate.rankers import PopularityRanker, Ranker, candidate_columns
 from simulate.state import HistoryState
 from simulate.world import Members, respond, sample_intent_paths, sample_members
 
-__all__ = ["SimulationResult", "simulate", "summarize"]
+__all__ = ["DAILY_TABLES", "SimulationResult", "simulate", "summarize"]
+
+#: The log tables a simulation produces day by day (members and updates exist whole at the end).
+DAILY_TABLES = ("impressions", "sessions", "events", "deliveries")
 
 _DAY_S = 86_400.0
 _US = 1_000_000
@@ -66,6 +69,7 @@ def simulate(
     ranker: Ranker | Mapping[str, Ranker] | None = None,
     member_arm: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
+    sink: Callable[[dict[str, pl.DataFrame]], None] | None = None,
 ) -> SimulationResult:
     """Simulate ``config.n_days`` days of a feed and return logs plus ground truth.
 
@@ -83,6 +87,12 @@ def simulate(
         Arm of each member (keys of ``ranker``); written to ``members.arm``.
     progress : callable, optional
         Called with the number of days completed after each day.
+    sink : callable, optional
+        Called with each day's rows of the impressions, sessions, events and
+        deliveries tables (name -> DataFrame, schema types), in day order, on
+        a worker thread while the next day is simulated; an exception it
+        raises stops the simulation.  :func:`simulate.output.simulate_to`
+        uses it to write Parquet as the days come.
     """
     cfg = config if config is not None else WorldConfig()
     if isinstance(seed, np.random.Generator):
@@ -147,7 +157,9 @@ def simulate(
             if imp["member"].size:
                 np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
             sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries))
+            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries, sink))
+            if day and days[-2].done():
+                days[-2].result()  # a failed sink stops the run now, not after the last day
             # Keep only what the truth tables need: the rest of the day's arrays are freed once typed.
             truth_impressions.append({k: imp[k] for k in ("session_id", "position", "engaged", "relevance")})
             truth_sessions.append({"session_id": sess["session_id"], "intent": sess_intent, "day": np.full(sess_intent.size, day)})
@@ -461,12 +473,9 @@ def _tables(
         "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(cfg.update_types, u["utype"]),
         "created_ts": _ts(u["created_us"]), "topic": u["topic"],
     })
-    for name in _DAILY_TABLES:
+    for name in DAILY_TABLES:
         out[name] = pl.concat([d[name] for d in days], rechunk=False)
     return out
-
-
-_DAILY_TABLES = ("impressions", "sessions", "events", "deliveries")
 
 
 def _day_tables(
@@ -475,14 +484,15 @@ def _day_tables(
     sess: dict[str, np.ndarray],
     events: dict[str, np.ndarray],
     deliveries: dict[str, np.ndarray],
+    sink: Callable[[dict[str, pl.DataFrame]], None] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """One day's rows of the four daily log tables, in their schema types.
+    """One day's rows of the four daily log tables, in their schema types, handed to ``sink``.
 
     Runs on a worker thread while the next day is simulated: it reads the
     day's arrays and never writes to them, and the day loop never writes to
     them after handing them over.
     """
-    return {
+    tables = {
         "impressions": _cast("impressions", {
             "member_id": imp["member"], "update_id": imp["update"], "update_type": _labels(cfg.update_types, imp["utype"]),
             "session_id": imp["session_id"], "ts": _ts(imp["ts_us"]), "position": imp["position"],
@@ -506,6 +516,9 @@ def _day_tables(
             "channel": _labels(CHANNELS, deliveries["channel"]), "content": _labels(CONTENTS, deliveries["content"]),
         }),
     }
+    if sink is not None:
+        sink(tables)
+    return tables
 
 
 def _truth(

@@ -1,19 +1,34 @@
-"""Writing a simulation to a logs directory, atomically."""
+"""Writing a simulation to a logs directory, atomically.
+
+Two ways to the same files' contents: :func:`write_simulation` writes a
+finished in-memory :class:`~simulate.engine.SimulationResult`;
+:func:`simulate_to` simulates and writes the daily tables (impressions,
+sessions, events, deliveries) while the next day is simulated, one Parquet
+row group per day, which takes most of the writing off the end of the run.
+The rows are the same; the files' row-group layout differs.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
 
 from logs.io import atomic_dir, table_path, write_json, write_parquet
-from logs.schema import TABLE_NAMES
-from simulate.engine import SimulationResult
+from logs.schema import TABLE_NAMES, TABLES, empty_frame
+from simulate.config import WorldConfig
+from simulate.engine import DAILY_TABLES, SimulationResult, simulate
+from simulate.rankers import Ranker
 
-__all__ = ["write_simulation", "TRUTH_DIR"]
+__all__ = ["write_simulation", "simulate_to", "TRUTH_DIR"]
 
 #: Sub-directory with ground-truth Parquet tables (estimators never read it).
 TRUTH_DIR = "truth"
-
 
 def write_simulation(result: SimulationResult, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write the six log tables, ``truth.json``, ``truth/*.parquet`` and ``summary.json``.
@@ -30,9 +45,89 @@ def write_simulation(result: SimulationResult, out: str | os.PathLike[str], over
     with atomic_dir(target, overwrite=overwrite) as tmp:
         for name in TABLE_NAMES:
             write_parquet(result.tables[name], table_path(tmp, name))
-        (tmp / TRUTH_DIR).mkdir()
-        for name, frame in result.truth_tables.items():
-            write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
-        write_json(tmp / "truth.json", result.truth)
-        write_json(tmp / "summary.json", result.summary)
+        _write_rest(result, tmp)
     return target
+
+
+def simulate_to(
+    out: str | os.PathLike[str],
+    config: WorldConfig | None = None,
+    seed: int | np.random.Generator = 0,
+    ranker: Ranker | Mapping[str, Ranker] | None = None,
+    member_arm: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+) -> SimulationResult:
+    """Simulate (see :func:`simulate.simulate`) and write the result to ``out`` as it is produced.
+
+    The daily tables are encoded on the simulator's worker thread while the
+    next day runs; members, updates and the ground truth are written at the
+    end.  ``out`` is checked before any work, and the files appear only when
+    all of them are written: a failed run leaves nothing behind.  The same
+    seed gives the same bytes.
+
+    Returns
+    -------
+    SimulationResult
+        The same result :func:`simulate.simulate` returns.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` is a non-empty directory and ``overwrite`` is false, or cannot be written.
+    """
+    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+        with _DailyParquet(tmp) as daily:
+            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress, sink=daily.write)
+        for name in TABLE_NAMES:
+            if name not in DAILY_TABLES:
+                write_parquet(result.tables[name], table_path(tmp, name))
+        _write_rest(result, tmp)
+    return result
+
+
+def _write_rest(result: SimulationResult, tmp: Path) -> None:
+    (tmp / TRUTH_DIR).mkdir()
+    for name, frame in result.truth_tables.items():
+        write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
+    write_json(tmp / "truth.json", result.truth)
+    write_json(tmp / "summary.json", result.summary)
+
+
+class _DailyParquet:
+    """One Parquet writer per daily table; each day's rows become one row group.
+
+    pyarrow's writer, because it appends row groups to an open file (polars
+    writes whole frames only).  String columns are dictionary-encoded (a few
+    distinct values each); other columns plain, which is faster to encode and
+    about as small once compressed.  Files go into a directory that
+    :func:`logs.io.atomic_dir` renames into place, so they need no atomic
+    writes of their own.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, tables: dict[str, pl.DataFrame]) -> None:
+        for name, frame in tables.items():
+            if frame.height == 0:
+                continue
+            arrow = frame.to_arrow()
+            writer = self._writers.get(name)
+            if writer is None:
+                strings = [c.name for c in TABLES[name].columns if c.dtype == pl.String]
+                writer = pq.ParquetWriter(table_path(self.directory, name), arrow.schema, compression="zstd", use_dictionary=strings)
+                self._writers[name] = writer
+            writer.write_table(arrow)
+
+    def __enter__(self) -> _DailyParquet:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        if exc_type is None:
+            for name in DAILY_TABLES:
+                if name not in self._writers:  # no rows on any day: an empty table with the schema's columns
+                    write_parquet(empty_frame(name), table_path(self.directory, name))
