@@ -88,11 +88,15 @@ def simulate(
     progress : callable, optional
         Called with the number of days completed after each day.
     sink : callable, optional
-        Called with each day's rows of the impressions, sessions, events and
-        deliveries tables (name -> DataFrame, schema types), in day order, on
-        a worker thread while the next day is simulated; an exception it
-        raises stops the simulation.  :func:`simulate.output.simulate_to`
-        uses it to write Parquet as the days come.
+        Called on a worker thread, while the simulation goes on, with pieces
+        of the result's tables in order (name -> DataFrame): first the truth
+        tables known before day 0 (``"truth/intent_paths"``,
+        ``"truth/phases"``, ``"truth/members"``), then for each day its rows
+        of ``"impressions"``, ``"sessions"``, ``"events"``, ``"deliveries"``
+        (schema types), ``"truth/sessions"`` and ``"truth/impressions"``.
+        An exception it raises stops the simulation.
+        :func:`simulate.output.simulate_to` uses it to write Parquet as the
+        days come.
     """
     cfg = config if config is not None else WorldConfig()
     if isinstance(seed, np.random.Generator):
@@ -120,12 +124,12 @@ def simulate(
     satisfaction = np.full(cfg.n_members, cfg.satisfaction_baseline)
     fatigue = np.zeros(cfg.n_members)
     days: list[Future[dict[str, pl.DataFrame]]] = []
-    truth_impressions: list[dict[str, np.ndarray]] = []
-    truth_sessions: list[dict[str, np.ndarray]] = []
     next_session = 0
 
+    static_truth = _static_truth(members, paths, phases)
     # The day's log tables are typed on a second thread while the next day runs (they are off the day loop's path).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwellrank-day-tables") as logger:
+        first = logger.submit(sink, {f"truth/{n}": f for n, f in static_truth.items()}) if sink is not None else None
         for day in range(cfg.n_days):
             day_us = start_us + day * _DAY_S * _US
             mix = paths[:, day, :]  # (N, K)
@@ -157,12 +161,9 @@ def simulate(
             if imp["member"].size:
                 np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
             sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries, sink))
+            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries, sess_intent, day, sink))
             if day and days[-2].done():
                 days[-2].result()  # a failed sink stops the run now, not after the last day
-            # Keep only what the truth tables need: the rest of the day's arrays are freed once typed.
-            truth_impressions.append({k: imp[k] for k in ("session_id", "position", "engaged", "relevance")})
-            truth_sessions.append({"session_id": sess["session_id"], "intent": sess_intent, "day": np.full(sess_intent.size, day)})
 
             # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
             viral = imp["reacted"] | imp["commented"] | imp["shared"]
@@ -182,8 +183,11 @@ def simulate(
             if progress is not None:
                 progress(day + 1)
 
-    tables = _tables(cfg, members, pool, [d.result() for d in days], arm_names, arm_idx)
-    truth, truth_tables = _truth(cfg, seed_value, intents, members, paths, phases, pool, truth_impressions, truth_sessions, n_updates)
+    if first is not None:
+        first.result()
+    day_tables = [d.result() for d in days]
+    tables = _tables(cfg, members, pool, day_tables, arm_names, arm_idx)
+    truth, truth_tables = _truth(cfg, seed_value, intents, pool, static_truth, day_tables, n_updates)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
     result.summary = summarize(result)
     return result
@@ -410,17 +414,6 @@ def _empty_impressions() -> dict[str, np.ndarray]:
             "upstream_value": f, "propensity": f, "engaged": b, "relevance": f, "time_s": f}
 
 
-def _cat(parts: list[dict[str, np.ndarray]], key: str) -> pl.Series:
-    """One column over the daily parts, as a chunked Series.
-
-    The daily numpy arrays are wrapped without a copy; polars makes the one
-    contiguous copy when the table is assembled.  ``np.concatenate`` followed
-    by the conversion to polars made two, on fresh pages for each 10^7-row
-    column (the concatenation alone took 2.4 s of 13 s at 50,000 members).
-    """
-    return pl.concat([pl.Series(key, p[key]) for p in parts], rechunk=False)
-
-
 def _labels(categories: tuple[str, ...], codes: np.ndarray | pl.Series) -> pl.Series:
     """Strings for integer codes, gathered in polars (numpy unicode arrays are slow)."""
     return pl.Series(list(categories), dtype=pl.String).gather(codes.cast(pl.Int64) if isinstance(codes, pl.Series) else codes.astype(np.int64))
@@ -484,9 +477,11 @@ def _day_tables(
     sess: dict[str, np.ndarray],
     events: dict[str, np.ndarray],
     deliveries: dict[str, np.ndarray],
+    intent: np.ndarray,
+    day: int,
     sink: Callable[[dict[str, pl.DataFrame]], None] | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """One day's rows of the four daily log tables, in their schema types, handed to ``sink``.
+    """One day's rows of the four daily log tables (schema types) and of the truth's sessions and impressions.
 
     Runs on a worker thread while the next day is simulated: it reads the
     day's arrays and never writes to them, and the day loop never writes to
@@ -516,24 +511,38 @@ def _day_tables(
             "channel": _labels(CHANNELS, deliveries["channel"]), "content": _labels(CONTENTS, deliveries["content"]),
         }),
     }
+    tables["truth/sessions"] = pl.DataFrame({"session_id": sess["session_id"], "intent": intent.astype(np.int32),
+                                             "day": np.full(intent.size, day, dtype=np.int32)})
+    tables["truth/impressions"] = pl.DataFrame({"session_id": imp["session_id"], "position": imp["position"],
+                                                "engaged": imp["engaged"], "p_engage": imp["relevance"]})
     if sink is not None:
         sink(tables)
     return tables
+
+
+def _static_truth(members: Members, paths: np.ndarray, phases: np.ndarray) -> dict[str, pl.DataFrame]:
+    """The truth tables known before day 0: intent paths, drift phases, members' latent traits."""
+    n, d, k = paths.shape
+    return {
+        "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32),
+                                      **{f"intent_{i}": paths[:, :, i].ravel() for i in range(k)}}),
+        "phases": pl.DataFrame({"member_id": phases[:, 0], "intent": phases[:, 1].astype(np.int32),
+                                "first_day": phases[:, 2].astype(np.int32), "last_day": phases[:, 3].astype(np.int32)}),
+        "members": pl.DataFrame({"member_id": np.arange(n), "activity": members.activity, "post_rate": members.post_rate,
+                                 "author_quality": members.author_quality, "top_topic": members.topic_interest.argmax(axis=1).astype(np.int32),
+                                 **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)}}),
+    }
 
 
 def _truth(
     cfg: WorldConfig,
     seed: int,
     intents: IntentSet,
-    members: Members,
-    paths: np.ndarray,
-    phases: np.ndarray,
     pool: _Pool,
-    impressions: list[dict[str, np.ndarray]],
-    truth_sessions: list[dict[str, np.ndarray]],
+    static: dict[str, pl.DataFrame],
+    days: list[dict[str, pl.DataFrame]],
     n_warmup_updates: int,
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
-    n, d, k = paths.shape
     truth = {
         "seed": seed,
         "t_skip_s": cfg.t_skip_s,
@@ -547,21 +556,14 @@ def _truth(
         "n_warmup_updates": n_warmup_updates,
         "config": cfg.to_dict(),
     }
-    intent_cols = {f"intent_{i}": paths[:, :, i].ravel() for i in range(k)}
-    imp = impressions
     u = pool.arrays()
     tables = {
-        "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32), **intent_cols}),
-        "phases": pl.DataFrame({"member_id": phases[:, 0], "intent": phases[:, 1].astype(np.int32),
-                                "first_day": phases[:, 2].astype(np.int32), "last_day": phases[:, 3].astype(np.int32)}),
-        "sessions": pl.DataFrame({"session_id": _cat(truth_sessions, "session_id"), "intent": _cat(truth_sessions, "intent").cast(pl.Int32),
-                                  "day": _cat(truth_sessions, "day").cast(pl.Int32)}),
-        "impressions": pl.DataFrame({"session_id": _cat(imp, "session_id"), "position": _cat(imp, "position"),
-                                     "engaged": _cat(imp, "engaged"), "p_engage": _cat(imp, "relevance")}),
+        "intent_paths": static["intent_paths"],
+        "phases": static["phases"],
+        "sessions": pl.concat([d["truth/sessions"] for d in days], rechunk=False),
+        "impressions": pl.concat([d["truth/impressions"] for d in days], rechunk=False),
         "updates": pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]}),
-        "members": pl.DataFrame({"member_id": np.arange(n), "activity": members.activity, "post_rate": members.post_rate,
-                                 "author_quality": members.author_quality, "top_topic": members.topic_interest.argmax(axis=1).astype(np.int32),
-                                 **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)}}),
+        "members": static["members"],
     }
     return truth, tables
 

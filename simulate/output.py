@@ -2,9 +2,10 @@
 
 Two ways to the same files' contents: :func:`write_simulation` writes a
 finished in-memory :class:`~simulate.engine.SimulationResult`;
-:func:`simulate_to` simulates and writes the daily tables (impressions,
-sessions, events, deliveries) while the next day is simulated, one Parquet
-row group per day, which takes most of the writing off the end of the run.
+:func:`simulate_to` writes the daily tables (impressions, sessions, events,
+deliveries, and the truth's sessions and impressions) while the next day is
+simulated, one Parquet row group per day, and the truth known before day 0
+while day 0 runs, which takes most of the writing off the end of the run.
 The rows are the same; the files' row-group layout differs.
 """
 
@@ -20,9 +21,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from logs.io import atomic_dir, table_path, write_json, write_parquet
-from logs.schema import TABLE_NAMES, TABLES, empty_frame
+from logs.schema import TABLE_NAMES
 from simulate.config import WorldConfig
-from simulate.engine import DAILY_TABLES, SimulationResult, simulate
+from simulate.engine import SimulationResult, simulate
 from simulate.rankers import Ranker
 
 __all__ = ["write_simulation", "simulate_to", "TRUTH_DIR"]
@@ -77,12 +78,17 @@ def simulate_to(
         ``out`` is a non-empty directory and ``overwrite`` is false, or cannot be written.
     """
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
-        with _DailyParquet(tmp) as daily:
-            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress, sink=daily.write)
+        (tmp / TRUTH_DIR).mkdir()
+        with _StreamedParquet(tmp) as streamed:
+            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress, sink=streamed.write)
+        # What the simulation could not hand over piecewise (members, updates, their truth) or never had rows for.
         for name in TABLE_NAMES:
-            if name not in DAILY_TABLES:
+            if name not in streamed.written:
                 write_parquet(result.tables[name], table_path(tmp, name))
-        _write_rest(result, tmp)
+        for name, frame in result.truth_tables.items():
+            if f"{TRUTH_DIR}/{name}" not in streamed.written:
+                write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
+        _write_json(result, tmp)
     return result
 
 
@@ -90,24 +96,33 @@ def _write_rest(result: SimulationResult, tmp: Path) -> None:
     (tmp / TRUTH_DIR).mkdir()
     for name, frame in result.truth_tables.items():
         write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
+    _write_json(result, tmp)
+
+
+def _write_json(result: SimulationResult, tmp: Path) -> None:
     write_json(tmp / "truth.json", result.truth)
     write_json(tmp / "summary.json", result.summary)
 
 
-class _DailyParquet:
-    """One Parquet writer per daily table; each day's rows become one row group.
+class _StreamedParquet:
+    """One Parquet writer per streamed table; each piece becomes one row group.
 
     pyarrow's writer, because it appends row groups to an open file (polars
     writes whole frames only).  String columns are dictionary-encoded (a few
     distinct values each); other columns plain, which is faster to encode and
     about as small once compressed.  Files go into a directory that
     :func:`logs.io.atomic_dir` renames into place, so they need no atomic
-    writes of their own.
+    writes of their own.  Pieces without rows are skipped: a table that never
+    gets a row is left to the caller.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._writers: dict[str, pq.ParquetWriter] = {}
+
+    @property
+    def written(self) -> frozenset[str]:
+        return frozenset(self._writers)
 
     def write(self, tables: dict[str, pl.DataFrame]) -> None:
         for name, frame in tables.items():
@@ -116,18 +131,14 @@ class _DailyParquet:
             arrow = frame.to_arrow()
             writer = self._writers.get(name)
             if writer is None:
-                strings = [c.name for c in TABLES[name].columns if c.dtype == pl.String]
-                writer = pq.ParquetWriter(table_path(self.directory, name), arrow.schema, compression="zstd", use_dictionary=strings)
+                strings = [c for c, t in frame.schema.items() if t == pl.String]
+                writer = pq.ParquetWriter(self.directory / f"{name}.parquet", arrow.schema, compression="zstd", use_dictionary=strings)
                 self._writers[name] = writer
             writer.write_table(arrow)
 
-    def __enter__(self) -> _DailyParquet:
+    def __enter__(self) -> _StreamedParquet:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for writer in self._writers.values():
             writer.close()
-        if exc_type is None:
-            for name in DAILY_TABLES:
-                if name not in self._writers:  # no rows on any day: an empty table with the schema's columns
-                    write_parquet(empty_frame(name), table_path(self.directory, name))
