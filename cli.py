@@ -72,9 +72,10 @@ def simulate(
     if t_skip_s is not None:
         changes["t_skip_s"] = t_skip_s
     cfg = WorldConfig(**changes)
-    # simulate_to refuses a non-empty --out before simulating and writes each day's logs as the next one runs.
+    # simulate_to refuses a non-empty --out before simulating and writes each day's logs as the next one runs;
+    # the tables are not kept in memory (only the summary is printed).
     with _progress(cfg.n_days, "simulating days", quiet) as bar:
-        result = simulate_to(out, cfg, seed=seed, progress=bar, overwrite=overwrite)
+        result = simulate_to(out, cfg, seed=seed, progress=bar, overwrite=overwrite, keep_tables=False)
     if not quiet:
         s = result.summary
         click.echo(f"wrote {out} (seed {seed}, {cfg.n_members} members x {cfg.n_days} days)")

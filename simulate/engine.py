@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from logs.errors import ConfigError
-from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLES, TIME_UNIT, TIME_ZONE
+from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLE_NAMES, TABLES, TIME_UNIT, TIME_ZONE
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet, make_intents
 from simulate.rankers import PopularityRanker, Ranker, candidate_columns
@@ -70,6 +70,7 @@ def simulate(
     member_arm: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
     sink: Callable[[dict[str, pl.DataFrame]], None] | None = None,
+    keep_tables: bool = True,
 ) -> SimulationResult:
     """Simulate ``config.n_days`` days of a feed and return logs plus ground truth.
 
@@ -97,6 +98,11 @@ def simulate(
         An exception it raises stops the simulation.
         :func:`simulate.output.simulate_to` uses it to write Parquet as the
         days come.
+    keep_tables : bool
+        False (with a ``sink``) drops each day's tables once the sink has
+        them: the result then holds only ``members`` and ``updates`` (and the
+        updates' truth), and memory stays flat however many days run.  The
+        summary is complete either way.
     """
     cfg = config if config is not None else WorldConfig()
     if isinstance(seed, np.random.Generator):
@@ -105,6 +111,8 @@ def simulate(
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
         rng, seed_value = np.random.default_rng(int(seed)), int(seed)
+    if not keep_tables and sink is None:
+        raise ConfigError("keep_tables=False needs a sink to hand the daily tables to; they would be lost")
     rankers, arm_idx, arm_names = _arms(cfg, ranker, member_arm)
     threshold = next((r.skip_threshold_s for r in rankers if getattr(r, "skip_threshold_s", None)), cfg.t_skip_s)
     needed = candidate_columns(rankers)
@@ -123,7 +131,7 @@ def simulate(
     history = HistoryState(cfg.n_members, cfg.update_types, cfg.n_topics, threshold)
     satisfaction = np.full(cfg.n_members, cfg.satisfaction_baseline)
     fatigue = np.zeros(cfg.n_members)
-    days: list[Future[dict[str, pl.DataFrame]]] = []
+    days: list[Future[_Day]] = []
     next_session = 0
 
     static_truth = _static_truth(members, paths, phases)
@@ -161,7 +169,7 @@ def simulate(
             if imp["member"].size:
                 np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
             sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-            days.append(logger.submit(_day_tables, cfg, imp, sess, events, deliveries, sess_intent, day, sink))
+            days.append(logger.submit(_finish_day, cfg, imp, sess, events, deliveries, sess_intent, day, sink, keep_tables))
             if day and days[-2].done():
                 days[-2].result()  # a failed sink stops the run now, not after the last day
 
@@ -185,11 +193,12 @@ def simulate(
 
     if first is not None:
         first.result()
-    day_tables = [d.result() for d in days]
+    finished = [d.result() for d in days]
+    day_tables = [f.tables for f in finished if f.tables is not None]
     tables = _tables(cfg, members, pool, day_tables, arm_names, arm_idx)
-    truth, truth_tables = _truth(cfg, seed_value, intents, pool, static_truth, day_tables, n_updates)
+    truth, truth_tables = _truth(cfg, seed_value, intents, pool, static_truth if keep_tables else {}, day_tables, n_updates)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
-    result.summary = summarize(result)
+    result.summary = _summary(cfg, seed_value, {"members": tables["members"].height, "updates": tables["updates"].height}, finished)
     return result
 
 
@@ -466,9 +475,46 @@ def _tables(
         "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(cfg.update_types, u["utype"]),
         "created_ts": _ts(u["created_us"]), "topic": u["topic"],
     })
-    for name in DAILY_TABLES:
-        out[name] = pl.concat([d[name] for d in days], rechunk=False)
+    if days:  # empty when the daily tables were handed to a sink and dropped
+        for name in DAILY_TABLES:
+            out[name] = pl.concat([d[name] for d in days], rechunk=False)
     return out
+
+
+@dataclass
+class _Day:
+    """What the day loop keeps of a finished day: its tables (unless dropped) and what the summary needs."""
+
+    tables: dict[str, pl.DataFrame] | None
+    rows: dict[str, int]
+    counts: dict[str, int]
+    dwell_s: np.ndarray
+
+
+#: Impressions counted per day for the summary, and the summary's name for their share.
+_COUNTED = {"skipped": "skip_rate", "clicked": "click_rate", "reacted": "react_rate", "commented": "comment_rate", "shared": "share_rate"}
+
+
+def _finish_day(
+    cfg: WorldConfig,
+    imp: dict[str, np.ndarray],
+    sess: dict[str, np.ndarray],
+    events: dict[str, np.ndarray],
+    deliveries: dict[str, np.ndarray],
+    intent: np.ndarray,
+    day: int,
+    sink: Callable[[dict[str, pl.DataFrame]], None] | None,
+    keep: bool,
+) -> _Day:
+    """Type the day's tables, hand them to ``sink``, count what the summary needs."""
+    tables = _day_tables(cfg, imp, sess, events, deliveries, intent, day)
+    if sink is not None:
+        sink(tables)
+    action = imp["clicked"] | imp["reacted"] | imp["commented"] | imp["shared"]
+    counts = {"skipped": int(np.count_nonzero((imp["dwell_s"] < cfg.t_skip_s) & ~action)),
+              **{c: int(np.count_nonzero(imp[c])) for c in list(_COUNTED)[1:]}}
+    rows = {name: tables[name].height for name in DAILY_TABLES}
+    return _Day(tables=tables if keep else None, rows=rows, counts=counts, dwell_s=imp["dwell_s"])
 
 
 def _day_tables(
@@ -479,7 +525,6 @@ def _day_tables(
     deliveries: dict[str, np.ndarray],
     intent: np.ndarray,
     day: int,
-    sink: Callable[[dict[str, pl.DataFrame]], None] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """One day's rows of the four daily log tables (schema types) and of the truth's sessions and impressions.
 
@@ -515,8 +560,6 @@ def _day_tables(
                                              "day": np.full(intent.size, day, dtype=np.int32)})
     tables["truth/impressions"] = pl.DataFrame({"session_id": imp["session_id"], "position": imp["position"],
                                                 "engaged": imp["engaged"], "p_engage": imp["relevance"]})
-    if sink is not None:
-        sink(tables)
     return tables
 
 
@@ -557,15 +600,43 @@ def _truth(
         "config": cfg.to_dict(),
     }
     u = pool.arrays()
+    updates = pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]})
+    if not static:  # the daily tables were handed to a sink and dropped
+        return truth, {"updates": updates}
     tables = {
         "intent_paths": static["intent_paths"],
         "phases": static["phases"],
         "sessions": pl.concat([d["truth/sessions"] for d in days], rechunk=False),
         "impressions": pl.concat([d["truth/impressions"] for d in days], rechunk=False),
-        "updates": pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]}),
+        "updates": updates,
         "members": static["members"],
     }
     return truth, tables
+
+
+def _summary(cfg: WorldConfig, seed: int, rows: dict[str, int], days: list[_Day]) -> dict[str, Any]:
+    """:func:`summarize` from the per-day counts (the tables may be gone)."""
+    rows = {**rows, **{name: sum(d.rows[name] for d in days) for name in DAILY_TABLES}}
+    n_imp = rows["impressions"]
+    rates: dict[str, Any] = {}
+    if n_imp:
+        total = {c: sum(d.counts[c] for d in days) for c in _COUNTED}
+        rates = {rate: total[c] / n_imp for c, rate in _COUNTED.items()}
+        rates["median_dwell_s"] = pl.Series(np.concatenate([d.dwell_s for d in days])).median()
+    return _summary_dict(cfg, seed, {name: rows[name] for name in TABLE_NAMES}, rates)
+
+
+def _summary_dict(cfg: WorldConfig, seed: int, rows: dict[str, int], rates: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "members": cfg.n_members,
+        "days": cfg.n_days,
+        "rows": rows,
+        **{k: (None if v is None else round(float(v), 6)) for k, v in rates.items()},
+        "sessions_per_member_day": round(rows["sessions"] / (cfg.n_members * cfg.n_days), 6),
+        "impressions_per_session": round(rows["impressions"] / max(rows["sessions"], 1), 6),
+        "t_skip_s_truth": cfg.t_skip_s,
+    }
 
 
 def summarize(result: SimulationResult) -> dict[str, Any]:
@@ -583,13 +654,4 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
     if imp.height:
         # One contiguous column first: polars' median over a table's per-day chunks is 7x slower.
         rates["median_dwell_s"] = imp["dwell_s"].rechunk().median()
-    return {
-        "seed": result.seed,
-        "members": cfg.n_members,
-        "days": cfg.n_days,
-        "rows": {name: df.height for name, df in t.items()},
-        **{k: (None if v is None else round(float(v), 6)) for k, v in rates.items()},
-        "sessions_per_member_day": round(t["sessions"].height / (cfg.n_members * cfg.n_days), 6),
-        "impressions_per_session": round(imp.height / max(t["sessions"].height, 1), 6),
-        "t_skip_s_truth": cfg.t_skip_s,
-    }
+    return _summary_dict(cfg, result.seed, {name: df.height for name, df in t.items()}, rates)

@@ -58,6 +58,7 @@ def simulate_to(
     member_arm: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
+    keep_tables: bool = True,
 ) -> SimulationResult:
     """Simulate (see :func:`simulate.simulate`) and write the result to ``out`` as it is produced.
 
@@ -67,10 +68,23 @@ def simulate_to(
     all of them are written: a failed run leaves nothing behind.  The same
     seed gives the same bytes.
 
+    Parameters
+    ----------
+    out : path-like
+        The logs directory to write.
+    config, seed, ranker, member_arm, progress
+        As for :func:`simulate.simulate`.
+    overwrite : bool
+        Replace a non-empty ``out``.
+    keep_tables : bool
+        False returns a result without the daily tables and their truth
+        (they are on disk): memory stays flat however many days run.
+
     Returns
     -------
     SimulationResult
-        The same result :func:`simulate.simulate` returns.
+        The same result :func:`simulate.simulate` returns (summary included),
+        less the written daily tables when ``keep_tables`` is false.
 
     Raises
     ------
@@ -80,8 +94,9 @@ def simulate_to(
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
         (tmp / TRUTH_DIR).mkdir()
         with _StreamedParquet(tmp) as streamed:
-            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress, sink=streamed.write)
-        # What the simulation could not hand over piecewise (members, updates, their truth) or never had rows for.
+            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress,
+                              sink=streamed.write, keep_tables=keep_tables)
+        # What the simulation does not stream: members, updates and the updates' truth exist only at the end.
         for name in TABLE_NAMES:
             if name not in streamed.written:
                 write_parquet(result.tables[name], table_path(tmp, name))
@@ -112,21 +127,24 @@ class _StreamedParquet:
     distinct values each); other columns plain, which is faster to encode and
     about as small once compressed.  Files go into a directory that
     :func:`logs.io.atomic_dir` renames into place, so they need no atomic
-    writes of their own.  Pieces without rows are skipped: a table that never
-    gets a row is left to the caller.
+    writes of their own.  A table whose pieces never had a row is written
+    empty, with its columns, on a clean exit.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._empty: dict[str, pl.DataFrame] = {}
 
     @property
     def written(self) -> frozenset[str]:
-        return frozenset(self._writers)
+        """Names of the tables this writer has (or, on exit, will have) written."""
+        return frozenset(self._writers) | frozenset(self._empty)
 
     def write(self, tables: dict[str, pl.DataFrame]) -> None:
         for name, frame in tables.items():
             if frame.height == 0:
+                self._empty.setdefault(name, frame.clear())
                 continue
             arrow = frame.to_arrow()
             writer = self._writers.get(name)
@@ -142,3 +160,7 @@ class _StreamedParquet:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for writer in self._writers.values():
             writer.close()
+        if exc_type is None:
+            for name, frame in self._empty.items():
+                if name not in self._writers:
+                    write_parquet(frame, self.directory / f"{name}.parquet")
