@@ -81,10 +81,11 @@ def simulate(
         click.echo(f"wrote {out} (seed {seed}, {cfg.n_members} members x {cfg.n_days} days)")
         for table, rows in s["rows"].items():
             click.echo(f"  {table:<12} {rows:>10,} rows")
-        click.echo(
-            f"  skip rate {s['skip_rate']:.3f}  click rate {s['click_rate']:.4f}  "
-            f"react {s['react_rate']:.4f}  comment {s['comment_rate']:.4f}  share {s['share_rate']:.4f}"
-        )
+        if "skip_rate" in s:  # absent when the world produced no impressions
+            click.echo(
+                f"  skip rate {s['skip_rate']:.3f}  click rate {s['click_rate']:.4f}  "
+                f"react {s['react_rate']:.4f}  comment {s['comment_rate']:.4f}  share {s['share_rate']:.4f}"
+            )
         click.echo(f"  sessions per member-day {s['sessions_per_member_day']:.3f}  true T_skip {cfg.t_skip_s} s")
 
 

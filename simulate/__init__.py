@@ -8,6 +8,7 @@ recover.
 from simulate.config import WorldConfig
 from simulate.engine import SimulationResult
 from simulate.engine import simulate
+from simulate.engine import DAILY_TABLES
 from simulate.engine import summarize
 from simulate.intents import IntentSet
 from simulate.intents import make_intents
@@ -51,6 +52,7 @@ from simulate.truth import world_members
 __all__ = [
     "TRUTH_DIR",
     "CANDIDATE_COLUMNS",
+    "DAILY_TABLES",
     "HistoryState",
     "IntentSet",
     "PopularityRanker",

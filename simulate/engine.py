@@ -8,6 +8,7 @@ one ``numpy.random.Generator`` created from the seed.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from logs.errors import ConfigError
 from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLE_NAMES, TABLES, TIME_UNIT, TIME_ZONE
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet, make_intents
-from simulate.rankers import PopularityRanker, Ranker, candidate_columns
+from simulate.rankers import CANDIDATE_COLUMNS, PopularityRanker, Ranker, candidate_columns
 from simulate.state import HistoryState
 from simulate.world import Members, respond, sample_intent_paths, sample_members
 
@@ -38,7 +39,11 @@ _DIURNAL = _DIURNAL / _DIURNAL.sum()
 
 @dataclass
 class SimulationResult:
-    """The six log tables, the ground truth and a summary of one run."""
+    """The six log tables, the ground truth and a summary of one run.
+
+    A run with ``keep_tables=False`` holds only ``members`` and ``updates``
+    (and the updates' truth): its other tables went to a sink.
+    """
 
     config: WorldConfig
     seed: int
@@ -101,8 +106,9 @@ def simulate(
     keep_tables : bool
         False (with a ``sink``) drops each day's tables once the sink has
         them: the result then holds only ``members`` and ``updates`` (and the
-        updates' truth), and memory stays flat however many days run.  The
-        summary is complete either way.
+        updates' truth; the other truth tables went to the sink too).  Memory
+        then holds 8 bytes per impression (dwell, for the summary's median)
+        instead of the tables.  The summary is complete either way.
     """
     cfg = config if config is not None else WorldConfig()
     if isinstance(seed, np.random.Generator):
@@ -135,68 +141,79 @@ def simulate(
     next_session = 0
 
     static_truth = _static_truth(members, paths, phases)
-    # The day's log tables are typed on a second thread while the next day runs (they are off the day loop's path).
+    stopped = threading.Event()
+    to_sink = _guarded(sink, stopped) if sink is not None else None
+    # The day's log tables are typed (and handed to the sink) on a second thread while the next day runs.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwellrank-day-tables") as logger:
-        first = logger.submit(sink, {f"truth/{n}": f for n, f in static_truth.items()}) if sink is not None else None
-        for day in range(cfg.n_days):
-            day_us = start_us + day * _DAY_S * _US
-            mix = paths[:, day, :]  # (N, K)
+        behind = [logger.submit(to_sink, {f"truth/{n}": f for n, f in static_truth.items()})] if to_sink is not None else []
+        try:
+            for day in range(cfg.n_days):
+                day_us = start_us + day * _DAY_S * _US
+                mix = paths[:, day, :]  # (N, K)
 
-            # 1. The platform delivers messages; relevant ones lift today's return, irrelevant ones build fatigue.
-            deliveries, n_relevant, n_irrelevant = _deliver(cfg, intents, mix, day_us, rng)
-            fatigue = cfg.fatigue_decay * fatigue + n_irrelevant
+                # 1. The platform delivers messages; relevant ones lift today's return, irrelevant ones build fatigue.
+                deliveries, n_relevant, n_irrelevant = _deliver(cfg, intents, mix, day_us, rng)
+                fatigue = cfg.fatigue_decay * fatigue + n_irrelevant
 
-            # 2. Members return: the hazard depends on intent, recent feed satisfaction and deliveries.
-            rate = (
-                members.activity
-                * (mix @ intents.session_rate)
-                * np.exp(cfg.satisfaction_effect * (satisfaction - cfg.satisfaction_baseline))
-                * (1.0 + cfg.delivery_boost * n_relevant)
-                * np.exp(-cfg.fatigue_cost * fatigue)
-            )
-            n_sess = rng.poisson(np.minimum(rate, 24.0))
+                # 2. Members return: the hazard depends on intent, recent feed satisfaction and deliveries.
+                rate = (
+                    members.activity
+                    * (mix @ intents.session_rate)
+                    * np.exp(cfg.satisfaction_effect * (satisfaction - cfg.satisfaction_baseline))
+                    * (1.0 + cfg.delivery_boost * n_relevant)
+                    * np.exp(-cfg.fatigue_cost * fatigue)
+                )
+                n_sess = rng.poisson(np.minimum(rate, 24.0))
 
-            # 3. Each session follows one intent drawn from today's mixture and emits events.
-            sess, events, sess_intent = _sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
-            next_session += sess["session_id"].size
+                # 3. Each session follows one intent drawn from today's mixture and emits events.
+                sess, events, sess_intent = _sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
+                next_session += sess["session_id"].size
 
-            # 4. Sessions with feed events request a feed: candidates from recent posts, ranked in one batch per arm.
-            pool_arrays = {k: np.concatenate(v) for k, v in pool.__dict__.items()}
-            imp = _serve_feeds(cfg, members, sess, events, pool_arrays, day, history, rankers, arm_idx, needed, rng)
+                # 4. Sessions with feed events request a feed: candidates from recent posts, ranked in one batch per arm.
+                pool_arrays = {k: np.concatenate(v) for k, v in pool.__dict__.items()}
+                imp = _serve_feeds(cfg, members, sess, events, pool_arrays, day, history, rankers, arm_idx, needed, rng)
 
-            # 5. Session durations cover their events and their feed time.
-            feed_end = np.zeros(sess["session_id"].size)
-            if imp["member"].size:
-                np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
-            sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-            days.append(logger.submit(_finish_day, cfg, imp, sess, events, deliveries, sess_intent, day, sink, keep_tables))
-            if day and days[-2].done():
-                days[-2].result()  # a failed sink stops the run now, not after the last day
+                # 5. Session durations cover their events and their feed time.
+                feed_end = np.zeros(sess["session_id"].size)
+                if imp["member"].size:
+                    np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
+                sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
+                days.append(logger.submit(_finish_day, cfg, imp, sess, events, deliveries, sess_intent, day, to_sink, keep_tables))
+                # At most one earlier day still in the worker: memory stays bounded when the sink is slow,
+                # and a failed sink stops the run within a day.
+                for f in behind:
+                    f.result()
+                behind = [days[-1]]
 
-            # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
-            viral = imp["reacted"] | imp["commented"] | imp["shared"]
-            history.add(
-                imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
-                imp["dwell_s"], imp["clicked"], viral,
-            )
-            seen = np.bincount(imp["member"], minlength=cfg.n_members)
-            liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
-            has = seen > 0
-            satisfaction[has] = (1 - cfg.satisfaction_memory) * satisfaction[has] + cfg.satisfaction_memory * liked[has] / seen[has]
-            received = np.bincount(imp["author"], weights=imp["upstream_value"], minlength=cfg.n_members)
-            feedback = (1 - cfg.upstream_memory) * feedback + cfg.upstream_memory * received
+                # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
+                viral = imp["reacted"] | imp["commented"] | imp["shared"]
+                history.add(
+                    imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
+                    imp["dwell_s"], imp["clicked"], viral,
+                )
+                seen = np.bincount(imp["member"], minlength=cfg.n_members)
+                liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
+                has = seen > 0
+                satisfaction[has] = (1 - cfg.satisfaction_memory) * satisfaction[has] + cfg.satisfaction_memory * liked[has] / seen[has]
+                received = np.bincount(imp["author"], weights=imp["upstream_value"], minlength=cfg.n_members)
+                feedback = (1 - cfg.upstream_memory) * feedback + cfg.upstream_memory * received
 
-            # 6. Authors post; new updates join the candidate pool tomorrow.
-            _post(cfg, members, feedback, day, start_us, pool, rng)
-            if progress is not None:
-                progress(day + 1)
+                # 6. Authors post; new updates join the candidate pool tomorrow.
+                _post(cfg, members, feedback, day, start_us, pool, rng)
+                if progress is not None:
+                    progress(day + 1)
+            for f in behind:
+                f.result()
+        except BaseException:
+            stopped.set()  # queued days skip the sink; those not started are dropped
+            for f in days:
+                f.cancel()
+            raise
 
-    if first is not None:
-        first.result()
     finished = [d.result() for d in days]
     day_tables = [f.tables for f in finished if f.tables is not None]
     tables = _tables(cfg, members, pool, day_tables, arm_names, arm_idx)
-    truth, truth_tables = _truth(cfg, seed_value, intents, pool, static_truth if keep_tables else {}, day_tables, n_updates)
+    truth, truth_tables = _truth(cfg, seed_value, intents, pool, static_truth, day_tables, n_updates, keep_tables)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
     result.summary = _summary(cfg, seed_value, {"members": tables["members"].height, "updates": tables["updates"].height}, finished)
     return result
@@ -364,7 +381,15 @@ def _serve_feeds(
         if rows.size == 0:
             continue
         flat_rows = (rows[:, None] * c + np.arange(c)[None, :]).ravel()
-        out = ranker.rank(frame[flat_rows] if rows.size < r else frame, tables, rng)
+        try:
+            out = ranker.rank(frame[flat_rows] if rows.size < r else frame, tables, rng)
+        except pl.exceptions.ColumnNotFoundError as err:
+            if len(needed) == len(CANDIDATE_COLUMNS):
+                raise
+            raise ConfigError(
+                f"ranker {type(ranker).__name__} read a candidate column it did not list in candidate_columns "
+                f"{getattr(ranker, 'candidate_columns', None)!r} ({str(err).splitlines()[0]}); list every column it reads, or set None"
+            ) from err
         if out.scores.shape != (flat_rows.size,):
             raise ValueError(f"ranker {type(ranker).__name__} returned {out.scores.shape} scores for {flat_rows.size} candidates")
         scores[flat_rows] = out.scores
@@ -455,7 +480,7 @@ def _tables(
     arm_names: list[str] | None,
     arm_idx: np.ndarray | None,
 ) -> dict[str, pl.DataFrame]:
-    """The six log tables: members and updates, and the daily log tables end to end.
+    """Members and updates, and the daily log tables end to end when they were kept.
 
     The daily frames are concatenated without a copy, so a table keeps one
     chunk per day; a contiguous copy of every column cost 10^5 fresh memory
@@ -479,6 +504,21 @@ def _tables(
         for name in DAILY_TABLES:
             out[name] = pl.concat([d[name] for d in days], rechunk=False)
     return out
+
+
+def _guarded(sink: Callable[[dict[str, pl.DataFrame]], None], stopped: threading.Event) -> Callable[[dict[str, pl.DataFrame]], None]:
+    """``sink`` that is not called again once it raised or the run stopped."""
+
+    def call(tables: dict[str, pl.DataFrame]) -> None:
+        if stopped.is_set():
+            return
+        try:
+            sink(tables)
+        except BaseException:
+            stopped.set()
+            raise
+
+    return call
 
 
 @dataclass
@@ -512,7 +552,7 @@ def _finish_day(
         sink(tables)
     action = imp["clicked"] | imp["reacted"] | imp["commented"] | imp["shared"]
     counts = {"skipped": int(np.count_nonzero((imp["dwell_s"] < cfg.t_skip_s) & ~action)),
-              **{c: int(np.count_nonzero(imp[c])) for c in list(_COUNTED)[1:]}}
+              **{c: int(np.count_nonzero(imp[c])) for c in ("clicked", "reacted", "commented", "shared")}}
     rows = {name: tables[name].height for name in DAILY_TABLES}
     return _Day(tables=tables if keep else None, rows=rows, counts=counts, dwell_s=imp["dwell_s"])
 
@@ -585,6 +625,7 @@ def _truth(
     static: dict[str, pl.DataFrame],
     days: list[dict[str, pl.DataFrame]],
     n_warmup_updates: int,
+    keep: bool,
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     truth = {
         "seed": seed,
@@ -601,7 +642,7 @@ def _truth(
     }
     u = pool.arrays()
     updates = pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]})
-    if not static:  # the daily tables were handed to a sink and dropped
+    if not keep:  # the other truth tables were handed to a sink and dropped
         return truth, {"updates": updates}
     tables = {
         "intent_paths": static["intent_paths"],
@@ -639,8 +680,18 @@ def _summary_dict(cfg: WorldConfig, seed: int, rows: dict[str, int], rates: dict
     }
 
 
+def _require_tables(result: SimulationResult, what: str) -> None:
+    missing = [n for n in TABLE_NAMES if n not in result.tables]
+    if missing:
+        raise ConfigError(
+            f"{what} needs all six log tables, but this result has no {', '.join(missing)}: it was produced with "
+            "keep_tables=False, so those tables are in the files its sink wrote (its summary is result.summary)"
+        )
+
+
 def summarize(result: SimulationResult) -> dict[str, Any]:
     """Rows per table, skip and action rates, sessions per member-day."""
+    _require_tables(result, "summarize")
     t = result.tables
     cfg = result.config
     imp = t["impressions"]

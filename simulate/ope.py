@@ -38,7 +38,7 @@ from logs.history import HistoryTables
 from logs.schema import VIRAL_COLUMNS
 from simulate.config import WorldConfig
 from simulate.engine import simulate
-from simulate.rankers import Ranker, RankOutput, plackett_luce
+from simulate.rankers import Ranker, RankOutput, forward_candidate_columns, plackett_luce
 from simulate.truth import expected_reward, world_members
 
 __all__ = [
@@ -193,8 +193,7 @@ class ExplorationRanker:
         self.base = base
         self.temperature = float(temperature)
         self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
-        base_cols = getattr(base, "candidate_columns", None)
-        self.candidate_columns = None if base_cols is None else ("request_id", *base_cols)
+        self.candidate_columns = forward_candidate_columns(base)
         self.description = f"explore({getattr(base, 'description', None) or type(base).__name__}, T={temperature:g})"
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from logs.io import atomic_dir, table_path, write_json, write_parquet
 from logs.schema import TABLE_NAMES
 from simulate.config import WorldConfig
-from simulate.engine import SimulationResult, simulate
+from simulate.engine import SimulationResult, _require_tables, simulate
 from simulate.rankers import Ranker
 
 __all__ = ["write_simulation", "simulate_to", "TRUTH_DIR"]
@@ -43,6 +43,7 @@ def write_simulation(result: SimulationResult, out: str | os.PathLike[str], over
         ``out`` is a non-empty directory and ``overwrite`` is false, or cannot be written.
     """
     target = Path(out)
+    _require_tables(result, "write_simulation")
     with atomic_dir(target, overwrite=overwrite) as tmp:
         for name in TABLE_NAMES:
             write_parquet(result.tables[name], table_path(tmp, name))
@@ -62,9 +63,9 @@ def simulate_to(
 ) -> SimulationResult:
     """Simulate (see :func:`simulate.simulate`) and write the result to ``out`` as it is produced.
 
-    The daily tables are encoded on the simulator's worker thread while the
-    next day runs; members, updates and the ground truth are written at the
-    end.  ``out`` is checked before any work, and the files appear only when
+    The daily tables and their truth are encoded on the simulator's worker
+    thread while the next day runs, the truth known before day 0 while day 0
+    runs; members, updates and the updates' truth are written at the end.  ``out`` is checked before any work, and the files appear only when
     all of them are written: a failed run leaves nothing behind.  The same
     seed gives the same bytes.
 
@@ -77,8 +78,9 @@ def simulate_to(
     overwrite : bool
         Replace a non-empty ``out``.
     keep_tables : bool
-        False returns a result without the daily tables and their truth
-        (they are on disk): memory stays flat however many days run.
+        False returns a result with only ``members``, ``updates`` and the
+        updates' truth (the rest is on disk); memory then holds 8 bytes per
+        impression instead of the tables.
 
     Returns
     -------
@@ -100,21 +102,16 @@ def simulate_to(
         for name in TABLE_NAMES:
             if name not in streamed.written:
                 write_parquet(result.tables[name], table_path(tmp, name))
-        for name, frame in result.truth_tables.items():
-            if f"{TRUTH_DIR}/{name}" not in streamed.written:
-                write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
-        _write_json(result, tmp)
+        _write_rest(result, tmp, skip=streamed.written)
     return result
 
 
-def _write_rest(result: SimulationResult, tmp: Path) -> None:
-    (tmp / TRUTH_DIR).mkdir()
+def _write_rest(result: SimulationResult, tmp: Path, skip: frozenset[str] = frozenset()) -> None:
+    """The truth tables (but those named ``truth/<name>`` in ``skip``), ``truth.json`` and ``summary.json``."""
+    (tmp / TRUTH_DIR).mkdir(exist_ok=True)
     for name, frame in result.truth_tables.items():
-        write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
-    _write_json(result, tmp)
-
-
-def _write_json(result: SimulationResult, tmp: Path) -> None:
+        if f"{TRUTH_DIR}/{name}" not in skip:
+            write_parquet(frame, tmp / TRUTH_DIR / f"{name}.parquet")
     write_json(tmp / "truth.json", result.truth)
     write_json(tmp / "summary.json", result.summary)
 
@@ -123,7 +120,7 @@ class _StreamedParquet:
     """One Parquet writer per streamed table; each piece becomes one row group.
 
     pyarrow's writer, because it appends row groups to an open file (polars
-    writes whole frames only).  String columns are dictionary-encoded (a few
+    writes whole frames only).  Pieces without rows add no row group.  String columns are dictionary-encoded (a few
     distinct values each); other columns plain, which is faster to encode and
     about as small once compressed.  Files go into a directory that
     :func:`logs.io.atomic_dir` renames into place, so they need no atomic
@@ -152,14 +149,21 @@ class _StreamedParquet:
                 strings = [c for c, t in frame.schema.items() if t == pl.String]
                 writer = pq.ParquetWriter(self.directory / f"{name}.parquet", arrow.schema, compression="zstd", use_dictionary=strings)
                 self._writers[name] = writer
-            writer.write_table(arrow)
+            writer.write_table(arrow, row_group_size=arrow.num_rows)  # pyarrow would split at 2^20 rows
 
     def __enter__(self) -> _StreamedParquet:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        # Close every writer; on a failed run a close error must not hide the run's own error.
+        close_error: BaseException | None = None
         for writer in self._writers.values():
-            writer.close()
+            try:
+                writer.close()
+            except Exception as err:  # noqa: PERF203 - one per table
+                close_error = close_error or err
+        if exc_type is None and close_error is not None:
+            raise close_error
         if exc_type is None:
             for name, frame in self._empty.items():
                 if name not in self._writers:

@@ -27,6 +27,7 @@ from logs.history import HistoryTables
 __all__ = [
     "CANDIDATE_COLUMNS",
     "candidate_columns",
+    "forward_candidate_columns",
     "Ranker",
     "RankOutput",
     "RandomRanker",
@@ -34,6 +35,12 @@ __all__ = [
     "SoftmaxRanker",
     "plackett_luce",
 ]
+
+
+def forward_candidate_columns(base: object) -> tuple[str, ...] | None:
+    """``candidate_columns`` for a wrapper that reads ``request_id`` and whatever its ``base`` reads."""
+    cols = getattr(base, "candidate_columns", None)
+    return None if cols is None else ("request_id", *cols)
 
 
 #: Every column of a candidate table, in order.
@@ -51,6 +58,8 @@ def candidate_columns(rankers: list[Ranker] | tuple[Ranker, ...]) -> frozenset[s
         cols = getattr(ranker, "candidate_columns", None)
         if cols is None:
             return frozenset(CANDIDATE_COLUMNS)
+        if isinstance(cols, str):
+            raise ConfigError(f"{type(ranker).__name__}.candidate_columns must be a tuple of column names, got the string {cols!r}")
         unknown = sorted(set(cols) - set(CANDIDATE_COLUMNS))
         if unknown:
             raise ConfigError(f"{type(ranker).__name__}.candidate_columns names {unknown}, which are not candidate columns {list(CANDIDATE_COLUMNS)}")
@@ -84,6 +93,8 @@ class Ranker(Protocol):
     must not look at anything else about the past.  A ranker may set
     ``skip_threshold_s`` to choose the dwell threshold of those counts, and
     ``candidate_columns`` to the candidate columns it reads (default: all).
+    A subclass of a built-in ranker that reads more columns than its parent
+    must widen ``candidate_columns`` (or set it to None).
     """
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput: ...
@@ -138,8 +149,7 @@ class SoftmaxRanker:
         self.base = base
         self.temperature = temperature
         self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
-        base_cols = getattr(base, "candidate_columns", None)
-        self.candidate_columns = None if base_cols is None else ("request_id", *base_cols)
+        self.candidate_columns = forward_candidate_columns(base)
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         base = self.base.rank(candidates, history, rng).scores

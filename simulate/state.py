@@ -59,6 +59,8 @@ class HistoryState:
         viral: np.ndarray,
     ) -> None:
         """Add one batch of impressions (arrays of one length)."""
+        # Counted by boolean selection: 0/1 integer arrays would index rows instead.
+        clicked, viral = np.asarray(clicked, dtype=bool), np.asarray(viral, dtype=bool)
         action = clicked | viral
         not_skipped = (dwell_s >= self.skip_threshold_s) | action
         n_upd = int(update.max(initial=-1)) + 1

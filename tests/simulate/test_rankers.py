@@ -150,3 +150,22 @@ def test_candidate_columns_must_name_candidate_columns():
 
     with pytest.raises(ConfigError, match=r"Bad.candidate_columns names \['dwell_s'\]"):
         simulate(WorldConfig(n_members=50, n_days=2), seed=0, ranker=Bad())
+
+
+def test_subclass_reading_more_columns_than_declared_gets_a_clear_error():
+    from logs.errors import ConfigError
+    from simulate import PopularityRanker
+
+    class ReadsClient(PopularityRanker):
+        def rank(self, candidates, history, rng):
+            candidates["client"]  # not in the inherited candidate_columns
+            return super().rank(candidates, history, rng)
+
+    with pytest.raises(ConfigError, match=r"ReadsClient read a candidate column it did not list in candidate_columns"):
+        simulate(WorldConfig(n_members=50, n_days=2), seed=0, ranker=ReadsClient())
+
+    class AsString(RandomRanker):
+        candidate_columns = "update_id"
+
+    with pytest.raises(ConfigError, match="must be a tuple of column names, got the string 'update_id'"):
+        simulate(WorldConfig(n_members=50, n_days=2), seed=0, ranker=AsString())

@@ -196,3 +196,18 @@ def test_categorical_draw_matches_inverse_cdf_reference():
     for g in (0, 2, 6):
         freq = np.bincount(got[rows == g], minlength=10) / np.sum(rows == g)
         np.testing.assert_allclose(freq, table[g] / table[g].sum(), atol=0.02)
+
+
+def test_history_counts_accept_integer_masks():
+    """0/1 integer click and viral arrays count like booleans (they must not be taken as row indices)."""
+    rng = np.random.default_rng(0)
+    n = 500
+    args = dict(member=rng.integers(0, 40, n), update=rng.integers(0, 90, n), utype=rng.integers(0, 5, n),
+                topic=rng.integers(0, 12, n), author=rng.integers(0, 40, n), dwell_s=rng.exponential(3.0, n))
+    clicked, viral = rng.random(n) < 0.2, rng.random(n) < 0.1
+    a, b = (HistoryState(40, ("text", "image", "video", "article", "job"), 12, 2.5) for _ in range(2))
+    a.add(**args, clicked=clicked, viral=viral)
+    b.add(**args, clicked=clicked.astype(np.int8), viral=viral.astype(np.int8))
+    ta, tb = a.tables(), b.tables()
+    assert ta.updates.equals(tb.updates) and ta.member_types.equals(tb.member_types)
+    assert int(ta.updates["n_clicks"].sum()) == int(clicked.sum())
