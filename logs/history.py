@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import polars as pl
 
 from logs.schema import ACTION_COLUMNS, VIRAL_COLUMNS
 
 __all__ = ["HistoryTables", "history_tables", "not_skipped_expr", "any_action_expr"]
+
+_T = TypeVar("_T")
 
 
 class HistoryTables:
@@ -60,6 +63,7 @@ class HistoryTables:
     ) -> None:
         self._src = dict(zip(self._NAMES, (updates, member_types, member_authors, member_topics, members)))
         self._cache: dict[str, pl.DataFrame] = {}
+        self._derived: dict[str, Any] = {}
         self.skip_threshold_s = float(skip_threshold_s)
 
     def _get(self, name: str) -> pl.DataFrame:
@@ -67,6 +71,19 @@ class HistoryTables:
             src = self._src[name]
             self._cache[name] = src if isinstance(src, pl.DataFrame) else src()
         return self._cache[name]
+
+    def derived(self, key: str, build: Callable[[], _T]) -> _T:
+        """``build()``, computed on the first call for ``key`` and kept with this snapshot.
+
+        For structures consumers derive from the tables (ranking's lookup indexes): the
+        tables never change, so they stay valid for every later request, and they are freed
+        with the snapshot.  ``key`` should name the consumer (``"module.name"``).
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            # Two threads may both build; the first stored result is the one every caller gets.
+            return self._derived.setdefault(key, build())
 
     @property
     def updates(self) -> pl.DataFrame:
