@@ -61,10 +61,10 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from engagement import MODELS, LdaConfig, WindowConfig, build_dataset, read_logs  # noqa: E402
-from engagement.baselines import fit_lightgbm, fit_logistic  # noqa: E402
 from engagement.intents import Intents, match_intents, mine_intents  # noqa: E402
 from engagement.sessions import EngagementData  # noqa: E402
-from engagement.train import Scaler, evaluate, fit_class_offsets, primary_metric, split_members  # noqa: E402
+from engagement.protocol import baseline_features, fit_feature_baseline  # noqa: E402
+from engagement.train import primary_metric, split_members  # noqa: E402
 from logs.io import table_path  # noqa: E402
 
 FEATURE_SETS = ("macro", "+now", "+future")
@@ -164,20 +164,14 @@ def run(data: EngagementData, task: str, now: np.ndarray, future: np.ndarray, se
         split = split_members(data.n_members, rng)  # the compare's split of replicate s
         # The compare spawns one child per name in MODELS; LightGBM's draws its seed first: reuse it.
         seed = int(rng.spawn(len(MODELS))[lgbm_child].integers(0, 2**31 - 1))
-        sc = Scaler.fit(data.subset(split.train))
-        xa = np.column_stack([(data.macro - sc.mean["macro"]) / sc.std["macro"],
-                              (data.delivery - sc.mean["delivery"]) / sc.std["delivery"]])
+        xa = baseline_features(data, split)
         extra = np.column_stack([now, future])
         mu, sd = extra[split.train].mean(axis=0), extra[split.train].std(axis=0)
         extra = (extra - mu) / np.where(sd > 1e-12, sd, 1.0)  # oracle columns scaled on the training members too
         p = now.shape[1]
         for name, x in (("macro", xa), ("+now", np.column_stack([xa, extra[:, :p]])), ("+future", np.column_stack([xa, extra]))):
-            if learner == "lightgbm":
-                est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
-            else:
-                est = fit_logistic(x[split.train], y[split.train], seed)
-            offsets = fit_class_offsets(y[split.val], est.predict_proba(x[split.val]))  # the compare's decision rule
-            out.append({"seed": s, "features": name, **evaluate(task, y[split.test], est.predict_proba(x[split.test]), offsets)})
+            metrics, _ = fit_feature_baseline("LightGBM" if learner == "lightgbm" else "LR", task, x, y, split, seed)
+            out.append({"seed": s, "features": name, **metrics})
     return out
 
 

@@ -38,7 +38,8 @@ from engagement.train import (
 from logs.errors import ConfigError
 from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
-__all__ = ["MODELS", "ModelResult", "build_digmn", "matched_hidden", "run_model", "compare", "summarize_runs"]
+__all__ = ["MODELS", "ModelResult", "baseline_features", "build_digmn", "fit_feature_baseline", "matched_hidden", "run_model",
+           "compare", "summarize_runs"]
 
 #: Compared methods, in table order.
 MODELS: tuple[str, ...] = (
@@ -116,6 +117,34 @@ def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, c
     raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
 
 
+def baseline_features(data: EngagementData, split: Split) -> np.ndarray:
+    """The feature baselines' input: macroscopic and delivery features, standardised on the training members."""
+    scaler = Scaler.fit(data.subset(split.train))
+    return np.column_stack([(data.macro - scaler.mean["macro"]) / scaler.std["macro"],
+                            (data.delivery - scaler.mean["delivery"]) / scaler.std["delivery"]])
+
+
+def fit_feature_baseline(
+    name: str, task: str, x: np.ndarray, y: np.ndarray, split: Split, seed: int
+) -> tuple[dict[str, float], int | None]:
+    """Fit ``"LR"`` or ``"LightGBM"`` on rows ``split.train`` of ``x`` and evaluate on ``split.test``.
+
+    LightGBM stops early on ``split.val``; both use the decision rule fitted on
+    ``split.val`` (:func:`engagement.train.fit_class_offsets`).  Returns the
+    test metrics and the parameter count (None for trees).
+    """
+    if name == "LR":
+        est = fit_logistic(x[split.train], y[split.train], seed)
+        n_params: int | None = int(est.coef_.size + est.intercept_.size)
+    elif name == "LightGBM":
+        est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
+        n_params = None
+    else:
+        raise ConfigError(f"feature baseline must be 'LR' or 'LightGBM', got {name!r}")
+    offsets = fit_class_offsets(y[split.val], est.predict_proba(x[split.val]))
+    return evaluate(task, y[split.test], est.predict_proba(x[split.test]), offsets), n_params
+
+
 def run_model(
     name: str,
     data: EngagementData,
@@ -134,19 +163,10 @@ def run_model(
     y = data.labels(task)
     t0 = time.perf_counter()
     if name in ("LR", "LightGBM"):
-        scaler = Scaler.fit(data.subset(split.train))
-        x = np.column_stack([(data.macro - scaler.mean["macro"]) / scaler.std["macro"],
-                             (data.delivery - scaler.mean["delivery"]) / scaler.std["delivery"]])
+        x = baseline_features(data, split)
         seed = int(rng.integers(0, 2**31 - 1))
-        if name == "LR":
-            est = fit_logistic(x[split.train], y[split.train], seed)
-            n_params = int(est.coef_.size + est.intercept_.size)
-        else:
-            est = fit_lightgbm(x[split.train], y[split.train], x[split.val], y[split.val], seed)
-            n_params = None
-        offsets = fit_class_offsets(y[split.val], est.predict_proba(x[split.val]))
-        proba = est.predict_proba(x[split.test])
-        return ModelResult(name, evaluate(task, y[split.test], proba, offsets), n_params, time.perf_counter() - t0)
+        metrics, n_params = fit_feature_baseline(name, task, x, y, split, seed)
+        return ModelResult(name, metrics, n_params, time.perf_counter() - t0)
     if tensors is None:
         tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
     torch_seed(rng)
