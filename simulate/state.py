@@ -67,10 +67,10 @@ class HistoryState:
         if n_upd > self._upd.shape[1]:
             grow = np.zeros((4, max(n_upd, 2 * self._upd.shape[1]) - self._upd.shape[1]), dtype=np.int64)
             self._upd = np.concatenate([self._upd, grow], axis=1)
-        size = self._upd.shape[1]
-        # Counting the selected rows gives integer counts directly (weights would sum floats, then cast).
+        # Added in place: a bincount of the whole id range is a fresh array each day, and on
+        # first-touch page faults it cost more than the counting.
         for row, w in enumerate((None, clicked, viral, not_skipped)):
-            self._upd[row] += np.bincount(update if w is None else update[w], minlength=size)
+            np.add.at(self._upd[row], update if w is None else update[w], 1)
         _count_pairs(self._mt, member, utype, not_skipped, action)
         _count_pairs(self._mp, member, topic.astype(np.int64), not_skipped, action)
         self._ma_parts.append(
@@ -151,7 +151,7 @@ def _count_pairs(counts: np.ndarray, member: np.ndarray, key: np.ndarray, not_sk
     """Add impressions, not-skipped and actions per (member, key) into dense ``counts`` (3, members, keys)."""
     flat = member * counts.shape[2] + key
     for row, w in enumerate((None, not_skipped, action)):
-        counts[row] += np.bincount(flat if w is None else flat[w], minlength=counts[row].size).reshape(counts[row].shape)
+        np.add.at(counts[row].reshape(-1), flat if w is None else flat[w], 1)  # in place: no dense temporary
 
 
 def _pair_table(counts: np.ndarray, key_name: str, key_values: Callable[[np.ndarray], object]) -> pl.DataFrame:
