@@ -7,7 +7,6 @@ one ``numpy.random.Generator`` created from the seed.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -178,7 +177,8 @@ def simulate(
                 if imp["member"].size:
                     np.maximum.at(feed_end, imp["session_row"], (imp["ts_us"] - sess["start_us"][imp["session_row"]]) / _US + imp["time_s"])
                 sess["duration_s"] = np.maximum(sess["events_span_s"], feed_end) + rng.exponential(20.0, feed_end.size)
-                days.append(logger.submit(_finish_day, cfg, imp, sess, events, deliveries, sess_intent, day, to_sink, keep_tables))
+                arrays = _DayArrays(imp, sess, events, deliveries, sess_intent, day)
+                days.append(logger.submit(_finish_day, cfg, arrays, to_sink, keep_tables))
                 # At most one earlier day still in the worker: memory stays bounded when the sink is slow,
                 # and a failed sink stops the run within a day.
                 for f in behind:
@@ -521,6 +521,18 @@ def _guarded(sink: Callable[[dict[str, pl.DataFrame]], None], stopped: threading
     return call
 
 
+@dataclass(frozen=True)
+class _DayArrays:
+    """One simulated day's arrays, handed to the worker thread (the day loop no longer writes to them)."""
+
+    imp: dict[str, np.ndarray]
+    sess: dict[str, np.ndarray]
+    events: dict[str, np.ndarray]
+    deliveries: dict[str, np.ndarray]
+    intent: np.ndarray  # each session's intent
+    day: int
+
+
 @dataclass
 class _Day:
     """What the day loop keeps of a finished day: its tables (unless dropped) and what the summary needs."""
@@ -535,19 +547,10 @@ class _Day:
 _COUNTED = {"skipped": "skip_rate", "clicked": "click_rate", "reacted": "react_rate", "commented": "comment_rate", "shared": "share_rate"}
 
 
-def _finish_day(
-    cfg: WorldConfig,
-    imp: dict[str, np.ndarray],
-    sess: dict[str, np.ndarray],
-    events: dict[str, np.ndarray],
-    deliveries: dict[str, np.ndarray],
-    intent: np.ndarray,
-    day: int,
-    sink: Callable[[dict[str, pl.DataFrame]], None] | None,
-    keep: bool,
-) -> _Day:
+def _finish_day(cfg: WorldConfig, arrays: _DayArrays, sink: Callable[[dict[str, pl.DataFrame]], None] | None, keep: bool) -> _Day:
     """Type the day's tables, hand them to ``sink``, count what the summary needs."""
-    tables = _day_tables(cfg, imp, sess, events, deliveries, intent, day)
+    tables = _day_tables(cfg, arrays)
+    imp = arrays.imp
     if sink is not None:
         sink(tables)
     action = imp["clicked"] | imp["reacted"] | imp["commented"] | imp["shared"]
@@ -557,21 +560,14 @@ def _finish_day(
     return _Day(tables=tables if keep else None, rows=rows, counts=counts, dwell_s=imp["dwell_s"])
 
 
-def _day_tables(
-    cfg: WorldConfig,
-    imp: dict[str, np.ndarray],
-    sess: dict[str, np.ndarray],
-    events: dict[str, np.ndarray],
-    deliveries: dict[str, np.ndarray],
-    intent: np.ndarray,
-    day: int,
-) -> dict[str, pl.DataFrame]:
+def _day_tables(cfg: WorldConfig, arrays: _DayArrays) -> dict[str, pl.DataFrame]:
     """One day's rows of the four daily log tables (schema types) and of the truth's sessions and impressions.
 
     Runs on a worker thread while the next day is simulated: it reads the
     day's arrays and never writes to them, and the day loop never writes to
     them after handing them over.
     """
+    imp, sess, events, deliveries, intent = arrays.imp, arrays.sess, arrays.events, arrays.deliveries, arrays.intent
     tables = {
         "impressions": _cast("impressions", {
             "member_id": imp["member"], "update_id": imp["update"], "update_type": _labels(cfg.update_types, imp["utype"]),
@@ -597,7 +593,7 @@ def _day_tables(
         }),
     }
     tables["truth/sessions"] = pl.DataFrame({"session_id": sess["session_id"], "intent": intent.astype(np.int32),
-                                             "day": np.full(intent.size, day, dtype=np.int32)})
+                                             "day": np.full(intent.size, arrays.day, dtype=np.int32)})
     tables["truth/impressions"] = pl.DataFrame({"session_id": imp["session_id"], "position": imp["position"],
                                                 "engaged": imp["engaged"], "p_engage": imp["relevance"]})
     return tables

@@ -31,6 +31,7 @@ __all__ = ["write_simulation", "simulate_to", "TRUTH_DIR"]
 #: Sub-directory with ground-truth Parquet tables (estimators never read it).
 TRUTH_DIR = "truth"
 
+
 def write_simulation(result: SimulationResult, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Write the six log tables, ``truth.json``, ``truth/*.parquet`` and ``summary.json``.
 
@@ -45,9 +46,7 @@ def write_simulation(result: SimulationResult, out: str | os.PathLike[str], over
     target = Path(out)
     _require_tables(result, "write_simulation")
     with atomic_dir(target, overwrite=overwrite) as tmp:
-        for name in TABLE_NAMES:
-            write_parquet(result.tables[name], table_path(tmp, name))
-        _write_rest(result, tmp)
+        _write_result(result, tmp)
     return target
 
 
@@ -65,9 +64,10 @@ def simulate_to(
 
     The daily tables and their truth are encoded on the simulator's worker
     thread while the next day runs, the truth known before day 0 while day 0
-    runs; members, updates and the updates' truth are written at the end.  ``out`` is checked before any work, and the files appear only when
-    all of them are written: a failed run leaves nothing behind.  The same
-    seed gives the same bytes.
+    runs; members, updates and the updates' truth are written at the end.
+    ``out`` is checked before any work, and the files appear only when all
+    of them are written: a failed run leaves nothing behind.  The same seed
+    gives the same bytes.
 
     Parameters
     ----------
@@ -99,15 +99,15 @@ def simulate_to(
             result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress,
                               sink=streamed.write, keep_tables=keep_tables)
         # What the simulation does not stream: members, updates and the updates' truth exist only at the end.
-        for name in TABLE_NAMES:
-            if name not in streamed.written:
-                write_parquet(result.tables[name], table_path(tmp, name))
-        _write_rest(result, tmp, skip=streamed.written)
+        _write_result(result, tmp, skip=streamed.written)
     return result
 
 
-def _write_rest(result: SimulationResult, tmp: Path, skip: frozenset[str] = frozenset()) -> None:
-    """The truth tables (but those named ``truth/<name>`` in ``skip``), ``truth.json`` and ``summary.json``."""
+def _write_result(result: SimulationResult, tmp: Path, skip: frozenset[str] = frozenset()) -> None:
+    """The log and truth tables but those already written (named in ``skip``), ``truth.json`` and ``summary.json``."""
+    for name in TABLE_NAMES:
+        if name not in skip:
+            write_parquet(result.tables[name], table_path(tmp, name))
     (tmp / TRUTH_DIR).mkdir(exist_ok=True)
     for name, frame in result.truth_tables.items():
         if f"{TRUTH_DIR}/{name}" not in skip:
