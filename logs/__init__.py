@@ -12,6 +12,7 @@ from logs.io import atomic_dir
 from logs.io import atomic_file
 from logs.io import scan_logs
 from logs.io import scan_table
+from logs.io import sweep_stale
 from logs.io import table_path
 from logs.io import write_json
 from logs.io import write_parquet
@@ -45,6 +46,7 @@ __all__ = [
     "SchemaError",
     "atomic_dir",
     "atomic_file",
+    "sweep_stale",
     "empty_frame",
     "scan_logs",
     "scan_table",

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ __all__ = [
     "atomic_file",
     "atomic_dir",
     "check_output_dir",
+    "sweep_stale",
     "write_json",
     "write_parquet",
 ]
@@ -88,15 +91,68 @@ def scan_logs(
     return {t: scan_table(table_path(d, t), t) for t in tables}
 
 
+def _owner_tag() -> str:
+    """``<host>-<pid>`` of this process, as it appears in temporary names."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of ``target`` left by runs that were killed on this host.
+
+    A run killed outright (SIGKILL, out of memory) cannot clean up: its
+    ``.<name>.tmp-<host>-<pid>-*`` folder or file (and, killed between the two
+    renames of :func:`atomic_dir`, ``.<name>.old-<host>-<pid>``) stays next to
+    the output.  Only entries whose host is this one and whose process no
+    longer exists are removed, so a concurrent run, here or on another host
+    sharing the folder, keeps its own.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    t = Path(target)
+    parent = t.parent if str(t.parent) else Path(".")
+    if not parent.is_dir():
+        return []
+    host = _owner_tag().rsplit("-", 1)[0]
+    pattern = re.compile(rf"^\.{re.escape(t.name)}\.(?:tmp|old)-{re.escape(host)}-(\d+)(?:-.*)?$")
+    removed = []
+    for entry in parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is untouched.
+    Temporaries of ``path`` left by killed runs are removed first
+    (:func:`sweep_stale`).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-{_owner_tag()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
@@ -134,20 +190,24 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     overwrite : bool
         Replace an existing non-empty directory.  Without it such a directory
         raises :class:`OutputExistsError` before any work is done.
+
+    Temporaries of ``path`` left by killed runs are removed first
+    (:func:`sweep_stale`).
     """
     target = Path(path)
     check_output_dir(target, overwrite)
     parent = target.parent if str(target.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        sweep_stale(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{_owner_tag()}-", dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as exc:
         raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
     try:
         yield tmp
         if target.exists():
-            old = parent / f".{target.name}.old-{os.getpid()}"
+            old = parent / f".{target.name}.old-{_owner_tag()}"
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
