@@ -146,8 +146,14 @@ class CompiledForest:
             for out, (s, e) in zip(outs, self.tree_slices):
                 # Trees added in order, as LightGBM does (0.0 + tree 0 + tree 1 + ...): a reduction
                 # over the slow axis is sequential in numpy (pairwise summation is for the fast axis only).
-                if e > s:
+                # A one-row block has no fast axis left: numpy would sum that column pairwise.
+                if e > s and m > 1:
                     out[a:b] += np.add.reduce(V[s:e], axis=0)
+                elif e > s:
+                    acc = 0.0
+                    for v in V[s:e, 0].tolist():
+                        acc += v
+                    out[a] = acc
         return outs
 
 

@@ -85,6 +85,7 @@ class FeedRanker:
         self.profiles = profiles if profiles is not None else model.profiles
         self.num_threads = num_threads
         self.skip_threshold_s = model.t_skip_s if model.feature_set.uses_dwell else None
+        model.prepare(self.weights)  # so that the first rank() request does not pay for it
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], **kwargs: Any) -> FeedRanker:

@@ -61,8 +61,13 @@ REGRESSORS: tuple[str, ...] = (*(f"{t}_{a}" for t in ("down", "up") for a in ACT
 #: Version of the model-directory layout.
 MODEL_FORMAT = 1
 _TABLES = ("impressions", "sessions", "updates", "members")
-#: Below this many rows LightGBM's own predict is as fast as the compiled forest.
-_FOREST_MIN_ROWS = 2048
+#: The compiled forest is single-threaded numpy.  Measured with bench/rank.py's model (13
+#: boosters, 230 trees) on 2 cores, it beats LightGBM's predict at every batch size from 1
+#: row (0.26 vs 0.37 ms) through 1,000 (2.5 vs 4.1 ms) to 1M rows (2.9 s vs 5.9 s at one
+#: LightGBM thread, 2.4 vs 2.7 s at two).  LightGBM scales with threads, so with more than
+#: two it gets large batches (from _FOREST_MIN_ROWS_THREADED rows).
+_FOREST_MAX_THREADS = 2
+_FOREST_MIN_ROWS_THREADED = 2048
 
 
 @dataclass(frozen=True)
@@ -169,15 +174,12 @@ class RankerModel:
             ``p_<head>`` for the six heads, ``down_<a>``, ``up_<a>`` and ``dwell`` (seconds).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
-        heads = [(h, head) for h, head in self.heads.items() if only is None or f"p_{h}" in only]
-        regs = [(n, reg) for n, reg in self.regressors.items() if only is None or n in only]
-        # All trees in one vectorised pass (bit-identical to LightGBM's raw scores) when
-        # there are enough rows for it to pay; LightGBM's predict otherwise.
+        heads, regs, boosters = self._outputs(only)
+        # All trees in one vectorised pass (bit-identical to LightGBM's raw scores, checked when
+        # compiled); LightGBM's predict for unsupported trees and many-thread large batches.
         raw: dict[int, np.ndarray] = {}
-        if X.shape[0] >= _FOREST_MIN_ROWS:
-            boosters = [head.folded_ for _, head in heads]
-            # Both regression objectives (poisson, tweedie) predict exp(raw score).
-            boosters += [reg.booster_ for _, reg in regs if reg.booster_ is not None]
+        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        if threads <= _FOREST_MAX_THREADS or X.shape[0] < _FOREST_MIN_ROWS_THREADED:
             forest = self._forest(only, boosters)
             if forest is not None and X.ndim == 2 and X.shape[1] == forest.n_features:
                 raw = {id(b): r for b, r in zip(boosters, forest.raw_scores(X))}
@@ -193,11 +195,29 @@ class RankerModel:
             out[name] = exp_exact(r) if r is not None else reg.predict(X, num_threads)
         return out
 
+    def _outputs(self, only: tuple[str, ...] | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[Any]]:
+        """The heads and regressions ``only`` asks for, and their boosters in the forest's order."""
+        heads = [(h, head) for h, head in self.heads.items() if only is None or f"p_{h}" in only]
+        regs = [(n, reg) for n, reg in self.regressors.items() if only is None or n in only]
+        # Both regression objectives (poisson, tweedie) predict exp(raw score).
+        boosters = [head.folded_ for _, head in heads] + [reg.booster_ for _, reg in regs if reg.booster_ is not None]
+        return heads, regs, boosters
+
     def _forest(self, only: tuple[str, ...] | None, boosters: list[Any]) -> CompiledForest | None:
         """The compiled forest of ``boosters``, cached by ``only`` (which decides the boosters)."""
         if only not in self._forests:
             self._forests[only] = compile_forest(boosters)
         return self._forests[only]
+
+    def prepare(self, weights: ValueWeights | None = None) -> bool:
+        """Compile the forest that :meth:`score` under ``weights`` uses, ahead of the first request.
+
+        Compiling (and checking against LightGBM) takes tens of milliseconds,
+        which would otherwise fall on the first scored request.  Returns
+        whether the trees compiled (False: LightGBM's predict serves them).
+        """
+        only = needed_predictions(weights or self.weights)
+        return self._forest(only, self._outputs(only)[2]) is not None
 
     def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
         """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -45,6 +47,22 @@ def test_raw_scores_bit_identical_to_lightgbm(seed, objective, use_missing):
         np.testing.assert_array_equal(ours, booster.predict(Z, raw_score=True))
 
 
+@pytest.mark.parametrize("n_rows", [1, 2, 4097])
+def test_single_row_blocks_sum_trees_in_order(n_rows):
+    """A block of one row (a request of one candidate, or the last row past a multiple of the block
+    size) must add its 20 trees in LightGBM's order too, not numpy's pairwise order."""
+    boosters, X = _boosters(5, "poisson")
+    forest = compile_forest(boosters)
+    assert forest is not None
+    Z = _random_inputs(5, X.shape[1])
+    Z = np.resize(Z, (n_rows, Z.shape[1]))
+    for ours, booster in zip(forest.raw_scores(Z), boosters):
+        np.testing.assert_array_equal(ours, booster.predict(Z, raw_score=True))
+    for i in range(min(n_rows, 50)):  # row by row: every row is a one-row block
+        for ours, booster in zip(forest.raw_scores(Z[i : i + 1]), boosters):
+            np.testing.assert_array_equal(ours, booster.predict(Z[i : i + 1], raw_score=True))
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_nan_trained_forest_is_exact_or_refused(seed):
     """Forests with NaN-aware splits are either reproduced exactly or refused (callers fall back to LightGBM)."""
@@ -64,3 +82,26 @@ def test_nan_trained_forest_is_exact_or_refused(seed):
 def test_exp_exact_matches_math_exp():
     x = np.linspace(-5, 5, 1001)
     np.testing.assert_array_equal(exp_exact(x), np.array([np.float64(np.e) ** 0 * __import__("math").exp(v) for v in x]))
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 7, 1000, 4097])
+def test_model_predictions_equal_lightgbm_at_every_batch_size(n_rows):
+    """RankerModel.predict serves every batch size from the compiled forest (one thread) and large
+    batches with several threads from LightGBM; both must give what the boosters themselves give."""
+    from ranking.train import _FOREST_MIN_ROWS_THREADED
+    from tests.ranking.ranking_worlds import split, tiny_model
+
+    model = tiny_model("dwell")
+    assert model.prepare()
+    frame = split("dwell")[1]
+    X = np.ascontiguousarray(np.resize(frame.select(model.feature_set.columns).to_numpy(), (n_rows, len(model.feature_set.columns))))
+    # Reference: LightGBM's own evaluation of the same trees (Booster.predict), libm's exp.
+    ref = {f"p_{name}": head.predict_proba(X, leaf_part=head.folded_.predict(X, raw_score=True)) for name, head in model.heads.items()}
+    for name, reg in model.regressors.items():
+        if reg.booster_ is not None:
+            ref[name] = np.array([math.exp(v) for v in reg.booster_.predict(X, raw_score=True)])
+    for threads in (1, 4):
+        got = model.predict(X, num_threads=threads)
+        for name, want in ref.items():
+            np.testing.assert_array_equal(got[name], want, err_msg=f"{name}, {threads} threads")
+    assert (n_rows >= _FOREST_MIN_ROWS_THREADED) == (n_rows == 4097)  # the last block of 4,096 rows has one row
