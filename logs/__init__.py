@@ -10,6 +10,7 @@ from logs.errors import OutputExistsError
 from logs.errors import SchemaError
 from logs.io import atomic_dir
 from logs.io import atomic_file
+from logs.io import open_parquet
 from logs.io import scan_logs
 from logs.io import scan_table
 from logs.io import sweep_stale
@@ -46,6 +47,7 @@ __all__ = [
     "SchemaError",
     "atomic_dir",
     "atomic_file",
+    "open_parquet",
     "sweep_stale",
     "empty_frame",
     "scan_logs",

@@ -25,6 +25,7 @@ from logs.schema import TABLE_NAMES, validate_frame
 
 __all__ = [
     "scan_table",
+    "open_parquet",
     "scan_logs",
     "table_path",
     "atomic_file",
@@ -66,6 +67,23 @@ def scan_table(
         The file does not exist, is empty or not Parquet, or breaks the schema.
     """
     p = Path(path)
+    return validate_frame(open_parquet(p, table), table, source=str(p), columns=columns, check_domains=check_domains)
+
+
+def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
+    """The plain lazy scan of a Parquet file, after the file-level checks of :func:`scan_table`.
+
+    The file exists, is not empty and has a readable Parquet footer; its
+    schema is resolved once and kept by the returned frame, so a caller that
+    validates some columns itself (:func:`logs.schema.validate_frame`) and
+    computes on the uncast columns reads the footer only once.
+
+    Raises
+    ------
+    SchemaError
+        Naming the file and ``table`` (what it was expected to hold).
+    """
+    p = Path(path)
     if not p.exists():
         raise SchemaError(f"{p}: no such file (expected the {table} table as Parquet)")
     if p.is_dir():
@@ -78,7 +96,7 @@ def scan_table(
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SchemaError(f"{p}: not a readable Parquet file ({msg})") from exc
-    return validate_frame(lf, table, source=str(p), columns=columns, check_domains=check_domains)
+    return lf
 
 
 def scan_logs(
