@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: temporaries of killed runs are then left in place
+    fcntl = None  # type: ignore[assignment]
 
 from logs.errors import OutputExistsError, SchemaError
 from logs.schema import TABLE_NAMES, validate_frame
@@ -109,31 +113,58 @@ def scan_logs(
     return {t: scan_table(table_path(d, t), t) for t in tables}
 
 
-def _owner_tag() -> str:
-    """``<host>-<pid>`` of this process, as it appears in temporary names."""
-    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+# Temporaries of an output ``<name>`` are ``.<name>.tmp-<token>`` (and, while atomic_dir swaps
+# directories, ``.<name>.old-<token>``), with a lock file ``.<name>.lock-<token>`` that the
+# writing process holds locked (flock) for as long as it runs.  The kernel releases the lock
+# when the process dies, however it dies, so a lock that can be taken marks a killed run:
+# this works across containers and pid namespaces on one machine, and across NFS clients.
+_TMP, _OLD, _LOCK = "tmp", "old", "lock"
 
 
-def _pid_alive(pid: int) -> bool:
+def _sibling(target: Path, kind: str, token: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{token}"
+
+
+@contextlib.contextmanager
+def _run_lock(target: Path) -> Iterator[str]:
+    """Hold a fresh lock file next to ``target`` for the block; yield its token."""
+    fd, lock = tempfile.mkstemp(prefix=f".{target.name}.{_LOCK}-", dir=target.parent)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield Path(lock).name[len(f".{target.name}.{_LOCK}-") :]
+    finally:
+        # Unlinked before the lock goes: a sweeper never takes a lock whose run is finishing.
+        Path(lock).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _remove(entry: Path) -> bool:
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+    except OSError:
         return False
-    except PermissionError:  # another user's live process
-        return True
     return True
 
 
 def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporaries of ``target`` left by runs that were killed on this host.
+    """Remove the temporaries of ``target`` left by runs that were killed.
 
     A run killed outright (SIGKILL, out of memory) cannot clean up: its
-    ``.<name>.tmp-<host>-<pid>-*`` folder or file (and, killed between the two
-    renames of :func:`atomic_dir`, ``.<name>.old-<host>-<pid>``) stays next to
-    the output.  Only entries whose host is this one and whose process no
-    longer exists are removed, so a concurrent run, here or on another host
-    sharing the folder, keeps its own.
+    ``.<name>.tmp-<token>`` folder or file stays next to the output.  Each
+    run holds a lock on ``.<name>.lock-<token>`` while it writes; the kernel
+    releases it when the process dies.  An entry is removed only when its lock
+    can be taken, so a live run's temporaries (another process, container or
+    NFS client) are never touched, and entries without a lock file are left
+    alone.  A run killed between the two renames of :func:`atomic_dir` leaves
+    the previous output in ``.<name>.old-<token>``: it is removed once
+    ``target`` exists again, and kept (with a warning) while it is the only
+    copy.  Entries that cannot be removed (permissions) are skipped.
 
     Returns
     -------
@@ -142,20 +173,41 @@ def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
     """
     t = Path(target)
     parent = t.parent if str(t.parent) else Path(".")
-    if not parent.is_dir():
+    if fcntl is None or not parent.is_dir():
         return []
-    host = _owner_tag().rsplit("-", 1)[0]
-    pattern = re.compile(rf"^\.{re.escape(t.name)}\.(?:tmp|old)-{re.escape(host)}-(\d+)(?:-.*)?$")
+    prefix = f".{t.name}.{_LOCK}-"
     removed = []
-    for entry in parent.iterdir():
-        m = pattern.match(entry.name)
-        if m is None or _pid_alive(int(m.group(1))):
+    for lock in parent.iterdir():
+        if not lock.name.startswith(prefix) or lock.is_symlink() or not lock.is_file():
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry)
+        token = lock.name[len(prefix) :]
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: a live run
+            if not lock.exists():
+                continue  # finished (and unlinked) while we opened it
+            tmp, old = _sibling(t, _TMP, token), _sibling(t, _OLD, token)
+            gone = [p for p in (tmp,) if (p.exists() or p.is_symlink()) and _remove(p)]
+            if old.exists() and not t.exists():
+                warnings.warn(
+                    f"{old}: the previous {t.name} of a run killed while replacing it; kept, as {t} does not exist",
+                    stacklevel=3,
+                )
+                removed.extend(gone)
+                continue  # the lock file stays, so the next sweep looks again
+            if old.exists() and _remove(old):
+                gone.append(old)
+            if _remove(lock):
+                gone.append(lock)
+            removed.extend(gone)
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -170,16 +222,15 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-{_owner_tag()}-", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with _run_lock(target) as token:
+        tmp_path = _sibling(target, _TMP, token)
+        os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies, as for any file
+        try:
+            yield tmp_path
+            os.replace(tmp_path, target)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
 
 
 def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
@@ -218,28 +269,30 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     try:
         parent.mkdir(parents=True, exist_ok=True)
         sweep_stale(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{_owner_tag()}-", dir=parent))
-        os.chmod(tmp, 0o777 & ~_umask())
+        lock = _run_lock(target)
+        token = lock.__enter__()
     except OSError as exc:
         raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
     try:
-        yield tmp
-        if target.exists():
-            old = parent / f".{target.name}.old-{_owner_tag()}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        tmp = _sibling(target, _TMP, token)
+        try:
+            tmp.mkdir(mode=0o777)  # umask applies, as for any folder
+        except OSError as exc:
+            raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
+        try:
+            yield tmp
+            if target.exists():
+                old = _sibling(target, _OLD, token)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

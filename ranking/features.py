@@ -200,7 +200,7 @@ def get_feature_set(name: str | FeatureSet) -> FeatureSet:
 #   ("rate", x, n, p)    smoothed rate (x + k p) / (n + k), k = _PRIOR_K
 #   ("is", c, v)         1.0 where column c equals v, else 0.0
 #   ("age_h",)           hours from created_ts to request_ts
-#   ("hour",)            hour of request_ts (UTC, 0..23)
+#   ("hour",)            hour of request_ts, 0..23, in its time zone (the logs' is UTC)
 _DEFS: dict[str, tuple[Any, ...]] = {
     "connections": ("col", "connections"),
     "tenure_days": ("col", "tenure_days"),

@@ -363,7 +363,8 @@ def bin_counts(
         labels = np.full(int(keep.sum()), _ALL, dtype=object)
     else:
         labels = tab["_group"].fill_null("<null>").to_numpy()[keep]
-    groups_arr, g_idx = np.unique(labels.astype(str), return_inverse=True)  # sorted, as labels are reported
+    # On the str objects: numpy's fixed-width strings would drop trailing NULs and merge labels.
+    groups_arr, g_idx = np.unique(labels.astype(object), return_inverse=True)  # sorted, as labels are reported
     groups = tuple(str(g) for g in groups_arr)
     if not groups:
         raise InsufficientDataError(

@@ -374,3 +374,18 @@ def test_curve_bounds_and_monotone_cdfs(n: int, seed: int, rate: float, w: float
         ok = f[np.isfinite(f)]
         assert np.all(np.diff(ok) >= -1e-12) and (ok.size == 0 or (ok[0] == 0 and ok[-1] <= 1 + 1e-12))
     assert math.isclose(c.p_action, float(np.mean(frame["clicked"].to_numpy())))
+
+
+def test_group_labels_are_kept_exactly():
+    """Labels that differ only by a trailing NUL (or case) are different groups, counted apart."""
+    rng = np.random.default_rng(0)
+    labels = ["c", "c\x00", "C"]
+    frame = pl.DataFrame({
+        "dwell_s": rng.exponential(3.0, 6000),
+        "clicked": rng.random(6000) < 0.2,
+        "reacted": False, "commented": False, "shared": False,
+        "grp": [labels[i % 3] for i in range(6000)],
+    })
+    counts = bin_counts(frame, TskipConfig(by="grp"))
+    assert counts.groups == tuple(sorted(labels))
+    assert counts.n.sum(1).tolist() == [2000, 2000, 2000]
