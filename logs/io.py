@@ -125,6 +125,11 @@ def _sibling(target: Path, kind: str, token: str) -> Path:
     return target.parent / f".{target.name}.{kind}-{token}"
 
 
+def _token(target: Path, kind: str, sibling: str | os.PathLike[str]) -> str:
+    """The run token in the name of ``sibling`` (the inverse of :func:`_sibling`)."""
+    return Path(sibling).name[len(f".{target.name}.{kind}-") :]
+
+
 @contextlib.contextmanager
 def _run_lock(target: Path) -> Iterator[str]:
     """Hold a fresh lock file next to ``target`` for the block; yield its token."""
@@ -132,7 +137,7 @@ def _run_lock(target: Path) -> Iterator[str]:
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield Path(lock).name[len(f".{target.name}.{_LOCK}-") :]
+        yield _token(target, _LOCK, lock)
     finally:
         # Unlinked before the lock goes: a sweeper never takes a lock whose run is finishing.
         Path(lock).unlink(missing_ok=True)
@@ -180,7 +185,7 @@ def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
     for lock in parent.iterdir():
         if not lock.name.startswith(prefix) or lock.is_symlink() or not lock.is_file():
             continue
-        token = lock.name[len(prefix) :]
+        token = _token(t, _LOCK, lock)
         try:
             fd = os.open(lock, os.O_RDWR)
         except OSError:
@@ -193,7 +198,7 @@ def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
             if not lock.exists():
                 continue  # finished (and unlinked) while we opened it
             tmp, old = _sibling(t, _TMP, token), _sibling(t, _OLD, token)
-            gone = [p for p in (tmp,) if (p.exists() or p.is_symlink()) and _remove(p)]
+            gone = [tmp] if (tmp.exists() or tmp.is_symlink()) and _remove(tmp) else []
             if old.exists() and not t.exists():
                 warnings.warn(
                     f"{old}: the previous {t.name} of a run killed while replacing it; kept, as {t} does not exist",
@@ -212,6 +217,28 @@ def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
+def _temporary(target: Path, directory: bool) -> Iterator[Path]:
+    """A locked temporary file or folder next to ``target``, removed if the block fails.
+
+    Temporaries of ``target`` left by killed runs are removed first.  The
+    block renames the temporary into place; permissions follow the umask, as
+    for any file or folder.
+    """
+    sweep_stale(target)
+    with _run_lock(target) as token:
+        tmp = _sibling(target, _TMP, token)
+        if directory:
+            tmp.mkdir(mode=0o777)
+        else:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        try:
+            yield tmp
+        except BaseException:
+            _remove(tmp)
+            raise
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
@@ -221,16 +248,9 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(target)
-    with _run_lock(target) as token:
-        tmp_path = _sibling(target, _TMP, token)
-        os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies, as for any file
-        try:
-            yield tmp_path
-            os.replace(tmp_path, target)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
+    with _temporary(target, directory=False) as tmp:
+        yield tmp
+        os.replace(tmp, target)
 
 
 def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
@@ -266,33 +286,20 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     target = Path(path)
     check_output_dir(target, overwrite)
     parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale(target)
-        lock = _run_lock(target)
-        token = lock.__enter__()
-    except OSError as exc:
-        raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
-    try:
-        tmp = _sibling(target, _TMP, token)
+    with contextlib.ExitStack() as stack:
         try:
-            tmp.mkdir(mode=0o777)  # umask applies, as for any folder
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(_temporary(target, directory=True))
         except OSError as exc:
             raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
-        try:
-            yield tmp
-            if target.exists():
-                old = _sibling(target, _OLD, token)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    finally:
-        lock.__exit__(None, None, None)
+        yield tmp
+        if target.exists():
+            old = _sibling(target, _OLD, _token(target, _TMP, tmp))
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -276,7 +276,7 @@ def _derive_rows(columns: dict[str, pl.Series], fs: FeatureSet) -> pl.DataFrame 
     """
     if any(s.null_count() for s in columns.values()):
         return None
-    numeric = {d[i] for d in (_DEFS[c] for c in fs.columns) if d[0] in ("col", "rate") for i in range(1, 3) if i < len(d) and isinstance(d[i], str)}
+    numeric = {c for d in (_DEFS[f] for f in fs.columns) if d[0] in ("col", "rate") for c in d[1:3]}
     if any(not (columns[c].dtype.is_numeric() or columns[c].dtype == pl.Boolean) for c in numeric):
         return None  # polars' cast decides what a string column means
     arrays: dict[str, np.ndarray] = {}

@@ -775,12 +775,11 @@ def estimate_tskip(
     """
     counts = frame if isinstance(frame, BinnedCounts) else bin_counts(frame, config, source)
     source = counts.source
-    per_group = config.by is not None
     # The pooled curve and every group's, in one pass (one interval computation).
-    labels = (_ALL, *counts.groups) if per_group else (_ALL,)
-    n_rows = np.vstack([counts.n.sum(0, keepdims=True), counts.n]) if per_group else counts.n.sum(0, keepdims=True)
-    x_rows = np.vstack([counts.x.sum(0, keepdims=True), counts.x]) if per_group else counts.x.sum(0, keepdims=True)
-    curve, *group_curves = _bayes_curves(labels, n_rows, x_rows, counts.edges, config)
+    rows = [counts.total()] + ([counts] if config.by is not None else [])
+    curve, *group_curves = _bayes_curves(
+        [g for r in rows for g in r.groups], np.vstack([r.n for r in rows]), np.vstack([r.x for r in rows]), counts.edges, config
+    )
     _require(curve, config, source, where="the table")
     t = threshold_from_curve(curve, config.eps, config.persist, config.min_bin_count)
     if t is None:
@@ -826,8 +825,9 @@ def _require(curve: BayesCurve, config: TskipConfig, source: str, where: str) ->
 
 def _group_thresholds(curves: list[BayesCurve], t_skip: float, config: TskipConfig) -> dict[str, GroupThreshold]:
     """Each group's own threshold and how the overall T_skip fits it (one interval computation)."""
-    n_below = np.array([int(c.n[c.edges[:-1] < t_skip - 1e-12].sum()) for c in curves], dtype=np.int64)
-    x_below = np.array([int(c.n_action[c.edges[:-1] < t_skip - 1e-12].sum()) for c in curves], dtype=np.int64)
+    below = curves[0].edges[:-1] < t_skip - 1e-12 if curves else np.zeros(0, dtype=bool)  # edges are shared
+    n_below = np.array([int(c.n[below].sum()) for c in curves], dtype=np.int64)
+    x_below = np.array([int(c.n_action[below].sum()) for c in curves], dtype=np.int64)
     hi = np.full(len(curves), np.nan)
     has = n_below > 0
     if has.any():
