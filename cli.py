@@ -90,7 +90,7 @@ def simulate(
 
 
 @main.command("estimate-tskip")
-@click.option("--impressions", "impressions", type=click.Path(dir_okay=False), required=True, help="Impressions table (Parquet).")
+@click.option("--impressions", "impressions", type=click.Path(), required=True, help="Impressions table: a Parquet file, or a directory of Parquet part files (Hive key=value directories become columns).")
 @click.option("--dwell-col", default="dwell_s", show_default=True, help="Dwell column, seconds.")
 @click.option("--action-cols", default="clicked,reacted,commented,shared", show_default=True, help="Comma-separated action columns (any true = action).")
 @click.option("--by", default="update_type", show_default=True, help="Column for per-group curves; 'none' for the pooled curve only.")

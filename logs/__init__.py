@@ -11,6 +11,7 @@ from logs.errors import SchemaError
 from logs.io import atomic_dir
 from logs.io import atomic_file
 from logs.io import open_parquet
+from logs.io import parquet_parts
 from logs.io import scan_logs
 from logs.io import scan_table
 from logs.io import sweep_stale
@@ -49,6 +50,7 @@ __all__ = [
     "atomic_file",
     "empty_frame",
     "open_parquet",
+    "parquet_parts",
     "scan_logs",
     "scan_table",
     "sweep_stale",

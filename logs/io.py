@@ -30,6 +30,7 @@ from logs.schema import TABLE_NAMES, validate_frame
 __all__ = [
     "scan_table",
     "open_parquet",
+    "parquet_parts",
     "scan_logs",
     "table_path",
     "atomic_file",
@@ -57,7 +58,7 @@ def scan_table(
     Parameters
     ----------
     path : path-like
-        A Parquet file.
+        A Parquet file, or a directory of part files (see :func:`open_parquet`).
     table : str
         Which schema to validate against (one of ``logs.schema.TABLE_NAMES``).
     columns : tuple of str, optional
@@ -75,32 +76,130 @@ def scan_table(
 
 
 def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
-    """The plain lazy scan of a Parquet file, after the file-level checks of :func:`scan_table`.
+    """The plain lazy scan of a Parquet file or dataset directory, after file-level checks.
 
-    The file exists, is not empty and has a readable Parquet footer; its
-    schema is resolved once and kept by the returned frame, so a caller that
-    validates some columns itself (:func:`logs.schema.validate_frame`) and
-    computes on the uncast columns reads the footer only once.
+    ``path`` is one Parquet file, or a directory of Parquet part files as
+    Spark, Hive or pyarrow write them: every ``*.parquet`` file below it, at
+    any depth, is a part (see :func:`parquet_parts`), and ``key=value``
+    directories between it and a part become columns (Hive partitioning).
+
+    Every file exists, is not empty and has a readable Parquet footer, and
+    the parts of a directory agree on their columns and types; the schema is
+    resolved once and kept by the returned frame, so a caller that validates
+    some columns itself (:func:`logs.schema.validate_frame`) and computes on
+    the uncast columns reads the footer only once.
 
     Raises
     ------
     SchemaError
-        Naming the file and ``table`` (what it was expected to hold).
+        Naming the file (the part, for a directory) and ``table`` (what it
+        was expected to hold).
     """
     p = Path(path)
     if not p.exists():
         raise SchemaError(f"{p}: no such file (expected the {table} table as Parquet)")
     if p.is_dir():
-        raise SchemaError(f"{p}: is a directory, expected the {table} table as a Parquet file")
-    if p.stat().st_size == 0:
-        raise SchemaError(f"{p}: file is empty, expected the {table} table as Parquet")
+        return _open_dataset(p, table)
+    _check_part(p, table)
     try:
         lf = pl.scan_parquet(p)
         lf.collect_schema()
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SchemaError(f"{p}: not a readable Parquet file ({msg})") from exc
+        raise SchemaError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from exc
     return lf
+
+
+# Names of files and directories that are not data: Spark's _SUCCESS and _temporary/, Hadoop's
+# .crc checksums, and the .<name>.tmp-* temporaries of this module.
+_NOT_DATA = (".", "_")
+
+
+def parquet_parts(directory: str | os.PathLike[str], table: str = "log") -> list[Path]:
+    """The Parquet part files of a dataset directory, sorted.
+
+    Every file below ``directory`` (at any depth) whose name does not start
+    with ``.`` or ``_`` (markers such as ``_SUCCESS``, ``.crc`` checksums and
+    the temporaries of unfinished writes); each must be named ``*.parquet``.
+
+    Raises
+    ------
+    SchemaError
+        The directory holds no part, a file not named ``*.parquet``, or a
+        file inside a directory whose name starts with ``.`` or ``_`` (such
+        as Spark's ``_temporary/``).
+    """
+    d = Path(directory)
+    parts = []
+    for f in sorted(d.rglob("*")):
+        rel = f.relative_to(d).parts
+        if f.is_dir() or rel[-1].startswith(_NOT_DATA):
+            continue
+        hidden = [c for c in rel[:-1] if c.startswith(_NOT_DATA)]
+        if hidden:
+            # polars skips marked file names but not marked directories: refuse rather than
+            # read what is likely an unfinished write.
+            raise SchemaError(
+                f"{f}: inside '{hidden[0]}', which marks an unfinished write or non-data, in the {table} dataset "
+                f"directory {d}; move it out or point at a directory of finished part files"
+            )
+        if f.suffix != ".parquet":
+            raise SchemaError(
+                f"{f}: not named *.parquet; the {table} dataset directory {d} must hold only Parquet part files "
+                "(names starting with '.' or '_' are skipped)"
+            )
+        parts.append(f)
+    if not parts:
+        raise SchemaError(f"{d}: directory holds no *.parquet files (expected the {table} table as Parquet)")
+    return parts
+
+
+def _check_part(p: Path, table: str) -> None:
+    if p.stat().st_size == 0:
+        raise SchemaError(f"{p}: file is empty, expected the {table} table as Parquet")
+
+
+def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
+    parts = parquet_parts(d, table)
+    first: pl.Schema | None = None
+    for f in parts:
+        _check_part(f, table)
+        try:
+            schema = pl.read_parquet_schema(f)
+        except Exception as exc:
+            raise SchemaError(f"{f}: not a readable Parquet file ({_first_line(exc)})") from exc
+        if first is None:
+            first = schema
+            continue
+        # polars would stop at the first difference too, but without naming the files.
+        missing = [c for c in first if c not in schema]
+        extra = [c for c in schema if c not in first]
+        if missing or extra:
+            what = "; ".join(
+                s for s in (
+                    f"missing column(s) {', '.join(repr(c) for c in missing)}" if missing else "",
+                    f"extra column(s) {', '.join(repr(c) for c in extra)}" if extra else "",
+                ) if s
+            )
+            raise SchemaError(f"{f}: {what} compared with {parts[0]}; the parts of the {table} dataset {d} must have the same columns")
+        for c, dtype in schema.items():
+            if dtype != first[c]:
+                raise SchemaError(
+                    f"{f}: column '{c}' is {dtype}, but {first[c]} in {parts[0]}; the parts of the {table} dataset {d} "
+                    "must have the same column types"
+                )
+    # Polars lists the directory itself, so Hive columns start below it (a list of files would
+    # also parse key=value directories above it); the prefixes skip the same files as parquet_parts.
+    try:
+        lf = pl.scan_parquet(d, hive_partitioning=True, hidden_file_prefix=list(_NOT_DATA))
+        lf.collect_schema()
+    except Exception as exc:
+        raise SchemaError(f"{d}: not a readable Parquet dataset ({_first_line(exc)})") from exc
+    return lf
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def scan_logs(

@@ -849,10 +849,12 @@ def _group_thresholds(curves: list[BayesCurve], t_skip: float, config: TskipConf
 
 
 def estimate_tskip_file(path: str | os.PathLike[str], config: TskipConfig = TskipConfig()) -> TskipResult:
-    """:func:`estimate_tskip` on an impressions Parquet file, streamed.
+    """:func:`estimate_tskip` on an impressions Parquet file or dataset directory, streamed.
 
-    The file is checked by ``logs.io.open_parquet`` (missing, empty or
-    unreadable Parquet) and the columns of the impressions schema it uses by
+    ``path`` is one file or a directory of Parquet part files, with Hive
+    ``key=value`` directories read as columns (so ``--by`` can name one).
+    Files are checked by ``logs.io.open_parquet`` (missing, empty or
+    unreadable Parquet, parts that disagree on their schema) and the columns of the impressions schema it uses by
     ``logs.schema.validate_frame`` (wrong types); columns outside the schema
     are checked by :func:`bin_counts`.  Messages start with the file path.
     """

@@ -56,6 +56,39 @@ def test_writes_json_png_and_summary(logs, tmp_path: Path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["tskip.json", "tskip.png"]  # no temp leftovers
 
 
+def test_dataset_directory_gives_the_estimate_of_the_whole_table(logs, tmp_path: Path):
+    """Part files in Hive folders by update_type (the column only in the paths) = the single file."""
+    imp, truth = logs
+    df = pl.read_parquet(imp)
+    d = tmp_path / "impressions"
+    for (t,), part in df.group_by("update_type"):
+        for i, chunk in enumerate(part.drop("update_type").iter_slices(part.height // 2 + 1)):
+            (d / f"update_type={t}").mkdir(parents=True, exist_ok=True)
+            chunk.write_parquet(d / f"update_type={t}" / f"part-{i}.parquet")
+    (d / "_SUCCESS").write_bytes(b"")
+    whole, parts = tmp_path / "whole.json", tmp_path / "parts.json"
+    assert _run("--impressions", str(imp), "--out", str(whole), "--quiet").exit_code == 0
+    res = _run("--impressions", str(d), "--out", str(parts))
+    assert res.exit_code == 0, res.output
+    a, b = _strict_json(whole), _strict_json(parts)
+    assert a.pop("source") != b.pop("source")
+    assert a == b  # bins are counts, so the order parts are read in cannot matter
+    assert abs(b["t_skip_s"] - truth) <= 0.25 and set(b["per_group"]) == {"text", "image", "video", "article", "job"}
+
+
+def test_bad_dataset_directory_exits_2_and_writes_nothing(logs, tmp_path: Path):
+    imp, _ = logs
+    d = tmp_path / "impressions"
+    d.mkdir()
+    pl.read_parquet(imp).write_parquet(d / "part-0.parquet")
+    pl.read_parquet(imp).with_columns(pl.col("clicked").cast(pl.Int8)).write_parquet(d / "part-1.parquet")
+    out = tmp_path / "out"
+    res = _run("--impressions", str(d), "--out", str(out / "t.json"), "--plot", str(out / "t.png"))
+    assert res.exit_code == 2, res.output
+    assert re.search(r"part-1\.parquet: column 'clicked' is Int8, but Boolean in .*part-0\.parquet", res.stderr), res.stderr
+    assert not out.exists()
+
+
 def test_options_by_none_action_cols_bin_width_and_quiet(logs, tmp_path: Path):
     imp, truth = logs
     out = tmp_path / "t.json"

@@ -120,7 +120,7 @@ FILE_CASES: list[tuple[str, Callable[[Path], None], type[Exception], str]] = [
     ("not parquet", lambda p: p.write_bytes(b"dwell_s,clicked\n1.0,true\n"), SchemaError, r"imp\.parquet: not a readable Parquet file"),
     ("truncated parquet", lambda p: (_good().write_parquet(p), p.write_bytes(p.read_bytes()[:200])), SchemaError, r"imp\.parquet: not a readable Parquet file"),
     ("corrupt data pages", lambda p: _corrupt(p), SchemaError, r"imp\.parquet: cannot read impressions \("),
-    ("directory", lambda p: p.mkdir(), SchemaError, r"imp\.parquet: is a directory"),
+    ("directory without parts", lambda p: p.mkdir(), SchemaError, r"imp\.parquet: directory holds no \*\.parquet files"),
     ("zero rows", lambda p: _good().head(0).write_parquet(p), InsufficientDataError, r"imp\.parquet: no impressions with a usable 'dwell_s'"),
     ("missing column", lambda p: _good().drop("commented").write_parquet(p), SchemaError, r"imp\.parquet: impressions table is missing column\(s\) 'commented'"),
     ("string dwell", lambda p: _good().with_columns(pl.col("dwell_s").cast(pl.String)).write_parquet(p), SchemaError, r"imp\.parquet: column 'dwell_s' must be a numeric type"),
