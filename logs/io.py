@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -78,10 +79,12 @@ def scan_table(
 def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
     """The plain lazy scan of a Parquet file or dataset directory, after file-level checks.
 
-    ``path`` is one Parquet file, or a directory of Parquet part files as
-    Spark, Hive or pyarrow write them: every ``*.parquet`` file below it, at
+    ``path`` is one Parquet file, or a directory of Parquet part files such
+    as Spark or pyarrow write them: every ``*.parquet`` file below it, at
     any depth, is a part (see :func:`parquet_parts`), and ``key=value``
-    directories between it and a part become columns (Hive partitioning).
+    folders between it and a part become columns (Hive partitioning; polars
+    infers their types from the values, so ``g=01`` and ``g=1`` are both the
+    integer 1).
 
     Every file exists, is not empty and has a readable Parquet footer, and
     the parts of a directory agree on their columns and types; the schema is
@@ -102,7 +105,7 @@ def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
         return _open_dataset(p, table)
     _check_part(p, table)
     try:
-        lf = pl.scan_parquet(p)
+        lf = pl.scan_parquet(p, glob=False)
         lf.collect_schema()
     except Exception as exc:
         raise SchemaError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from exc
@@ -117,45 +120,101 @@ _NOT_DATA = (".", "_")
 def parquet_parts(directory: str | os.PathLike[str], table: str = "log") -> list[Path]:
     """The Parquet part files of a dataset directory, sorted.
 
-    Every file below ``directory`` (at any depth) whose name does not start
-    with ``.`` or ``_`` (markers such as ``_SUCCESS``, ``.crc`` checksums and
-    the temporaries of unfinished writes); each must be named ``*.parquet``.
+    Every file below ``directory`` (at any depth, following symbolic links
+    as polars does) whose name does not start with ``.`` or ``_`` (markers
+    such as ``_SUCCESS``, ``.crc`` checksums and the temporaries of
+    unfinished writes); each must be named ``*.parquet``.  Folders named
+    ``key=value`` are Hive partitions: where there are any, every part must
+    sit under the same keys, in the same order.
 
     Raises
     ------
     SchemaError
-        The directory holds no part, a file not named ``*.parquet``, or a
-        file inside a directory whose name starts with ``.`` or ``_`` (such
-        as Spark's ``_temporary/``).
+        The directory holds no part; a file not named ``*.parquet``; a file
+        inside a folder whose name starts with ``.`` or ``_`` (such as
+        Spark's ``_temporary/``); parts under different Hive keys; a folder
+        that cannot be listed or is reached twice through links.
     """
     d = Path(directory)
-    parts = []
-    for f in sorted(d.rglob("*")):
-        rel = f.relative_to(d).parts
-        if f.is_dir() or rel[-1].startswith(_NOT_DATA):
-            continue
-        hidden = [c for c in rel[:-1] if c.startswith(_NOT_DATA)]
-        if hidden:
-            # polars skips marked file names but not marked directories: refuse rather than
-            # read what is likely an unfinished write.
-            raise SchemaError(
-                f"{f}: inside '{hidden[0]}', which marks an unfinished write or non-data, in the {table} dataset "
-                f"directory {d}; move it out or point at a directory of finished part files"
-            )
-        if f.suffix != ".parquet":
-            raise SchemaError(
-                f"{f}: not named *.parquet; the {table} dataset directory {d} must hold only Parquet part files "
-                "(names starting with '.' or '_' are skipped)"
-            )
-        parts.append(f)
+    parts: list[Path] = []
+    seen: set[str] = set()
+
+    def unreadable(exc: OSError) -> None:
+        raise SchemaError(f"{exc.filename}: cannot list this folder of the {table} dataset {d} ({exc.strerror})")
+
+    for root, dirs, files in os.walk(d, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            # polars would read the parts below it twice.
+            raise SchemaError(f"{root}: reached twice through symbolic links in the {table} dataset {d}; each part must be listed once")
+        seen.add(real)
+        dirs.sort()
+        rel_dirs = Path(root).relative_to(d).parts
+        for name in sorted(files):
+            if name.startswith(_NOT_DATA):
+                continue
+            f = Path(root, name)
+            hidden = [c for c in rel_dirs if c.startswith(_NOT_DATA)]
+            if hidden:
+                # polars skips marked file names but not marked folders: refuse rather than
+                # read what is likely an unfinished write.
+                raise SchemaError(
+                    f"{f}: inside '{hidden[0]}', which marks an unfinished write or non-data, in the {table} dataset "
+                    f"directory {d}; move it out or point at a directory of finished part files"
+                )
+            if f.suffix != ".parquet":
+                raise SchemaError(
+                    f"{f}: not named *.parquet; the {table} dataset directory {d} must hold only Parquet part files "
+                    "(names starting with '.' or '_' are skipped)"
+                )
+            parts.append(f)
     if not parts:
         raise SchemaError(f"{d}: directory holds no *.parquet files (expected the {table} table as Parquet)")
+    parts.sort()
+    _check_hive_layout(parts, d, table)
     return parts
 
 
+def _hive_keys(part: Path, d: Path) -> tuple[tuple[str, ...], bool]:
+    """The Hive keys of the folders between ``d`` and ``part``, and whether any folder is not ``key=value``."""
+    folders = part.relative_to(d).parts[:-1]
+    return tuple(c.split("=", 1)[0] for c in folders if "=" in c), any("=" not in c for c in folders)
+
+
+def _check_hive_layout(parts: list[Path], d: Path, table: str) -> None:
+    layouts = [_hive_keys(f, d) for f in parts]
+    if not any(keys for keys, _ in layouts):
+        return
+    ref = next(f for f, (keys, _) in zip(parts, layouts) if keys)
+    ref_keys = _hive_keys(ref, d)[0]
+    for f, (keys, plain) in zip(parts, layouts):
+        if keys != ref_keys or plain:
+            got = "/".join(f"{k}=" for k in keys) or "no key=value folder"
+            if plain:
+                got += ", and a folder that is not key=value"
+            raise SchemaError(
+                f"{f}: sits under {got}, but {ref} under {'/'.join(f'{k}=' for k in ref_keys)}; every part of the "
+                f"{table} dataset {d} must sit under the same Hive key=value folders"
+            )
+
+
 def _check_part(p: Path, table: str) -> None:
-    if p.stat().st_size == 0:
+    try:
+        st = p.stat()
+    except OSError as exc:  # a dangling link, a part removed meanwhile, no permission
+        raise SchemaError(f"{p}: cannot read ({exc.strerror}), expected the {table} table as Parquet") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise SchemaError(f"{p}: not a regular file, expected the {table} table as Parquet")
+    if st.st_size == 0:
         raise SchemaError(f"{p}: file is empty, expected the {table} table as Parquet")
+
+
+def _read_schema(p: Path) -> pl.Schema:
+    # glob=False: a path with '[' or '*' in it names one file, not a pattern.
+    try:
+        return pl.scan_parquet(p, glob=False).collect_schema()
+    except Exception as exc:
+        raise SchemaError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from exc
 
 
 def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
@@ -163,10 +222,7 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
     first: pl.Schema | None = None
     for f in parts:
         _check_part(f, table)
-        try:
-            schema = pl.read_parquet_schema(f)
-        except Exception as exc:
-            raise SchemaError(f"{f}: not a readable Parquet file ({_first_line(exc)})") from exc
+        schema = _read_schema(f)
         if first is None:
             first = schema
             continue
@@ -187,8 +243,17 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
                     f"{f}: column '{c}' is {dtype}, but {first[c]} in {parts[0]}; the parts of the {table} dataset {d} "
                     "must have the same column types"
                 )
+    assert first is not None
+    keys = _hive_keys(parts[0], d)[0]
+    both = [k for k in keys if k in first]
+    if both:
+        # polars would silently replace the file's column with the folder's value.
+        raise SchemaError(
+            f"{parts[0]}: column '{both[0]}' is both a Hive folder key and a column of the file; the {table} dataset {d} "
+            "must hold each column in one place"
+        )
     # Polars lists the directory itself, so Hive columns start below it (a list of files would
-    # also parse key=value directories above it); the prefixes skip the same files as parquet_parts.
+    # also parse key=value folders above it); the prefixes skip the same files as parquet_parts.
     try:
         lf = pl.scan_parquet(d, hive_partitioning=True, hidden_file_prefix=list(_NOT_DATA))
         lf.collect_schema()

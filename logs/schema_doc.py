@@ -16,8 +16,8 @@ def render() -> str:
         "`python -m logs.schema_doc > docs/schema.md`, and a test checks that the two agree.",
         "",
         "A logs directory holds one Parquet file per table, `<table>.parquet`, or a directory of that name holding "
-        "the table as Parquet part files (Spark/Hive style: `*.parquet` at any depth, names starting with `.` or `_` "
-        "skipped, Hive `key=value` folders read as columns). Columns are checked by *kind*: any "
+        "the table as Parquet part files (as Spark or pyarrow write them: `*.parquet` at any depth, names starting with "
+        "`.` or `_` skipped, Hive `key=value` folders read as columns with inferred types). Columns are checked by *kind*: any "
         "integer width passes for an integer column and is cast to the canonical type; timestamps without a time zone "
         "are read as UTC; extra columns are kept. Real platform logs mapped onto these tables run through every stage.",
         "",

@@ -73,6 +73,13 @@ BAD = [
     ("extra column", lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.lit(1).alias("x")), d / "b.parquet")), r"imp/b\.parquet: extra column\(s\) 'x'"),
     ("type differs", lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.col("dwell_s").cast(pl.Float32)), d / "b.parquet")), r"imp/b\.parquet: column 'dwell_s' is Float32, but Float64 in .*imp/a\.parquet"),
     ("unfinished write", lambda d, df: (_write(df, d / "a.parquet"), _write(df, d / "_temporary" / "0" / "b.parquet")), r"imp/_temporary/0/b\.parquet: inside '_temporary', which marks an unfinished write"),
+    ("dangling link", lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").symlink_to(d / "gone.parquet")), r"imp/b\.parquet: cannot read \(No such file or directory\)"),
+    ("hive keys differ", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "j=2" / "b.parquet")), r"imp/k=1/a\.parquet: sits under k=, but .*imp/j=2/b\.parquet under j=; every part .* same Hive key=value folders"),
+    ("hive depths differ", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "j=3" / "b.parquet")), r"imp/k=2/j=3/b\.parquet: sits under k=/j=, but .*imp/k=1/a\.parquet under k="),
+    ("plain beside hive", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "z.parquet")), r"imp/z\.parquet: sits under no key=value folder, but"),
+    ("plain folder in hive", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "sub" / "b.parquet")), r"sub/b\.parquet: sits under k=, and a folder that is not key=value"),
+    ("key also a column", lambda d, df: _write(df, d / "update_type=video" / "a.parquet"), r"a\.parquet: column 'update_type' is both a Hive folder key and a column of the file"),
+    ("linked twice", lambda d, df: (_write(df, d / "x" / "a.parquet"), (d / "y").symlink_to(d / "x")), r"imp/[xy]: reached twice through symbolic links"),
 ]
 
 
@@ -83,3 +90,21 @@ def test_bad_datasets_name_the_part(impressions, tmp_path: Path, name, make, pat
     with pytest.raises(SchemaError, match=pattern) as info:
         open_parquet(d, "impressions")
     assert "\n" not in str(info.value)
+
+
+def test_links_and_bracketed_names_are_followed_and_checked(impressions, tmp_path: Path):
+    """polars follows linked folders, so their parts are checked too; '[' in a path is not a glob."""
+    df = impressions.head(100)
+    ext = tmp_path / "ext"
+    _write(df.with_columns(pl.col("clicked").cast(pl.Int8)), ext / "b.parquet")
+    d = tmp_path / "imp[1]"
+    _write(df, d / "a.parquet")
+    (d / "more").symlink_to(ext)
+    with pytest.raises(SchemaError, match=r"more/b\.parquet: column 'clicked' is Int8, but Boolean in .*a\.parquet"):
+        open_parquet(d, "impressions")
+    _write(df, ext / "b.parquet")
+    assert parquet_parts(d) == [d / "a.parquet", d / "more" / "b.parquet"]
+    assert open_parquet(d, "impressions").select(pl.len()).collect().item() == 2 * df.height
+    single = tmp_path / "one[2].parquet"
+    df.write_parquet(single)
+    assert open_parquet(single, "impressions").collect().equals(df)
