@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -19,7 +18,6 @@ import polars as pl
 from dataclasses import dataclass
 
 from logs.checks import check_int, check_positive_int
-from logs.errors import ConfigError
 
 __all__ = ["DemoSizes", "run_demo", "last_day_candidates"]
 

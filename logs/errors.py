@@ -7,7 +7,7 @@ argument, the rule that was broken and what arrived.
 
 from __future__ import annotations
 
-__all__ = ["DwellrankError", "SchemaError", "ConfigError", "OutputExistsError"]
+__all__ = ["DwellrankError", "SchemaError", "ConfigError", "OutputExistsError", "first_line"]
 
 
 class DwellrankError(Exception):
@@ -24,3 +24,9 @@ class ConfigError(DwellrankError, ValueError):
 
 class OutputExistsError(DwellrankError, FileExistsError):
     """An output path already holds data and overwriting was not requested."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type name when empty), to quote a library's error in one-line messages."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -25,7 +25,7 @@ try:
 except ImportError:  # not on Windows: temporaries of killed runs are then left in place
     fcntl = None  # type: ignore[assignment]
 
-from logs.errors import OutputExistsError, SchemaError
+from logs.errors import OutputExistsError, SchemaError, first_line
 from logs.schema import TABLE_NAMES, validate_frame
 
 __all__ = [
@@ -108,7 +108,7 @@ def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
         lf = pl.scan_parquet(p, glob=False)
         lf.collect_schema()
     except Exception as exc:
-        raise SchemaError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise SchemaError(f"{p}: not a readable Parquet file ({first_line(exc)})") from exc
     return lf
 
 
@@ -149,12 +149,11 @@ def parquet_parts(directory: str | os.PathLike[str], table: str = "log") -> list
             raise SchemaError(f"{root}: reached twice through symbolic links in the {table} dataset {d}; each part must be listed once")
         seen.add(real)
         dirs.sort()
-        rel_dirs = Path(root).relative_to(d).parts
+        hidden = [c for c in Path(root).relative_to(d).parts if c.startswith(_NOT_DATA)]
         for name in sorted(files):
             if name.startswith(_NOT_DATA):
                 continue
             f = Path(root, name)
-            hidden = [c for c in rel_dirs if c.startswith(_NOT_DATA)]
             if hidden:
                 # polars skips marked file names but not marked folders: refuse rather than
                 # read what is likely an unfinished write.
@@ -185,8 +184,7 @@ def _check_hive_layout(parts: list[Path], d: Path, table: str) -> None:
     layouts = [_hive_keys(f, d) for f in parts]
     if not any(keys for keys, _ in layouts):
         return
-    ref = next(f for f, (keys, _) in zip(parts, layouts) if keys)
-    ref_keys = _hive_keys(ref, d)[0]
+    ref, ref_keys = next((f, keys) for f, (keys, _) in zip(parts, layouts) if keys)
     for f, (keys, plain) in zip(parts, layouts):
         if keys != ref_keys or plain:
             got = "/".join(f"{k}=" for k in keys) or "no key=value folder"
@@ -214,7 +212,7 @@ def _read_schema(p: Path) -> pl.Schema:
     try:
         return pl.scan_parquet(p, glob=False).collect_schema()
     except Exception as exc:
-        raise SchemaError(f"{p}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise SchemaError(f"{p}: not a readable Parquet file ({first_line(exc)})") from exc
 
 
 def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
@@ -258,13 +256,8 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
         lf = pl.scan_parquet(d, hive_partitioning=True, hidden_file_prefix=list(_NOT_DATA))
         lf.collect_schema()
     except Exception as exc:
-        raise SchemaError(f"{d}: not a readable Parquet dataset ({_first_line(exc)})") from exc
+        raise SchemaError(f"{d}: not a readable Parquet dataset ({first_line(exc)})") from exc
     return lf
-
-
-def _first_line(exc: BaseException) -> str:
-    msg = str(exc).strip()
-    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def scan_logs(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from logs.errors import SchemaError
+from logs.errors import SchemaError, first_line
 
 __all__ = [
     "Column",
@@ -285,7 +285,7 @@ def validate_frame(
     try:
         schema = lf.collect_schema()
     except Exception as exc:  # polars raises several types for unreadable input
-        raise SchemaError(f"{source}: cannot read the {table} table: {_first_line(exc)}") from exc
+        raise SchemaError(f"{source}: cannot read the {table} table: {first_line(exc)}") from exc
     wanted = spec.columns if columns is None else tuple(spec.column(n) for n in columns)
     missing = [c.name for c in wanted if c.name not in schema]
     if missing:
@@ -337,8 +337,3 @@ def validate_frame(
                         f"expected one of {', '.join(c.domain or ())}"
                     )
     return lf
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

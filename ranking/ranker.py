@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError, SchemaError
+from logs.errors import ConfigError, SchemaError, first_line
 from logs.history import HistoryTables
 from logs.io import scan_logs, write_parquet
 from ranking.features import (
@@ -199,7 +199,7 @@ def _read_candidates(path: str | os.PathLike[str]) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(p)
     except Exception as exc:  # polars raises several types for unreadable input
-        raise SchemaError(f"{p}: not a readable Parquet file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+        raise SchemaError(f"{p}: not a readable Parquet file ({first_line(exc)})") from None
     if frame.height == 0:
         raise SchemaError(f"{p}: candidates file has no rows")
     return frame

@@ -42,7 +42,7 @@ import numpy as np
 import polars as pl
 
 from logs.checks import check_number, check_positive_int
-from logs.errors import ConfigError, DwellrankError, SchemaError
+from logs.errors import ConfigError, DwellrankError, SchemaError, first_line
 from logs.history import any_action_expr, not_skipped_expr
 from logs.io import open_parquet
 from logs.schema import ACTION_COLUMNS, TABLES, validate_frame
@@ -89,11 +89,6 @@ def _confint(count: np.ndarray | int, nobs: np.ndarray | int, alpha: float, meth
     from statsmodels.stats.proportion import proportion_confint
 
     return proportion_confint(count, nobs, alpha=alpha, method=method)  # type: ignore[no-any-return]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _json_list(a: np.ndarray) -> list[float | None]:
@@ -385,7 +380,7 @@ def _collect(lf: pl.LazyFrame, source: str) -> pl.DataFrame:
     except DwellrankError:
         raise
     except Exception as exc:  # polars raises several types for unreadable data pages
-        raise SchemaError(f"{source}: cannot read impressions ({_first_line(exc)})") from exc
+        raise SchemaError(f"{source}: cannot read impressions ({first_line(exc)})") from exc
 
 
 def _as(name: str, schema: pl.Schema, dtype: pl.DataType) -> pl.Expr:
@@ -397,7 +392,7 @@ def _check_columns(lf: pl.LazyFrame, config: TskipConfig, source: str) -> pl.Sch
     try:
         schema = lf.collect_schema()
     except Exception as exc:
-        raise SchemaError(f"{source}: cannot read the impressions table ({_first_line(exc)})") from exc
+        raise SchemaError(f"{source}: cannot read the impressions table ({first_line(exc)})") from exc
     found = ", ".join(schema.names()) or "no columns"
     wanted = [config.dwell_col, *config.action_cols] + ([config.by] if config.by else [])
     missing = [c for c in wanted if c not in schema]
@@ -854,9 +849,10 @@ def estimate_tskip_file(path: str | os.PathLike[str], config: TskipConfig = Tski
     ``path`` is one file or a directory of Parquet part files, with Hive
     ``key=value`` directories read as columns (so ``--by`` can name one).
     Files are checked by ``logs.io.open_parquet`` (missing, empty or
-    unreadable Parquet, parts that disagree on their schema) and the columns of the impressions schema it uses by
-    ``logs.schema.validate_frame`` (wrong types); columns outside the schema
-    are checked by :func:`bin_counts`.  Messages start with the file path.
+    unreadable Parquet, parts that disagree on their schema), the columns of
+    the impressions schema it uses by ``logs.schema.validate_frame`` (wrong
+    types), and columns outside the schema by :func:`bin_counts`.  Messages
+    start with the file path.
     """
     p = Path(path)
     known = TABLES["impressions"].names

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError
+from logs.errors import ConfigError, first_line
 from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLE_NAMES, TABLES, TIME_UNIT, TIME_ZONE
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet, make_intents
@@ -388,7 +388,7 @@ def _serve_feeds(
                 raise
             raise ConfigError(
                 f"ranker {type(ranker).__name__} read a candidate column it did not list in candidate_columns "
-                f"{getattr(ranker, 'candidate_columns', None)!r} ({str(err).splitlines()[0]}); list every column it reads, or set None"
+                f"{getattr(ranker, 'candidate_columns', None)!r} ({first_line(err)}); list every column it reads, or set None"
             ) from err
         if out.scores.shape != (flat_rows.size,):
             raise ValueError(f"ranker {type(ranker).__name__} returned {out.scores.shape} scores for {flat_rows.size} candidates")
