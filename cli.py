@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from logs.errors import DwellrankError
+from dwellrank_logs.errors import DwellrankError
 
 __all__ = ["main"]
 
@@ -58,8 +58,13 @@ def main() -> None:
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="Ground-truth T_skip in seconds (default 2.5).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory for the logs.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Any other WorldConfig field, e.g. --set phase_length=fixed --set phase_rate=2.5 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Any other WorldConfig field, e.g. --set phase_length=fixed --set phase_rate=2.5 (repeatable).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def simulate(
     n_members: int, n_days: int, seed: int, t_skip_s: float | None, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
@@ -90,9 +95,20 @@ def simulate(
 
 
 @main.command("estimate-tskip")
-@click.option("--impressions", "impressions", type=click.Path(), required=True, help="Impressions table: a Parquet file, or a directory of Parquet part files (Hive key=value directories become columns).")
+@click.option(
+    "--impressions",
+    "impressions",
+    type=click.Path(),
+    required=True,
+    help="Impressions table: a Parquet file, or a directory of Parquet part files (Hive key=value directories become columns).",
+)
 @click.option("--dwell-col", default="dwell_s", show_default=True, help="Dwell column, seconds.")
-@click.option("--action-cols", default="clicked,reacted,commented,shared", show_default=True, help="Comma-separated action columns (any true = action).")
+@click.option(
+    "--action-cols",
+    default="clicked,reacted,commented,shared",
+    show_default=True,
+    help="Comma-separated action columns (any true = action).",
+)
 @click.option("--by", default="update_type", show_default=True, help="Column for per-group curves; 'none' for the pooled curve only.")
 @click.option("--bin-width", "bin_width_s", type=float, default=0.25, show_default=True, help="Dwell bin width, seconds.")
 @click.option("--eps", type=float, default=0.002, show_default=True, help="Tolerance on the lower CI bound of P(action | dwell).")
@@ -120,8 +136,8 @@ def estimate_tskip(
     import warnings
     from pathlib import Path
 
-    from logs.errors import ConfigError
-    from logs.io import write_json
+    from dwellrank_logs.errors import ConfigError
+    from dwellrank_logs.io import write_json
     from ranking.tskip import TskipConfig, estimate_tskip_file
 
     cfg = TskipConfig(
@@ -172,7 +188,7 @@ def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
     Writes logs/, tskip.json/png, model/, ranked.parquet, ab/ and demo.json under
     --out, which is replaced only when every stage has succeeded.
     """
-    from pipeline import DemoSizes, run_demo
+    from dwellrank_pipeline.demo import DemoSizes, run_demo
 
     sizes = DemoSizes(members=members, days=days, ab_members=members, ab_days=days)
     echo = (lambda _m: None) if quiet else click.echo
@@ -181,19 +197,39 @@ def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
 
 
 @main.command("simulate-ab")
-@click.option("--control", "control", required=True, help="Control ranker: a preset (popularity, random, oracle, engagement-only, with-pskip) or a model directory.")
+@click.option(
+    "--control",
+    "control",
+    required=True,
+    help="Control ranker: a preset (popularity, random, oracle, engagement-only, with-pskip) or a model directory.",
+)
 @click.option("--treatment", "treatment", required=True, help="Treatment ranker: a preset or a model directory.")
 @click.option("--members", "n_members", type=int, default=5000, show_default=True, help="Members in the simulated population.")
 @click.option("--days", "n_days", type=int, default=28, show_default=True, help="Days of the experiment period.")
-@click.option("--pre-days", "pre_days", type=int, default=7, show_default=True, help="Pre-period days on the control ranker (CUPED covariates; 0 = off).")
+@click.option(
+    "--pre-days",
+    "pre_days",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Pre-period days on the control ranker (CUPED covariates; 0 = off).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the world and the assignment hash.")
 @click.option("--split", type=float, default=0.5, show_default=True, help="Expected share of members in the treatment arm, in (0, 1).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided significance level.")
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip of the skip metrics, seconds (default: the world's truth).")
 @click.option("--ope", is_flag=True, help="Also run off-policy evaluation from an exploring control ranker, with the simulator's truth.")
-@click.option("--ope-reward", type=click.Choice(["click", "viral", "not_skipped"]), default="click", show_default=True, help="Top-slot reward for OPE.")
+@click.option(
+    "--ope-reward",
+    type=click.Choice(["click", "viral", "not_skipped"]),
+    default="click",
+    show_default=True,
+    help="Top-slot reward for OPE.",
+)
 @click.option("--ope-temperature", type=float, default=1.0, show_default=True, help="Exploration temperature of the OPE logging ranker.")
-@click.option("--warmup-members", type=int, default=2000, show_default=True, help="Members of the warm-up run that trained presets learn from.")
+@click.option(
+    "--warmup-members", type=int, default=2000, show_default=True, help="Members of the warm-up run that trained presets learn from."
+)
 @click.option("--warmup-days", type=int, default=14, show_default=True, help="Days of the warm-up run.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
@@ -221,15 +257,22 @@ def simulate_ab(
     import warnings
     from pathlib import Path
 
-    from logs.errors import OutputExistsError
+    from dwellrank_logs.errors import OutputExistsError
+    from dwellrank_pipeline.presets import PresetContext, resolve_ranker
     from simulate import WorldConfig
     from simulate.ab import ABConfig, check_size, run_ab
     from simulate.ab_report import format_table, write_ab
-    from simulate.presets import PresetContext, resolve_ranker
 
     cfg = ABConfig(
-        world=WorldConfig(n_members=n_members, n_days=n_days), split=split, seed=seed, pre_days=pre_days,
-        alpha=alpha, t_skip_s=t_skip_s, ope=ope, ope_reward=ope_reward, ope_temperature=ope_temperature,
+        world=WorldConfig(n_members=n_members, n_days=n_days),
+        split=split,
+        seed=seed,
+        pre_days=pre_days,
+        alpha=alpha,
+        t_skip_s=t_skip_s,
+        ope=ope,
+        ope_reward=ope_reward,
+        ope_temperature=ope_temperature,
     )
     # Fail fast, before any training or simulating, and without creating anything: output dir, size, rankers.
     target = Path(out)
@@ -291,11 +334,26 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @click.option("--quiet", is_flag=True, help="No progress or summary.")
-def forecast_train(logs_dir: str, task: str, out: str, history_days: int, future_days: int, min_sessions: int, max_sessions: int,
-                   k_min: int, k_max: int, seed: int, epochs: int, batch_size: int, device: str, overwrite: bool, quiet: bool) -> None:
+def forecast_train(
+    logs_dir: str,
+    task: str,
+    out: str,
+    history_days: int,
+    future_days: int,
+    min_sessions: int,
+    max_sessions: int,
+    k_min: int,
+    k_max: int,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
+    from dwellrank_logs.io import check_output_dir
     from engagement import LdaConfig, TrainConfig, WindowConfig, build_dataset, read_logs, train_forecaster
-    from logs.io import check_output_dir
 
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
     tc = TrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
@@ -311,8 +369,10 @@ def forecast_train(logs_dir: str, task: str, out: str, history_days: int, future
     fc.save(out, overwrite=overwrite, history=history, pca=pca_input)
     if not quiet:
         m = fc.meta["test_metrics"]
-        click.echo(f"wrote {out} ({task}-level, seed {seed}, {data.n_members} members, K = {fc.intents.k} intents, "
-                   f"{fc.meta['n_params']:,} parameters, best epoch {history['best_epoch']})")
+        click.echo(
+            f"wrote {out} ({task}-level, seed {seed}, {data.n_members} members, K = {fc.intents.k} intents, "
+            f"{fc.meta['n_params']:,} parameters, best epoch {history['best_epoch']})"
+        )
         click.echo(f"  test macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  accuracy {m['accuracy']:.3f}")
 
 
@@ -328,9 +388,9 @@ def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, de
     """Per-member class probabilities and dynamic-intent vectors for the members of some logs."""
     from pathlib import Path
 
+    from dwellrank_logs.errors import OutputExistsError
     from engagement import Forecaster, build_dataset, read_logs
     from engagement.forecaster import write_scores
-    from logs.errors import OutputExistsError
 
     if Path(out).exists() and (Path(out).is_dir() or not overwrite):
         raise OutputExistsError(f"{out}: exists (pass --overwrite to replace a file)")
@@ -353,15 +413,30 @@ def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, de
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--quiet", is_flag=True)
-def forecast_compare(logs_dir: str, task: str, out: str, history_days: int, future_days: int, min_sessions: int, max_sessions: int,
-                     k_min: int, k_max: int, seeds: int, models: str, epochs: int, device: str, overwrite: bool, quiet: bool) -> None:
+def forecast_compare(
+    logs_dir: str,
+    task: str,
+    out: str,
+    history_days: int,
+    future_days: int,
+    min_sessions: int,
+    max_sessions: int,
+    k_min: int,
+    k_max: int,
+    seeds: int,
+    models: str,
+    epochs: int,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Every method of the paper's Tables 3, 4 and 6 over several seeds; prints a Table-3-style table."""
     import numpy as np
 
+    from dwellrank_logs.errors import ConfigError
+    from dwellrank_logs.io import check_output_dir
     from engagement import MODELS, LdaConfig, TrainConfig, WindowConfig, build_dataset, compare, format_table, mine_intents, read_logs
-    from logs.io import check_output_dir
     from engagement.report import write_comparison
-    from logs.errors import ConfigError
 
     names = MODELS if models.strip() == "all" else tuple(m.strip() for m in models.split(",") if m.strip())
     if seeds < 1:
@@ -392,19 +467,32 @@ def forecast_compare(logs_dir: str, task: str, out: str, history_days: int, futu
 
 
 @main.command("train")
-@click.option("--logs", "logs_dir", type=click.Path(file_okay=False), required=True, help="Logs directory (impressions, sessions, updates, members).")
+@click.option(
+    "--logs", "logs_dir", type=click.Path(file_okay=False), required=True, help="Logs directory (impressions, sessions, updates, members)."
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip in seconds; default: estimated from the logs' impressions.")
-@click.option("--feature-set", type=click.Choice(["dwell", "base"]), default="dwell", show_default=True, help="Features: with or without dwell.")
+@click.option(
+    "--feature-set", type=click.Choice(["dwell", "base"]), default="dwell", show_default=True, help="Features: with or without dwell."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--holdout-days", type=int, default=3, show_default=True, help="Last days held out for the report.")
 @click.option("--no-baselines", is_flag=True, help="Skip the LR-only/GBDT-only baselines in the report (faster).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @click.option("--quiet", is_flag=True, help="No summary.")
-def train(logs_dir: str, out: str, t_skip_s: float | None, feature_set: str, seed: int, holdout_days: int,
-          no_baselines: bool, overwrite: bool, quiet: bool) -> None:
+def train(
+    logs_dir: str,
+    out: str,
+    t_skip_s: float | None,
+    feature_set: str,
+    seed: int,
+    holdout_days: int,
+    no_baselines: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
-    from logs.io import table_path
+    from dwellrank_logs.io import table_path
     from ranking.train import TrainConfig, train_ranker
 
     estimated = t_skip_s is None
@@ -414,10 +502,16 @@ def train(logs_dir: str, out: str, t_skip_s: float | None, feature_set: str, see
         t_skip_s = estimate_tskip_file(table_path(logs_dir, "impressions")).t_skip_s
     from pathlib import Path
 
-    from logs.errors import OutputExistsError
+    from dwellrank_logs.errors import OutputExistsError
 
-    cfg = TrainConfig(feature_set=feature_set, t_skip_s=t_skip_s, seed=seed, holdout_days=holdout_days,
-                      baselines=not no_baselines, skip_lift=not no_baselines)
+    cfg = TrainConfig(
+        feature_set=feature_set,
+        t_skip_s=t_skip_s,
+        seed=seed,
+        holdout_days=holdout_days,
+        baselines=not no_baselines,
+        skip_lift=not no_baselines,
+    )
     target = Path(out)
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not overwrite)):
         # Refuse before training, without creating anything.
@@ -426,9 +520,11 @@ def train(logs_dir: str, out: str, t_skip_s: float | None, feature_set: str, see
     model.save(out, overwrite=overwrite)
     if not quiet:
         r = model.report
-        click.echo(f"wrote {out} (seed {seed}, feature set {feature_set} v{model.feature_set.version}, "
-                   f"T_skip {t_skip_s:.2f} s{' estimated' if estimated else ''}, "
-                   f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)")
+        click.echo(
+            f"wrote {out} (seed {seed}, feature set {feature_set} v{model.feature_set.version}, "
+            f"T_skip {t_skip_s:.2f} s{' estimated' if estimated else ''}, "
+            f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)"
+        )
         for h, d in r["heads"].items():
             m = d["metrics"]
             base = f"  LR-only AUC {m['lr_only']['auc']:.3f}" if "lr_only" in m else ""
@@ -444,8 +540,13 @@ def train(logs_dir: str, out: str, t_skip_s: float | None, feature_set: str, see
 @click.option("--candidates", type=click.Path(dir_okay=False), required=True, help="Candidate rows (Parquet).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output Parquet: predictions, score, rank.")
 @click.option("--top-k", type=int, default=None, help="Keep the top K rows per request.")
-@click.option("--logs", "logs_dir", type=click.Path(file_okay=False), default=None,
-              help="Logs directory to compute features from history (when the candidates lack feature columns).")
+@click.option(
+    "--logs",
+    "logs_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Logs directory to compute features from history (when the candidates lack feature columns).",
+)
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Value weights JSON (default: the model's).")
 @click.option("--quiet", is_flag=True, help="No summary.")
 def rank(model_dir: str, candidates: str, out: str, top_k: int | None, logs_dir: str | None, weights_path: str | None, quiet: bool) -> None:

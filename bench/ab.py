@@ -19,15 +19,15 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
+import argparse
+import tempfile
+import time
+import warnings
 
-from simulate import WorldConfig  # noqa: E402
-from simulate.ab import ABConfig, run_ab  # noqa: E402
-from simulate.ab_report import write_ab  # noqa: E402
-from simulate.presets import PresetContext, resolve_ranker  # noqa: E402
+from dwellrank_pipeline.presets import PresetContext, resolve_ranker
+from simulate import WorldConfig
+from simulate.ab import ABConfig, run_ab
+from simulate.ab_report import write_ab
 
 
 def main() -> None:
@@ -63,8 +63,10 @@ def main() -> None:
     total = time.perf_counter() - t_all
     member_days = args.members * (args.days + args.pre_days)
     s = result.summary
-    print(f"A/B {args.control} vs {args.treatment}: {args.members} members x ({args.pre_days} pre + {args.days}) days, "
-          f"{s['simulation']['rows']['impressions']:,} impressions, seed {args.seed}{', with OPE' if args.ope else ''}")
+    print(
+        f"A/B {args.control} vs {args.treatment}: {args.members} members x ({args.pre_days} pre + {args.days}) days, "
+        f"{s['simulation']['rows']['impressions']:,} impressions, seed {args.seed}{', with OPE' if args.ope else ''}"
+    )
     print(f"  presets   {t_presets:7.2f} s  (warm-up run and training, for trained presets)")
     print(f"  simulate  {s['simulate_s']:7.2f} s")
     print(f"  analyse   {s['analyse_s']:7.2f} s  (per-member aggregates, tests, truth)")
@@ -72,9 +74,13 @@ def main() -> None:
         print(f"  OPE       {s['ope_s']:7.2f} s  (logging run with exploration, estimates, truth)")
     print(f"  run_ab    {t_run:7.2f} s")
     print(f"  write     {t_write:7.2f} s  (parquet, json, png)")
-    print(f"  total     {total:7.2f} s  = {1e6 * total / member_days:.1f} us per simulated member-day "
-          f"({member_days:,} member-days; goal: under 120 s)")
-    print(f"  A/B alone {total - t_presets:7.2f} s  = {1e6 * (total - t_presets) / member_days:.1f} us per simulated member-day (without preset training)")
+    print(
+        f"  total     {total:7.2f} s  = {1e6 * total / member_days:.1f} us per simulated member-day "
+        f"({member_days:,} member-days; goal: under 120 s)"
+    )
+    print(
+        f"  A/B alone {total - t_presets:7.2f} s  = {1e6 * (total - t_presets) / member_days:.1f} us per simulated member-day (without preset training)"
+    )
     if args.table:
         from simulate.ab_report import format_table
 

@@ -21,17 +21,17 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from engagement.config import DigmnConfig, LdaConfig, TrainConfig  # noqa: E402
-from engagement.digmn import DIGMN, count_parameters  # noqa: E402
-from engagement.intents import dedupe_counts, fit_lda, match_intents, mine_intents  # noqa: E402
-from engagement.train import fit_torch, split_members  # noqa: E402
-from simulate.intents import make_intents  # noqa: E402
+from engagement.config import DigmnConfig, LdaConfig, TrainConfig
+from engagement.digmn import DIGMN, count_parameters
+from engagement.intents import dedupe_counts, fit_lda, match_intents, mine_intents
+from engagement.train import fit_torch, split_members
+from simulate.intents import make_intents
 
 
 def synthetic_tensors(n: int, rng: np.random.Generator, max_sessions: int = 64) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -63,8 +63,10 @@ def bench_digmn(users: int, epochs: int, device: str, batch_size: int, seed: int
     cfg = TrainConfig(max_epochs=epochs, patience=epochs + 1, batch_size=batch_size, device=device)
     hist = fit_torch(model, tensors, y, split, cfg, rng, beta=1e-2)
     mean_len = float(tensors["lengths"].float().mean())
-    print(f"DIGMN ({count_parameters(model):,} parameters), {users:,} users ({split.train.size:,} train, {split.val.size:,} val), "
-          f"mean {mean_len:.1f} sessions, batch {batch_size}, device {device}, torch threads {torch.get_num_threads()}")
+    print(
+        f"DIGMN ({count_parameters(model):,} parameters), {users:,} users ({split.train.size:,} train, {split.val.size:,} val), "
+        f"mean {mean_len:.1f} sessions, batch {batch_size}, device {device}, torch threads {torch.get_num_threads()}"
+    )
     print(f"  synthetic data built in {t_data:.1f} s")
     for i, s in enumerate(hist.epoch_s, 1):
         print(f"  epoch {i}: {s:.1f} s  ({split.train.size / s:,.0f} train members/s)")
@@ -81,20 +83,26 @@ def bench_lda(sessions: int, seed: int, search: bool) -> None:
     t0 = time.perf_counter()
     x, w = dedupe_counts(counts)
     t_dedupe = time.perf_counter() - t0
-    print(f"LDA on {sessions:,} sessions ({x.shape[0]:,} distinct count vectors; generated in {t_gen:.1f} s, deduplicated in {t_dedupe:.1f} s)")
+    print(
+        f"LDA on {sessions:,} sessions ({x.shape[0]:,} distinct count vectors; generated in {t_gen:.1f} s, deduplicated in {t_dedupe:.1f} s)"
+    )
     t0 = time.perf_counter()
     fit = fit_lda(x, w, 7, rng, LdaConfig())
     t_fit = time.perf_counter() - t0
     _, cos = match_intents(fit.profiles, intents.profiles)
-    print(f"  one fit at K = 7: {t_fit:.1f} s ({fit.n_iter} EM iterations), dedupe + fit {t_dedupe + t_fit:.1f} s; "
-          f"matched cosine to the generating intents {cos.mean():.3f} (min {cos.min():.3f})")
+    print(
+        f"  one fit at K = 7: {t_fit:.1f} s ({fit.n_iter} EM iterations), dedupe + fit {t_dedupe + t_fit:.1f} s; "
+        f"matched cosine to the generating intents {cos.mean():.3f} (min {cos.min():.3f})"
+    )
     if search:
         t0 = time.perf_counter()
         found = mine_intents(counts, rng)
         t_search = time.perf_counter() - t0
         _, cos = match_intents(found.profiles, intents.profiles)
-        print(f"  perplexity search K = 2..10 (2 restarts each, refit): {t_search:.1f} s, chose K = {found.k}, "
-              f"matched cosine {cos.mean():.3f}")
+        print(
+            f"  perplexity search K = 2..10 (2 restarts each, refit): {t_search:.1f} s, chose K = {found.k}, "
+            f"matched cosine {cos.mean():.3f}"
+        )
 
 
 def main() -> None:

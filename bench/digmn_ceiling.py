@@ -51,21 +51,21 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import datetime as dt
+import json
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
-from engagement import MODELS, LdaConfig, WindowConfig, build_dataset, read_logs  # noqa: E402
-from engagement.intents import Intents, match_intents, mine_intents  # noqa: E402
-from engagement.sessions import EngagementData  # noqa: E402
-from engagement.protocol import baseline_features, fit_feature_baseline  # noqa: E402
-from engagement.train import primary_metric, split_members  # noqa: E402
-from logs.io import table_path  # noqa: E402
+from dwellrank_logs.io import table_path
+from engagement import MODELS, LdaConfig, WindowConfig, build_dataset, read_logs
+from engagement.intents import Intents, match_intents, mine_intents
+from engagement.protocol import baseline_features, fit_feature_baseline
+from engagement.sessions import EngagementData
+from engagement.train import primary_metric, split_members
 
 FEATURE_SETS = ("macro", "+now", "+future")
 
@@ -143,14 +143,35 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
     share[r[ok], ts["intent"].to_numpy()[ok]] = ts["c"].to_numpy()[ok]
     share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
 
-    now = np.column_stack([mix[:, h1 - 1], base_mix, day_rate[:, h1 - 1], hist_rate, base_mix @ rate,
-                           day_rate[:, h1 - 1] / hist_rate, phase_on, phase_rate, elapsed, share])
-    now_names = ([f"mix_end_{j}" for j in range(k)] + [f"base_mix_{j}" for j in range(k)]
-                 + ["rate_end", "rate_hist", "rate_base", "rate_end_over_hist", "phase_on", "phase_rate", "phase_elapsed"]
-                 + [f"true_share_{j}" for j in range(k)])
+    now = np.column_stack(
+        [
+            mix[:, h1 - 1],
+            base_mix,
+            day_rate[:, h1 - 1],
+            hist_rate,
+            base_mix @ rate,
+            day_rate[:, h1 - 1] / hist_rate,
+            phase_on,
+            phase_rate,
+            elapsed,
+            share,
+        ]
+    )
+    now_names = (
+        [f"mix_end_{j}" for j in range(k)]
+        + [f"base_mix_{j}" for j in range(k)]
+        + ["rate_end", "rate_hist", "rate_base", "rate_end_over_hist", "phase_on", "phase_rate", "phase_elapsed"]
+        + [f"true_share_{j}" for j in range(k)]
+    )
     future = np.column_stack([fut_rate, fut_rate / hist_rate, np.log(fut_rate / hist_rate), fut_phase_days, starts, ends])
-    future_names = ["rate_future", "rate_future_over_hist", "log_rate_ratio", "phase_days_future", "phase_starts_future",
-                    "phase_ends_future"]
+    future_names = [
+        "rate_future",
+        "rate_future_over_hist",
+        "log_rate_ratio",
+        "phase_days_future",
+        "phase_starts_future",
+        "phase_ends_future",
+    ]
     return now, future, now_names, future_names
 
 
@@ -220,10 +241,14 @@ def main() -> None:
     metric = primary_metric(args.task)
     other = "macro_f1" if metric == "auroc" else "auroc"
     y = data.labels(args.task)
-    print(f"{logs}: {data.n_members} members pass the filter, {args.task}-level task, class shares "
-          f"{np.round(np.bincount(y) / y.size, 3).tolist()}, {args.learner}, split replicates 0..{args.seeds - 1}")
-    print(f"features: macro {data.macro.shape[1] + data.delivery.shape[1]} (M + D), +now {len(now_names)} oracle columns, "
-          f"+future {len(future_names)} more ({', '.join(future_names)})")
+    print(
+        f"{logs}: {data.n_members} members pass the filter, {args.task}-level task, class shares "
+        f"{np.round(np.bincount(y) / y.size, 3).tolist()}, {args.learner}, split replicates 0..{args.seeds - 1}"
+    )
+    print(
+        f"features: macro {data.macro.shape[1] + data.delivery.shape[1]} (M + D), +now {len(now_names)} oracle columns, "
+        f"+future {len(future_names)} more ({', '.join(future_names)})"
+    )
     head = f"{'features':<10} {metric:>16} {other:>16} {'gain (' + metric + ')':>20}"
     print(head)
     print("-" * len(head))
@@ -237,8 +262,10 @@ def main() -> None:
     print("(mean ± population std over replicates; gain = paired per-replicate difference to 'macro', points)")
     if args.intents or args.lda:
         intents, cos = lda_cosine(logs, data, args.intents)
-        print(f"LDA: K = {intents.k}; matched cosine to the {len(json.loads((logs / 'truth.json').read_text())['intents'])} "
-              f"true intents: mean {cos.mean():.3f}, min {cos.min():.3f} ({', '.join(f'{c:.3f}' for c in cos)})")
+        print(
+            f"LDA: K = {intents.k}; matched cosine to the {len(json.loads((logs / 'truth.json').read_text())['intents'])} "
+            f"true intents: mean {cos.mean():.3f}, min {cos.min():.3f} ({', '.join(f'{c:.3f}' for c in cos)})"
+        )
     print(f"({time.perf_counter() - t0:.1f} s)")
     if tmp is not None:
         tmp.cleanup()

@@ -30,18 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import numpy as np
+import polars as pl
 
-from logs.history import HistoryTables, history_tables  # noqa: E402
-from ranking.features import candidate_features, training_frame  # noqa: E402
-from ranking.ranker import FeedRanker  # noqa: E402
-from ranking.train import TrainConfig, train_ranker  # noqa: E402
-from ranking.value import needed_predictions  # noqa: E402
-from simulate import WorldConfig, simulate  # noqa: E402
+from dwellrank_logs.history import history_tables
+from dwellrank_logs.protocol import HistoryTables
+from ranking.features import candidate_features, training_frame
+from ranking.ranker import FeedRanker
+from ranking.train import TrainConfig, train_ranker
+from ranking.value import needed_predictions
+from simulate import WorldConfig, simulate
 
 
 def _best(fn, repeats: int) -> float:
@@ -74,8 +75,10 @@ def main() -> None:
     heads = [h for n, h in model.heads.items() if f"p_{n}" in used]
     boosters = [h.booster_ for h in heads] + [r.booster_ for n, r in model.regressors.items() if n in used and r.booster_ is not None]
     n_trees = sum(b.num_trees() for b in boosters)
-    print(f"model: {len(heads)} heads + {len(boosters) - len(heads)} regressions used by the default weights, {n_trees} trees, "
-          f"{len(fs.columns)} features; trained in {t_train:.1f} s on {model.metadata['data']['n_train']:,} rows")
+    print(
+        f"model: {len(heads)} heads + {len(boosters) - len(heads)} regressions used by the default weights, {n_trees} trees, "
+        f"{len(fs.columns)} features; trained in {t_train:.1f} s on {model.metadata['data']['n_train']:,} rows"
+    )
 
     nt = args.threads
 
@@ -100,19 +103,26 @@ def main() -> None:
     print(f"      ratio (a)/(b)              {t_bare / t_full:>12.2f}        (goal >= 0.5)")
     print(f"  (c) heads via sparse one-hot   {args.rows / t_onehot:>12,.0f} rows/s  (heads only, measured on {tenth.shape[0]:,} rows)")
     t_heads_folded = _best(lambda: [h.predict_proba(X, nt) for h in heads], 1)
-    print(f"      heads via folded trees     {args.rows / t_heads_folded:>12,.0f} rows/s  -> folding is {t_onehot / t_heads_folded:.1f}x faster")
+    print(
+        f"      heads via folded trees     {args.rows / t_heads_folded:>12,.0f} rows/s  -> folding is {t_onehot / t_heads_folded:.1f}x faster"
+    )
 
     # One request of 1,000 candidates: from features, and end to end from the history tables.
     ranker = FeedRanker(model, num_threads=1)
     t = world.tables
-    hist = history_tables(t["impressions"], t["updates"], before=None, skip_threshold_s=model.t_skip_s)
+    hist = history_tables(t["impressions"], t["updates"], before=None, t_skip_s=model.t_skip_s)
     # Materialise once, as the simulator's snapshot is.
     hist.updates, hist.member_types, hist.member_authors, hist.member_topics, hist.members
     member = int(t["impressions"]["member_id"][0])
     cand = (
-        t["updates"].sample(1000, seed=args.seed, with_replacement=True)
-        .with_columns(request_id=pl.lit(1, pl.Int64), member_id=pl.lit(member, pl.Int64),
-                      request_ts=pl.col("created_ts").max() + pl.duration(hours=1), client=pl.lit("ios"))
+        t["updates"]
+        .sample(1000, seed=args.seed, with_replacement=True)
+        .with_columns(
+            request_id=pl.lit(1, pl.Int64),
+            member_id=pl.lit(member, pl.Int64),
+            request_ts=pl.col("created_ts").max() + pl.duration(hours=1),
+            client=pl.lit("ios"),
+        )
     )
     X1 = candidate_features(cand, hist, ranker.profiles, fs).to_numpy()  # the snapshot's first request builds its indexes
     lat_score, lat_feat, lat_e2e = [], [], []
@@ -131,11 +141,11 @@ def main() -> None:
     tables = {n: getattr(hist, n) for n in ("updates", "member_types", "member_authors", "member_topics", "members")}
     cold_feat, cold_e2e = [], []
     for _ in range(20):
-        fresh = HistoryTables(**tables, skip_threshold_s=hist.skip_threshold_s)
+        fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
         t0 = time.perf_counter()
         candidate_features(cand, fresh, ranker.profiles, fs)
         cold_feat.append(time.perf_counter() - t0)
-        fresh = HistoryTables(**tables, skip_threshold_s=hist.skip_threshold_s)
+        fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
         t0 = time.perf_counter()
         ranker.rank(cand, fresh, None)
         cold_e2e.append(time.perf_counter() - t0)

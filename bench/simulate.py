@@ -22,14 +22,14 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import tempfile
+import time
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from logs.io import table_path  # noqa: E402
-from simulate import WorldConfig, simulate, simulate_to, write_simulation  # noqa: E402
+from dwellrank_logs.io import table_path
+from simulate import WorldConfig, simulate, simulate_to, write_simulation
 
 
 def main() -> None:
@@ -39,8 +39,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per size; the first is cold (as one CLI call), the best is warm")
     args = ap.parse_args()
     base = WorldConfig()
-    print(f"{'members':>8} {'days':>4} {'impressions':>12} {'run':>5} {'end to end s':>12} {'imp/s':>10} "
-          f"{'in-memory sim s':>15} {'+ write s':>9} {'ref write s':>11} {'ratio':>6}")
+    print(
+        f"{'members':>8} {'days':>4} {'impressions':>12} {'run':>5} {'end to end s':>12} {'imp/s':>10} "
+        f"{'in-memory sim s':>15} {'+ write s':>9} {'ref write s':>11} {'ratio':>6}"
+    )
     for scale in (int(s) for s in args.scales.split(",")):
         cfg = base.replace(n_members=base.n_members * scale)
         rows = []
@@ -66,8 +68,10 @@ def main() -> None:
             rows.append((t_e2e, t_sim, t_write, t_ref))
             del res, arrays
         for label, (t_e2e, t_sim, t_write, t_ref) in (("cold", rows[0]), ("best", min(rows, key=lambda r: r[0]))):
-            print(f"{cfg.n_members:>8} {cfg.n_days:>4} {n_imp:>12,} {label:>5} {t_e2e:>12.2f} {n_imp / t_e2e:>10,.0f} "
-                  f"{t_sim:>15.2f} {t_write:>9.2f} {t_ref:>11.2f} {t_e2e / t_ref:>6.1f}")
+            print(
+                f"{cfg.n_members:>8} {cfg.n_days:>4} {n_imp:>12,} {label:>5} {t_e2e:>12.2f} {n_imp / t_e2e:>10,.0f} "
+                f"{t_sim:>15.2f} {t_write:>9.2f} {t_ref:>11.2f} {t_e2e / t_ref:>6.1f}"
+            )
 
 
 if __name__ == "__main__":

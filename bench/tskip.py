@@ -29,21 +29,21 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import polars as pl  # noqa: E402
-from statsmodels.stats.proportion import proportion_confint  # noqa: E402
+import numpy as np
+import pandas as pd
+import polars as pl
+from statsmodels.stats.proportion import proportion_confint
 
-from logs.schema import ACTION_COLUMNS  # noqa: E402
-from ranking.tskip import TskipConfig, estimate_tskip_file  # noqa: E402
-from simulate import WorldConfig, simulate  # noqa: E402
+from dwellrank_logs.schema import ACTION_COLUMNS
+from ranking.tskip import TskipConfig, estimate_tskip_file
+from simulate import WorldConfig, simulate
 
 COLS = ["dwell_s", *ACTION_COLUMNS, "update_type"]
 
@@ -81,7 +81,7 @@ def reference(path: Path, cfg: TskipConfig) -> dict[str, float | None]:
 
 
 def scan(path: Path) -> int:
-    # Bare polars; a directory with the options logs.io.open_parquet reads it with (same part files).
+    # Bare polars; a directory with the options dwellrank_logs.io.open_parquet reads it with (same part files).
     lf = pl.scan_parquet(path, hive_partitioning=True, hidden_file_prefix=[".", "_"]) if path.is_dir() else pl.scan_parquet(path)
     return lf.select(COLS).collect().height
 
@@ -143,8 +143,10 @@ def main() -> None:
                 chunk.write_parquet(parts / f"part-{i:05d}.parquet", compression="zstd", statistics=True)
         del big
         mb = path.stat().st_size / 2**20
-        print(f"{args.rows:,} impressions ({imp.height:,} simulated, tiled x{reps}), {mb:.0f} MiB Parquet, "
-              f"built in {time.perf_counter() - t0:.1f} s; {args.repeat} interleaved runs ({max(1, args.repeat // 3)} of the reference)")
+        print(
+            f"{args.rows:,} impressions ({imp.height:,} simulated, tiled x{reps}), {mb:.0f} MiB Parquet, "
+            f"built in {time.perf_counter() - t0:.1f} s; {args.repeat} interleaved runs ({max(1, args.repeat // 3)} of the reference)"
+        )
         fast = {
             "scan": lambda: scan(path),
             "scan_sum": lambda: scan_sum(path),
@@ -153,7 +155,9 @@ def main() -> None:
         times, outs = timed(fast, args.repeat)
         rtimes, routs = timed({"reference": lambda: reference(path, cfg)}, max(1, args.repeat // 3))
         if args.parts:
-            ptimes, pouts = timed({"scan": lambda: scan(parts), "estimator": lambda: estimate_tskip_file(parts, cfg)}, max(1, args.repeat // 3))
+            ptimes, pouts = timed(
+                {"scan": lambda: scan(parts), "estimator": lambda: estimate_tskip_file(parts, cfg)}, max(1, args.repeat // 3)
+            )
         rss = {
             "imports (polars, statsmodels)": peak_rss_mib("import statsmodels.stats.proportion", path),
             "estimate_tskip_file": peak_rss_mib("estimate_tskip_file({path!r})", path),
@@ -169,21 +173,29 @@ def main() -> None:
     print(f"  {'polars scan + sum of the columns':34} {mn['scan_sum']:7.3f} {med['scan_sum']:9.3f}")
     print(f"  {'estimate_tskip_file':34} {mn['estimator']:7.3f} {med['estimator']:9.3f}")
     print(f"  {'pandas/numpy reference':34} {mn['reference']:7.3f} {med['reference']:9.3f}")
-    print(f"  estimator / scan        {mn['estimator'] / mn['scan']:5.2f}x (min)  {med['estimator'] / med['scan']:5.2f}x (median)   goal <= 1.5x")
+    print(
+        f"  estimator / scan        {mn['estimator'] / mn['scan']:5.2f}x (min)  {med['estimator'] / med['scan']:5.2f}x (median)   goal <= 1.5x"
+    )
     # Run i of each is adjacent in time, so the per-run ratio cancels most of the VM's drift between runs.
     paired = sorted(e / s for e, s in zip(times["estimator"], times["scan"]))
     q = np.quantile(paired, [0.25, 0.5, 0.75])
-    print(f"  estimator / scan, paired per run: median {q[1]:.2f}x, quartiles {q[0]:.2f}-{q[2]:.2f}x, "
-          f"{sum(r <= 1.5 for r in paired)}/{len(paired)} runs <= 1.5x")
+    print(
+        f"  estimator / scan, paired per run: median {q[1]:.2f}x, quartiles {q[0]:.2f}-{q[2]:.2f}x, "
+        f"{sum(r <= 1.5 for r in paired)}/{len(paired)} runs <= 1.5x"
+    )
     print(f"  estimator / scan + sum  {mn['estimator'] / mn['scan_sum']:5.2f}x (min)  {med['estimator'] / med['scan_sum']:5.2f}x (median)")
-    print(f"  reference / estimator   {mn['reference'] / mn['estimator']:5.1f}x (min)  {med['reference'] / med['estimator']:5.1f}x (median)   goal >= 5x")
+    print(
+        f"  reference / estimator   {mn['reference'] / mn['estimator']:5.1f}x (min)  {med['reference'] / med['estimator']:5.1f}x (median)   goal >= 5x"
+    )
     print(f"  T_skip {res.t_skip_s} s; reference thresholds agree: {agree}")  # type: ignore[attr-defined]
     print("  peak RSS, fresh process: " + ", ".join(f"{k} {v:,.0f} MiB" for k, v in rss.items()))
     if args.parts:
         same = {**pouts["estimator"].to_dict(), "source": None} == {**res.to_dict(), "source": None}  # type: ignore[attr-defined]
         pm = {k: statistics.median(v) for k, v in ptimes.items()}
-        print(f"  as {args.parts} part files (median of {len(ptimes['scan'])}): scan {pm['scan']:.3f} s, estimator {pm['estimator']:.3f} s, "
-              f"{pm['estimator'] / pm['scan']:.2f}x; same result as the single file: {same}")
+        print(
+            f"  as {args.parts} part files (median of {len(ptimes['scan'])}): scan {pm['scan']:.3f} s, estimator {pm['estimator']:.3f} s, "
+            f"{pm['estimator'] / pm['scan']:.2f}x; same result as the single file: {same}"
+        )
 
 
 if __name__ == "__main__":

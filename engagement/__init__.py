@@ -6,35 +6,15 @@ sessions) -> :func:`mine_intents` (LDA) -> :class:`DIGMN` trained by
 :func:`compare`.
 """
 
-from engagement.baselines import MLP
-from engagement.baselines import ActivityLSTM
-from engagement.baselines import DeepMultiChannel
-from engagement.config import TASKS
-from engagement.config import DigmnConfig
-from engagement.config import LdaConfig
-from engagement.config import TrainConfig
-from engagement.config import WindowConfig
-from engagement.digmn import DIGMN
-from engagement.digmn import FCD
-from engagement.digmn import intent_cosine_torch
-from engagement.digmn import orthogonality
-from engagement.forecaster import Forecaster
-from engagement.forecaster import train_forecaster
-from engagement.intents import Intents
-from engagement.intents import intent_cosine
-from engagement.intents import match_intents
-from engagement.intents import mine_intents
-from engagement.protocol import MODELS
-from engagement.protocol import compare
-from engagement.protocol import run_model
+from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel
+from engagement.config import TASKS, DigmnConfig, LdaConfig, TrainConfig, WindowConfig
+from engagement.digmn import DIGMN, FCD, intent_cosine_torch, orthogonality
+from engagement.forecaster import Forecaster, train_forecaster
+from engagement.intents import Intents, intent_cosine, match_intents, mine_intents
+from engagement.protocol import MODELS, compare, run_model
 from engagement.report import format_table
-from engagement.sessions import EngagementData
-from engagement.sessions import build_dataset
-from engagement.sessions import day_label
-from engagement.sessions import read_logs
-from engagement.sessions import session_label
-from engagement.train import evaluate, fit_class_offsets
-from engagement.train import split_members
+from engagement.sessions import EngagementData, build_dataset, day_label, read_logs, session_label
+from engagement.train import evaluate, fit_class_offsets, split_members
 
 __all__ = [
     "DIGMN",

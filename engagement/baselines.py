@@ -19,8 +19,8 @@ __all__ = [
     "MLP",
     "ActivityLSTM",
     "DeepMultiChannel",
-    "fit_logistic",
     "fit_lightgbm",
+    "fit_logistic",
     "mlp_head",
 ]
 
@@ -70,8 +70,9 @@ class DeepMultiChannel(nn.Module):
 
     inputs = ("activity", "macro", "delivery")
 
-    def __init__(self, n_events: int, n_macro: int, n_delivery: int, n_classes: int, lstm_hidden: int = 32,
-                 hidden: tuple[int, ...] = (64, 32)) -> None:
+    def __init__(
+        self, n_events: int, n_macro: int, n_delivery: int, n_classes: int, lstm_hidden: int = 32, hidden: tuple[int, ...] = (64, 32)
+    ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(n_events, lstm_hidden, num_layers=2, batch_first=True)
         self.head = mlp_head(lstm_hidden + n_macro + n_delivery, hidden, n_classes)
@@ -82,20 +83,28 @@ class DeepMultiChannel(nn.Module):
         return self.head(torch.cat([out[:, -1], macro, delivery], dim=-1))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int):  # noqa: ANN201 (sklearn estimator)
+def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int):
     """Multinomial logistic regression on standardised features (scikit-learn, lbfgs)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=2000, random_state=seed).fit(x, y)
 
 
-def fit_lightgbm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int):  # noqa: ANN201
+def fit_lightgbm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int):
     """LightGBM classifier with early stopping on the validation split (the GBDT baseline)."""
     import lightgbm as lgb
 
     model = lgb.LGBMClassifier(
-        n_estimators=1000, learning_rate=0.05, num_leaves=15, min_child_samples=20, subsample=0.8, subsample_freq=1,
-        colsample_bytree=0.8, random_state=seed, n_jobs=2, verbose=-1,
+        n_estimators=1000,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=20,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        random_state=seed,
+        n_jobs=2,
+        verbose=-1,
     )
     model.fit(x, y, eval_X=(x_val,), eval_y=(y_val,), callbacks=[lgb.early_stopping(30, verbose=False)])
     return model

@@ -15,10 +15,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from logs.checks import check_int, check_number, check_positive_int
-from logs.errors import ConfigError
+from dwellrank_logs.checks import check_int, check_number, check_positive_int
+from dwellrank_logs.errors import ConfigError
 
-__all__ = ["WindowConfig", "LdaConfig", "DigmnConfig", "TrainConfig", "TASKS", "check_task"]
+__all__ = ["TASKS", "DigmnConfig", "LdaConfig", "TrainConfig", "WindowConfig", "check_task"]
 
 #: The two forecasting tasks of the paper's section 3.2.
 TASKS: tuple[str, ...] = ("day", "session")

@@ -24,12 +24,12 @@ from torch import Tensor, nn
 from engagement.config import DigmnConfig
 
 __all__ = [
-    "FCD",
     "DIGMN",
-    "orthogonality",
+    "FCD",
+    "count_parameters",
     "intent_cosine_torch",
     "last_step",
-    "count_parameters",
+    "orthogonality",
 ]
 
 
@@ -212,9 +212,7 @@ class DIGMN(nn.Module):
         """``a = softmax(W2 ReLU(W1 i~ + b1) + b2)`` (eq. 6), shape (B, d); None when static."""
         return None if self.meta is None else torch.softmax(self.meta(h_i), dim=-1)
 
-    def forward(
-        self, nu: Tensor, ctx: Tensor, lengths: Tensor, macro: Tensor, delivery: Tensor, activity: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, nu: Tensor, ctx: Tensor, lengths: Tensor, macro: Tensor, delivery: Tensor, activity: Tensor | None = None) -> Tensor:
         """Class logits, shape (B, n_classes); ``activity`` (B, days, V) only with the activity channel."""
         h_b, h_i = self.encode(nu, ctx, lengths)
         a = self.meta_weights(h_i)

@@ -20,6 +20,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from dwellrank_logs.errors import ConfigError, DwellrankError
+from dwellrank_logs.io import atomic_dir, check_output_dir, write_json
+from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
 from engagement.config import DigmnConfig, LdaConfig, TrainConfig, WindowConfig, check_task
 from engagement.digmn import DIGMN, count_parameters
 from engagement.intents import Intents, mine_intents, most_frequent_intent
@@ -39,11 +42,8 @@ from engagement.train import (
     split_members,
     torch_seed,
 )
-from logs.errors import ConfigError, DwellrankError
-from logs.io import atomic_dir, check_output_dir, write_json
-from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
-__all__ = ["Forecaster", "train_forecaster", "write_scores", "check_output_dir", "MODEL_KIND"]
+__all__ = ["MODEL_KIND", "Forecaster", "check_output_dir", "train_forecaster", "write_scores"]
 
 MODEL_KIND = "dwellrank.engagement.digmn"
 _FORMAT = 1
@@ -106,8 +106,13 @@ class Forecaster:
             if list(want[k]) != got[k]:
                 raise DwellrankError(f"model was trained on {k} features {want[k]}, the data has {got[k]}")
 
-    def save(self, out: str | os.PathLike[str], overwrite: bool = False, history: dict[str, Any] | None = None,
-             pca: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    def save(
+        self,
+        out: str | os.PathLike[str],
+        overwrite: bool = False,
+        history: dict[str, Any] | None = None,
+        pca: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Path:
         """Write the model directory atomically (nothing is left behind on failure)."""
         target = Path(out)
         with atomic_dir(target, overwrite=overwrite) as tmp:
@@ -141,13 +146,22 @@ class Forecaster:
         if meta.get("kind") != MODEL_KIND:
             raise DwellrankError(f"{meta_path}: kind is {meta.get('kind')!r}, expected {MODEL_KIND!r}")
         if meta.get("schema_version") != SCHEMA_VERSION:
-            raise DwellrankError(f"{meta_path}: schema_version {meta.get('schema_version')!r} differs from this library's {SCHEMA_VERSION!r}")
+            raise DwellrankError(
+                f"{meta_path}: schema_version {meta.get('schema_version')!r} differs from this library's {SCHEMA_VERSION!r}"
+            )
         if task is not None and check_task(task) != meta["task"]:
             raise DwellrankError(f"{d}: model was trained for the {meta['task']}-level task, not the {task}-level task")
         dc = DigmnConfig(**{**meta["digmn_config"], "hidden": tuple(meta["digmn_config"]["hidden"])})
         intents = Intents.from_dict(meta["intents"])
-        model = DIGMN(len(EVENT_TYPES), len(meta["context_names"]), len(meta["macro_names"]), len(meta["delivery_names"]),
-                      3 if meta["task"] == "day" else 2, torch.as_tensor(intents.profiles, dtype=torch.float32), dc)
+        model = DIGMN(
+            len(EVENT_TYPES),
+            len(meta["context_names"]),
+            len(meta["macro_names"]),
+            len(meta["delivery_names"]),
+            3 if meta["task"] == "day" else 2,
+            torch.as_tensor(intents.profiles, dtype=torch.float32),
+            dc,
+        )
         model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
         return cls(meta["task"], model, Scaler.from_dict(meta["scaler"]), intents, WindowConfig(**meta["window"]), dc, meta)
 
@@ -231,8 +245,8 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike[str], overwrite: 
     OutputExistsError
         ``path`` exists (or is a directory) and ``overwrite`` is false.
     """
-    from logs.errors import OutputExistsError
-    from logs.io import write_parquet
+    from dwellrank_logs.errors import OutputExistsError
+    from dwellrank_logs.io import write_parquet
 
     p = Path(path)
     if p.is_dir():

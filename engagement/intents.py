@@ -24,23 +24,23 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import gammaln, logsumexp, psi
 from threadpoolctl import ThreadpoolController
 
+from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.schema import EVENT_TYPES
 from engagement.config import LdaConfig
-from logs.errors import DwellrankError
-from logs.schema import EVENT_TYPES
 
 __all__ = [
-    "LdaFit",
     "Intents",
+    "LdaFit",
+    "completion_perplexity",
     "dedupe_counts",
     "e_step",
     "fit_lda",
-    "seeded_topics",
-    "perplexity",
-    "completion_perplexity",
-    "mine_intents",
     "intent_cosine",
     "match_intents",
+    "mine_intents",
     "most_frequent_intent",
+    "perplexity",
+    "seeded_topics",
 ]
 
 _EPS = np.finfo(np.float64).eps
@@ -90,7 +90,7 @@ class Intents:
     Attributes
     ----------
     profiles : ndarray, shape (K, 10)
-        Row k is intent t_k, a distribution over :data:`logs.schema.EVENT_TYPES`.
+        Row k is intent t_k, a distribution over :data:`dwellrank_logs.schema.EVENT_TYPES`.
     perplexity : dict of int to float
         Held-out perplexity of each K searched.
     n_sessions, n_distinct : int
@@ -274,9 +274,7 @@ def _bound(x: np.ndarray, weights: np.ndarray, gamma: np.ndarray, fit: LdaFit) -
     return score
 
 
-def perplexity(
-    x: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 100, doc_tol: float = 1e-3, n_jobs: int = 1
-) -> float:
+def perplexity(x: np.ndarray, weights: np.ndarray, fit: LdaFit, doc_iter: int = 100, doc_tol: float = 1e-3, n_jobs: int = 1) -> float:
     """Perplexity of a weighted corpus under ``fit`` (scikit-learn's definition).
 
     ``exp(-bound / n_words)`` with the E-step started from ones, as

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
 from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel, fit_lightgbm, fit_logistic
 from engagement.config import DigmnConfig, TrainConfig, check_task
 from engagement.digmn import DIGMN, count_parameters
@@ -35,11 +37,18 @@ from engagement.train import (
     split_members,
     torch_seed,
 )
-from logs.errors import ConfigError
-from logs.schema import EVENT_TYPES, SCHEMA_VERSION
 
-__all__ = ["MODELS", "ModelResult", "baseline_features", "build_digmn", "fit_feature_baseline", "matched_hidden", "run_model",
-           "compare", "summarize_runs"]
+__all__ = [
+    "MODELS",
+    "ModelResult",
+    "baseline_features",
+    "build_digmn",
+    "compare",
+    "fit_feature_baseline",
+    "matched_hidden",
+    "run_model",
+    "summarize_runs",
+]
 
 #: Compared methods, in table order.
 MODELS: tuple[str, ...] = (
@@ -120,8 +129,9 @@ def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, c
 def baseline_features(data: EngagementData, split: Split) -> np.ndarray:
     """The feature baselines' input: macroscopic and delivery features, standardised on the training members."""
     scaler = Scaler.fit(data.subset(split.train))
-    return np.column_stack([(data.macro - scaler.mean["macro"]) / scaler.std["macro"],
-                            (data.delivery - scaler.mean["delivery"]) / scaler.std["delivery"]])
+    return np.column_stack(
+        [(data.macro - scaler.mean["macro"]) / scaler.std["macro"], (data.delivery - scaler.mean["delivery"]) / scaler.std["delivery"]]
+    )
 
 
 def fit_feature_baseline(
@@ -174,8 +184,14 @@ def run_model(
     hist = fit_torch(model, tensors, y, split, tc, rng, beta=beta)
     offsets = fit_class_offsets(y[split.val], predict_proba(model, tensors, split.val, device=tc.device))
     proba = predict_proba(model, tensors, split.test, device=tc.device)
-    return ModelResult(name, evaluate(task, y[split.test], proba, offsets), count_parameters(model), time.perf_counter() - t0,
-                       epochs=len(hist.val_loss), model=model)
+    return ModelResult(
+        name,
+        evaluate(task, y[split.test], proba, offsets),
+        count_parameters(model),
+        time.perf_counter() - t0,
+        epochs=len(hist.val_loss),
+        model=model,
+    )
 
 
 def compare(
@@ -222,8 +238,9 @@ def compare(
         for name in models:
             child = children[MODELS.index(name)]
             res = run_model(name, data, task, intents, split, child, train_config, digmn_config, tensors=tensors)
-            runs.append({"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds,
-                         "epochs": res.epochs})
+            runs.append(
+                {"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds, "epochs": res.epochs}
+            )
             if name == "DIGMN" and pca_input is None:
                 # Figure 8: dynamic intents of the first replicate's test members.
                 h_i = dynamic_intents(res.model.cpu(), tensors, split.test, torch.device("cpu"))

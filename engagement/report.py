@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from logs.io import atomic_file
+from dwellrank_logs.io import atomic_file
 
-__all__ = ["format_table", "plot_loss", "plot_intent_pca", "plot_comparison", "pca", "write_comparison"]
+__all__ = ["format_table", "pca", "plot_comparison", "plot_intent_pca", "plot_loss", "write_comparison"]
 
 
 def format_table(result: dict[str, Any]) -> str:
     """A text table of mean +- std per model for the task's metric (and the other two), best first line."""
     metric = result["metric"]
-    others = [m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax")
-              if m != metric and all(m in s for s in result["summary"].values())]
+    others = [
+        m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax") if m != metric and all(m in s for s in result["summary"].values())
+    ]
     head = f"{'Model':<26} {metric:>16} " + " ".join(f"{m:>16}" for m in others) + f" {'# params':>9}"
     lines = [f"task: {result['task']}-level, {result['n_members']} members, seeds {result['seeds']}", head, "-" * len(head)]
     for name, s in result["summary"].items():
@@ -34,7 +35,7 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():  # noqa: ANN202
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +117,7 @@ def plot_comparison(result: dict[str, Any], path: str | os.PathLike[str]) -> Non
 
 def write_comparison(result: dict[str, Any], intents_dict: dict[str, Any], out: str | os.PathLike[str], overwrite: bool = False) -> None:
     """Write ``comparison.json``, ``table.txt``, ``comparison.png``, ``intents.json`` and ``intent_pca.png`` atomically."""
-    from logs.io import atomic_dir, write_json
+    from dwellrank_logs.io import atomic_dir, write_json
 
     pca_input = result.get("pca_input")
     record = {k: v for k, v in result.items() if k != "pca_input"}

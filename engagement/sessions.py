@@ -26,18 +26,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.io import scan_table, table_path
+from dwellrank_logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, validate_frame
 from engagement.config import WindowConfig, check_task
-from logs.errors import DwellrankError, SchemaError
-from logs.io import scan_table, table_path
-from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, validate_frame
 
 __all__ = [
-    "EngagementData",
-    "NEEDED_COLUMNS",
     "CONTEXT_NAMES",
-    "read_logs",
+    "NEEDED_COLUMNS",
+    "EngagementData",
     "build_dataset",
     "day_label",
+    "read_logs",
     "session_label",
 ]
 
@@ -181,8 +181,19 @@ class EngagementData:
 
     def subset(self, rows: np.ndarray) -> EngagementData:
         """The members at positions ``rows`` (all per-member arrays indexed; corpus kept)."""
-        per_member = ("member_id", "n_sessions", "active_days", "y_day", "y_session", "nu", "ctx", "lengths",
-                      "macro", "delivery", "activity")
+        per_member = (
+            "member_id",
+            "n_sessions",
+            "active_days",
+            "y_day",
+            "y_session",
+            "nu",
+            "ctx",
+            "lengths",
+            "macro",
+            "delivery",
+            "activity",
+        )
         return dataclasses.replace(self, **{k: getattr(self, k)[rows] for k in per_member})
 
 
@@ -235,7 +246,7 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     """
     w = window if window is not None else WindowConfig()
     lf = _as_lazy(tables)
-    H, F = w.history_days, w.future_days  # noqa: N806 (paper notation)
+    H, F = w.history_days, w.future_days
 
     members = lf["members"].select(NEEDED_COLUMNS["members"]).collect()
     if members.height == 0:
@@ -409,4 +420,3 @@ def _delivery(deliveries: pl.LazyFrame, kept: pl.DataFrame, start: dt.datetime, 
     ]
     out[r] = np.column_stack(cols)
     return out
-

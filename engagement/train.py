@@ -24,26 +24,26 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 from torch import Tensor, nn
 
+from dwellrank_logs.errors import DwellrankError
 from engagement.config import TrainConfig, check_task
 from engagement.sessions import EngagementData
-from logs.errors import DwellrankError
 
 __all__ = [
-    "Split",
-    "Scaler",
+    "MIN_MEMBERS",
     "History",
-    "split_members",
-    "make_tensors",
-    "fit_torch",
-    "predict_proba",
+    "Scaler",
+    "Split",
+    "decide",
+    "dynamic_intents",
     "evaluate",
     "fit_class_offsets",
-    "decide",
+    "fit_torch",
+    "make_tensors",
+    "predict_proba",
     "primary_metric",
     "resolve_device",
+    "split_members",
     "torch_seed",
-    "dynamic_intents",
-    "MIN_MEMBERS",
 ]
 
 #: Fewest members for an 80/10/10 split with at least 2 members in validation and test.
@@ -238,9 +238,11 @@ def fit_torch(
     """
     device = resolve_device(config.device)
     model.to(device)
-    groups = model.param_groups(config.weight_decay) if hasattr(model, "param_groups") else [
-        {"params": list(model.parameters()), "weight_decay": config.weight_decay}
-    ]
+    groups = (
+        model.param_groups(config.weight_decay)
+        if hasattr(model, "param_groups")
+        else [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
+    )
     opt = torch.optim.Adam(groups, lr=config.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_halving_epochs, gamma=0.5)
     keys = tuple(model.inputs)  # type: ignore[arg-type]
@@ -279,8 +281,16 @@ def fit_torch(
 
 
 @torch.no_grad()
-def _eval_loss(model: nn.Module, tensors: dict[str, Tensor], y: Tensor, rows: np.ndarray, keys: tuple[str, ...],
-               batch_size: int, device: torch.device, beta: float) -> float:
+def _eval_loss(
+    model: nn.Module,
+    tensors: dict[str, Tensor],
+    y: Tensor,
+    rows: np.ndarray,
+    keys: tuple[str, ...],
+    batch_size: int,
+    device: torch.device,
+    beta: float,
+) -> float:
     model.eval()
     total = 0.0
     for b in _batches(tensors["lengths"].numpy()[rows], batch_size, np.random.default_rng(0), shuffle=False):
@@ -292,8 +302,9 @@ def _eval_loss(model: nn.Module, tensors: dict[str, Tensor], y: Tensor, rows: np
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, tensors: dict[str, Tensor], rows: np.ndarray, batch_size: int = 1024,
-                  device: str | torch.device = "cpu") -> np.ndarray:
+def predict_proba(
+    model: nn.Module, tensors: dict[str, Tensor], rows: np.ndarray, batch_size: int = 1024, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Class probabilities, shape (len(rows), n_classes), in ``rows`` order."""
     dev = resolve_device(device) if isinstance(device, str) else device
     model.to(dev).eval()

@@ -11,7 +11,7 @@ Two paths produce the same *raw counts*, then one function derives features:
   key are cumulated and joined backwards (``join_asof``, strictly earlier day)
   onto each impression; one pass, no per-day recomputation;
 * **online** (:func:`candidate_features`): candidate rows are joined with the
-  :class:`logs.history.HistoryTables` a ranker receives (the simulator's
+  :class:`dwellrank_logs.history.HistoryTables` a ranker receives (the simulator's
   incrementally maintained counters, or :func:`history_from_logs`).
 
 ``_DEFS`` defines every feature from the raw counts, profile and context
@@ -36,25 +36,24 @@ from typing import Any, TypeVar
 import numpy as np
 import polars as pl
 
-from logs.errors import DwellrankError, SchemaError
-from logs.history import HistoryTables, any_action_expr, history_tables, not_skipped_expr
-from logs.schema import ACTION_COLUMNS, CLIENTS, UPDATE_TYPES, VIRAL_COLUMNS
+from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.history import history_tables
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables, any_action_expr, not_skipped_expr
+from dwellrank_logs.schema import ACTION_COLUMNS, CLIENTS, UPDATE_TYPES, VIRAL_COLUMNS
 from ranking.tskip import skip_label_expr
 
 __all__ = [
-    "FeatureSet",
     "FEATURE_SETS",
-    "CANDIDATE_COLUMNS",
-    "PROFILE_COLUMNS",
     "LABELS",
+    "PROFILE_COLUMNS",
+    "FeatureSet",
     "IncompatibleModelError",
-    "get_feature_set",
     "candidate_features",
-    "training_frame",
+    "get_feature_set",
     "history_from_logs",
     "member_profiles",
+    "training_frame",
     "validate_feature_matrix",
-    "validate_candidates",
 ]
 
 _T = TypeVar("_T")
@@ -64,19 +63,6 @@ class IncompatibleModelError(DwellrankError, ValueError):
     """A model directory was built for another feature-set version or is incomplete."""
 
 
-#: Columns a candidate table must carry for online feature computation
-#: (the simulator's candidate layout).
-CANDIDATE_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "member_id",
-    "update_id",
-    "update_type",
-    "author_id",
-    "topic",
-    "created_ts",
-    "request_ts",
-    "client",
-)
 #: Static member profile columns taken from the ``members`` table.
 PROFILE_COLUMNS: tuple[str, ...] = ("connections", "tenure_days", "seniority", "is_premium")
 #: Binary labels of the heads, as ``name -> description``; ``skip`` depends on T_skip.
@@ -312,8 +298,7 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str, source: s
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise SchemaError(
-            f"{source}: {what} is missing column(s) {', '.join(repr(m) for m in missing)}; "
-            f"found {', '.join(frame.columns) or 'no columns'}"
+            f"{source}: {what} is missing column(s) {', '.join(repr(m) for m in missing)}; found {', '.join(frame.columns) or 'no columns'}"
         )
 
 
@@ -361,7 +346,7 @@ def candidate_features(
     -----
     Lookup indexes of ``history``'s tables and of ``profiles`` are built on the
     first request against a snapshot and kept with it for the next ones
-    (:meth:`logs.history.HistoryTables.derived`), so neither may be modified in
+    (:meth:`dwellrank_logs.history.HistoryTables.derived`), so neither may be modified in
     place after that (polars' ``extend``, item assignment); build a new snapshot
     or profiles table instead.
     """
@@ -566,7 +551,9 @@ class _ByPair:
         return _at(self.pos, np.where(seen, member * self.width + code, -1))
 
 
-def _by_pair(table: pl.DataFrame, member: np.ndarray, code: np.ndarray, width: int, labels: pl.Enum | None, cols: dict[str, str]) -> _ByPair | None:
+def _by_pair(
+    table: pl.DataFrame, member: np.ndarray, code: np.ndarray, width: int, labels: pl.Enum | None, cols: dict[str, str]
+) -> _ByPair | None:
     counts = _counts(table, cols)
     pos = _dense_positions(member * width + code)
     if pos is None or counts is None:
@@ -755,7 +742,7 @@ def history_from_logs(
 
     Impressions are dated by their session's start (the request), as the
     simulator's daily state update does, then counted with
-    :func:`logs.history.history_tables` before midnight UTC of ``day``.
+    :func:`dwellrank_logs.history.history_tables` before midnight UTC of ``day``.
     """
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
     imp = (
@@ -763,7 +750,7 @@ def history_from_logs(
         .drop("ts")
         .join(sessions.lazy().select("session_id", pl.col("start_ts").alias("ts")), on="session_id", how="left")
     )
-    return history_tables(imp, updates, before=start, skip_threshold_s=t_skip_s)
+    return history_tables(imp, updates, before=start, t_skip_s=t_skip_s)
 
 
 # --------------------------------------------------------------------------- batch path
@@ -782,7 +769,9 @@ def _cumulative_before(rows: pl.LazyFrame, events: pl.LazyFrame, keys: tuple[str
         .with_columns(pl.col(list(sums)).cum_sum().over(list(keys)))
         .sort("day")
     )
-    return rows.sort("day").join_asof(daily, on="day", by=list(keys), strategy="backward", allow_exact_matches=False, check_sortedness=False)
+    return rows.sort("day").join_asof(
+        daily, on="day", by=list(keys), strategy="backward", allow_exact_matches=False, check_sortedness=False
+    )
 
 
 def training_frame(
@@ -797,7 +786,7 @@ def training_frame(
     ----------
     tables : mapping of table name to frame
         ``impressions``, ``sessions``, ``updates`` and ``members`` in the
-        documented schema (validated frames, e.g. from :func:`logs.io.scan_logs`).
+        documented schema (validated frames, e.g. from :func:`dwellrank_logs.io.scan_logs`).
     feature_set : str or FeatureSet
     t_skip_s : float, seconds
         Threshold of the not-skipped counts and of the ``skip`` label.
@@ -901,47 +890,9 @@ def validate_feature_matrix(frame: pl.DataFrame, fs: FeatureSet, source: str, sk
         dtype = frame.schema[c]
         if not (dtype.is_numeric() or dtype == pl.Boolean):
             raise SchemaError(f"{source}: feature column '{c}' must be numeric, got {dtype}")
-    bad = frame.select(
-        [(pl.col(c).cast(pl.Float64).is_null() | ~pl.col(c).cast(pl.Float64).is_finite()).sum().alias(c) for c in need]
-    ).row(0, named=True)
+    bad = frame.select([(pl.col(c).cast(pl.Float64).is_null() | ~pl.col(c).cast(pl.Float64).is_finite()).sum().alias(c) for c in need]).row(
+        0, named=True
+    )
     for c in need:
         if bad[c]:
             raise SchemaError(f"{source}: feature column '{c}' has {bad[c]} null/NaN/infinite value(s); the model needs finite values")
-
-
-_CANDIDATE_KINDS = {
-    "request_id": ("an integer type", lambda d: d.is_integer()),
-    "member_id": ("an integer type", lambda d: d.is_integer()),
-    "update_id": ("an integer type", lambda d: d.is_integer()),
-    "author_id": ("an integer type", lambda d: d.is_integer()),
-    "topic": ("an integer type", lambda d: d.is_integer()),
-    "update_type": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
-    "client": ("a string type", lambda d: d in (pl.String, pl.Categorical) or isinstance(d, pl.Enum)),
-    "created_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
-    "request_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
-}
-
-
-def validate_candidates(frame: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Check the key columns of a candidate table and cast them to canonical types.
-
-    Timestamps without a time zone are read as UTC.  Raises :class:`SchemaError`
-    naming ``source`` and the column for a missing column, a wrong type or nulls.
-    """
-    _require(frame, CANDIDATE_COLUMNS, "candidate table", source)
-    casts = []
-    for c in CANDIDATE_COLUMNS:
-        word, ok = _CANDIDATE_KINDS[c]
-        dtype = frame.schema[c]
-        if not ok(dtype):
-            raise SchemaError(f"{source}: candidate column '{c}' must be {word}, got {dtype}")
-        if frame[c].null_count():
-            raise SchemaError(f"{source}: candidate column '{c}' has {frame[c].null_count()} null value(s)")
-        if isinstance(dtype, pl.Datetime):
-            e = pl.col(c) if dtype.time_zone else pl.col(c).dt.replace_time_zone("UTC")
-            casts.append(e.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-        elif c in ("update_type", "client"):
-            casts.append(pl.col(c).cast(pl.String))
-        else:
-            casts.append(pl.col(c).cast(pl.Int64))
-    return frame.with_columns(casts)

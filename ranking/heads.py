@@ -34,19 +34,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from logs.checks import check_int, is_finite_number
-from logs.errors import ConfigError
+from dwellrank_logs.checks import check_int, is_finite_number
+from dwellrank_logs.errors import ConfigError
 
 __all__ = [
-    "HeadConfig",
     "GBDTLRHead",
+    "HeadConfig",
     "LogisticHead",
-    "fit_trees",
-    "leaf_one_hot",
     "binary_metrics",
-    "normalized_entropy",
     "calibration_bins",
     "compare_heads",
+    "fit_trees",
+    "leaf_one_hot",
+    "normalized_entropy",
 ]
 
 

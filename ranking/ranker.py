@@ -21,20 +21,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError, SchemaError, first_line
-from logs.history import HistoryTables
-from logs.io import scan_logs, write_parquet
+from dwellrank_logs.errors import ConfigError, SchemaError, first_line
+from dwellrank_logs.io import scan_logs, write_parquet
+from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput, validate_candidates
 from ranking.features import (
     candidate_features,
     history_from_logs,
     member_profiles,
-    validate_candidates,
     validate_feature_matrix,
 )
 from ranking.train import RankerModel, TrainConfig, load_model, train_ranker
 from ranking.value import ValueWeights, value_function
 
-__all__ = ["FeedRanker", "rank_within_requests", "preset_rankers", "rank_candidates_file"]
+__all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests"]
 
 
 def rank_within_requests(scores: pl.DataFrame, top_k: int | None = None, key: str = "request_id") -> pl.DataFrame:
@@ -51,7 +50,7 @@ def rank_within_requests(scores: pl.DataFrame, top_k: int | None = None, key: st
     return out.filter(pl.col("rank") <= top_k) if top_k is not None else out
 
 
-class FeedRanker:
+class FeedRanker(RankerBase):
     """Scores (member, candidate update) rows with a :class:`~ranking.train.RankerModel`.
 
     Parameters
@@ -67,7 +66,7 @@ class FeedRanker:
 
     Attributes
     ----------
-    skip_threshold_s : float or None
+    t_skip_s : float or None
         The model's T_skip when its features use dwell, so that the simulator
         counts not-skipped impressions with the threshold the model learned
         on; None otherwise.
@@ -84,7 +83,7 @@ class FeedRanker:
         self.weights = weights or model.weights
         self.profiles = profiles if profiles is not None else model.profiles
         self.num_threads = num_threads
-        self.skip_threshold_s = model.t_skip_s if model.feature_set.uses_dwell else None
+        self.t_skip_s = model.t_skip_s if model.feature_set.uses_dwell else None
         model.prepare(self.weights)  # so that the first rank() request does not pay for it
 
     @classmethod
@@ -98,10 +97,10 @@ class FeedRanker:
 
     def features(self, candidates: pl.DataFrame, history: HistoryTables, source: str = "candidates") -> np.ndarray:
         """Feature matrix, shape (n_rows, n_features), position 0 for every row."""
-        if self.skip_threshold_s is not None and abs(history.skip_threshold_s - self.skip_threshold_s) > 1e-9:
+        if self.t_skip_s is not None and abs(history.t_skip_s - self.t_skip_s) > 1e-9:
             raise ConfigError(
-                f"history counts not-skipped impressions at {history.skip_threshold_s} s but the model's dwell "
-                f"features were trained at T_skip = {self.skip_threshold_s} s"
+                f"history counts not-skipped impressions at {history.t_skip_s} s but the model's dwell "
+                f"features were trained at T_skip = {self.t_skip_s} s"
             )
         frame = candidate_features(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
         return frame.to_numpy(order="c")  # C order: what the model reads, no second copy
@@ -154,10 +153,8 @@ class FeedRanker:
         frame = pl.concat(parts).sort("_row").drop("_row")
         return self.predict_features(frame.to_numpy())
 
-    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> Any:
-        """The simulator's ranker protocol: scores of candidate rows (higher first)."""
-        from simulate.rankers import RankOutput
-
+    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
+        """The ranker protocol (:class:`dwellrank_logs.protocol.Ranker`): scores of candidate rows (higher first)."""
         return RankOutput(scores=self.model.score(self.features(candidates, history), self.weights, self.num_threads))
 
 
@@ -218,7 +215,7 @@ def rank_candidates_file(
     The candidate file either holds the model's feature columns (a
     ``position`` column is ignored: every row is scored at slot 0, since the
     position is unknown before ranking), or the candidate key columns
-    (:data:`ranking.features.CANDIDATE_COLUMNS`) and ``logs_dir`` is given to
+    (:data:`dwellrank_logs.protocol.CANDIDATE_COLUMNS`) and ``logs_dir`` is given to
     compute features from the history before each request's day.
 
     Output: request_id, member_id, update_id (those present), ``p_*``,

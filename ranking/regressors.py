@@ -20,10 +20,10 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from ranking.heads import HeadConfig, fit_trees
 
-__all__ = ["RegressorConfig", "ActionRegressor", "ACTIONS", "TARGETS", "poisson_deviance"]
+__all__ = ["ACTIONS", "TARGETS", "ActionRegressor", "RegressorConfig", "poisson_deviance"]
 
 #: Actions with a downstream/upstream effect, in value-function order.
 ACTIONS: tuple[str, ...] = ("click", "react", "comment", "share")

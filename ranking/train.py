@@ -36,9 +36,9 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError, SchemaError
-from logs.io import atomic_dir, scan_logs, write_json, write_parquet
-from logs.schema import SCHEMA_VERSION
+from dwellrank_logs.errors import ConfigError, SchemaError
+from dwellrank_logs.io import atomic_dir, scan_logs, write_json, write_parquet
+from dwellrank_logs.schema import SCHEMA_VERSION
 from ranking.features import (
     FEATURE_SETS,
     FeatureSet,
@@ -52,7 +52,7 @@ from ranking.heads import GBDTLRHead, HeadConfig, binary_metrics, calibration_bi
 from ranking.regressors import ACTIONS, ActionRegressor, RegressorConfig, poisson_deviance
 from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, value_function
 
-__all__ = ["HEADS", "REGRESSORS", "MODEL_FORMAT", "TrainConfig", "RankerModel", "train_ranker", "load_model", "load_training_tables"]
+__all__ = ["HEADS", "MODEL_FORMAT", "REGRESSORS", "RankerModel", "TrainConfig", "load_model", "load_training_tables", "train_ranker"]
 
 #: The binary heads, in order (``long_dwell``: dwell_s > T_long, an optional value term).
 HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
@@ -350,9 +350,7 @@ def train_ranker(
     last = int(frame["day"].max())
     first = int(frame["day"].min())
     if last - first + 1 < cfg.holdout_days + 2:
-        raise ConfigError(
-            f"logs span {last - first + 1} day(s); training needs at least holdout_days + 2 = {cfg.holdout_days + 2}"
-        )
+        raise ConfigError(f"logs span {last - first + 1} day(s); training needs at least holdout_days + 2 = {cfg.holdout_days + 2}")
     train = frame.filter(pl.col("day") <= last - cfg.holdout_days)
     test = frame.filter(pl.col("day") > last - cfg.holdout_days)
     X_tr, X_te = train.select(fs.columns).to_numpy(), test.select(fs.columns).to_numpy()
@@ -376,7 +374,8 @@ def train_ranker(
     # Downstream/upstream value of each action on the rows with that action; dwell on all rows.
     targets: list[tuple[str, str, Any, Any]] = [
         (f"{t}_{a}", target, train[a].to_numpy(), test[a].to_numpy())
-        for a in ACTIONS for t, target in (("down", "downstream"), ("up", "upstream"))
+        for a in ACTIONS
+        for t, target in (("down", "downstream"), ("up", "upstream"))
     ]
     targets.append(("dwell", "dwell", slice(None), slice(None)))  # slices: views, not copies of X
     for k, (name, target, on_tr, on_te) in enumerate(targets, start=len(HEADS)):
@@ -401,8 +400,12 @@ def train_ranker(
         "t_skip_s": cfg.t_skip_s,
         "t_long_s": cfg.t_long_s,
         "seed": cfg.seed,
-        "split": {"train_days": [_iso(first), _iso(last - cfg.holdout_days)], "test_days": [_iso(last - cfg.holdout_days + 1), _iso(last)],
-                  "n_train": train.height, "n_test": test.height},
+        "split": {
+            "train_days": [_iso(first), _iso(last - cfg.holdout_days)],
+            "test_days": [_iso(last - cfg.holdout_days + 1), _iso(last)],
+            "n_train": train.height,
+            "n_test": test.height,
+        },
         "heads": report_heads,
         "regressors": report_regs,
         "weights": weights.to_dict(),
@@ -414,8 +417,12 @@ def train_ranker(
         base_head = GBDTLRHead(cfg.head).fit(train.select(base_cols).to_numpy(), train["skip"].to_numpy(), seeds[-1])
         auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
         auc_dwell = report_heads["skip"]["metrics"]["gbdt_lr"]["auc"]
-        report["skip_dwell_lift"] = {"auc_base": auc_base, "auc_dwell": auc_dwell, "lift": auc_dwell - auc_base,
-                                     "relative_lift_over_0.5": (auc_dwell - 0.5) / (auc_base - 0.5) - 1 if auc_base > 0.5 else None}
+        report["skip_dwell_lift"] = {
+            "auc_base": auc_base,
+            "auc_dwell": auc_dwell,
+            "lift": auc_dwell - auc_base,
+            "relative_lift_over_0.5": (auc_dwell - 0.5) / (auc_base - 0.5) - 1 if auc_base > 0.5 else None,
+        }
     metadata = {
         "model_format": MODEL_FORMAT,
         "schema_version": SCHEMA_VERSION,

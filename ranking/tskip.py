@@ -41,29 +41,29 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.checks import check_number, check_positive_int
-from logs.errors import ConfigError, DwellrankError, SchemaError, first_line
-from logs.history import any_action_expr, not_skipped_expr
-from logs.io import open_parquet
-from logs.schema import ACTION_COLUMNS, TABLES, validate_frame
+from dwellrank_logs.checks import check_number, check_positive_int
+from dwellrank_logs.errors import ConfigError, DwellrankError, SchemaError, first_line
+from dwellrank_logs.io import open_parquet
+from dwellrank_logs.protocol import skip_label_expr as _skip_label_expr
+from dwellrank_logs.schema import ACTION_COLUMNS, TABLES, validate_frame
 
 __all__ = [
-    "TskipConfig",
-    "BinnedCounts",
     "BayesCurve",
-    "GroupThreshold",
-    "TskipResult",
-    "TskipEstimator",
-    "InsufficientDataError",
+    "BinnedCounts",
     "DwellDataWarning",
+    "GroupThreshold",
+    "InsufficientDataError",
+    "TskipConfig",
+    "TskipEstimator",
+    "TskipResult",
+    "add_skip_label",
+    "bayes_curve",
     "bin_counts",
     "empirical_cdfs",
-    "bayes_curve",
-    "threshold_from_curve",
     "estimate_tskip",
     "estimate_tskip_file",
     "skip_label_expr",
-    "add_skip_label",
+    "threshold_from_curve",
 ]
 
 _CI_METHODS = ("wilson", "agresti_coull", "beta", "jeffreys", "normal")
@@ -190,9 +190,7 @@ class TskipConfig:
         check_number("bin_width_s", self.bin_width_s)
         check_number("max_dwell_s", self.max_dwell_s)
         if self.max_dwell_s / self.bin_width_s > 1_000_000:
-            raise ConfigError(
-                f"max_dwell_s / bin_width_s must be <= 1e6 bins, got {self.max_dwell_s} / {self.bin_width_s}"
-            )
+            raise ConfigError(f"max_dwell_s / bin_width_s must be <= 1e6 bins, got {self.max_dwell_s} / {self.bin_width_s}")
         _unit_float("eps", self.eps, lo_open=False)
         _unit_float("alpha", self.alpha, lo_open=True)
         if self.ci_method not in _CI_METHODS:
@@ -315,9 +313,7 @@ def bin_counts(
     if config.by is not None:
         keys.insert(0, _as(config.by, schema, pl.String).alias("_group"))
     tab = _collect(
-        lf.group_by(keys).agg(
-            pl.len().alias("_n"), action.sum().alias("_x"), action.null_count().alias("_null_action")
-        ),
+        lf.group_by(keys).agg(pl.len().alias("_n"), action.sum().alias("_x"), action.null_count().alias("_null_action")),
         source,
     )
     # The aggregated table is small (a row per group and w of dwell range): numpy from here on,
@@ -339,9 +335,7 @@ def bin_counts(
     if dropped:
         n_bad = sum(dropped.values())
         what = ", ".join(f"{v:,} {r}" for r, v in dropped.items())
-        cols = f"'{config.dwell_col}'" + (
-            f" / {', '.join(repr(c) for c in config.action_cols)}" if "null action" in dropped else ""
-        )
+        cols = f"'{config.dwell_col}'" + (f" / {', '.join(repr(c) for c in config.action_cols)}" if "null action" in dropped else "")
         if config.strict:
             raise SchemaError(
                 f"{source}: column {cols} has unusable values ({what}); dwell must be finite and >= 0 seconds, "
@@ -369,7 +363,12 @@ def bin_counts(
     cell = g_idx.astype(np.int64) * (K + 1) + np.minimum(kv[keep], K).astype(np.int64)
     size = len(groups) * (K + 1)
     n = np.bincount(cell, weights=n_valid[keep], minlength=size).round().astype(np.int64).reshape(len(groups), K + 1)
-    x = np.bincount(cell, weights=tab["_x"].fill_null(0).to_numpy()[keep], minlength=size).round().astype(np.int64).reshape(len(groups), K + 1)
+    x = (
+        np.bincount(cell, weights=tab["_x"].fill_null(0).to_numpy()[keep], minlength=size)
+        .round()
+        .astype(np.int64)
+        .reshape(len(groups), K + 1)
+    )
     edges = np.arange(K + 1, dtype=np.float64) * w
     return BinnedCounts(edges=edges, groups=groups, n=n, x=x, dropped=dropped, source=source)
 
@@ -397,9 +396,7 @@ def _check_columns(lf: pl.LazyFrame, config: TskipConfig, source: str) -> pl.Sch
     wanted = [config.dwell_col, *config.action_cols] + ([config.by] if config.by else [])
     missing = [c for c in wanted if c not in schema]
     if missing:
-        raise SchemaError(
-            f"{source}: impressions table is missing column(s) {', '.join(repr(m) for m in missing)}; found {found}"
-        )
+        raise SchemaError(f"{source}: impressions table is missing column(s) {', '.join(repr(m) for m in missing)}; found {found}")
     dt = schema[config.dwell_col]
     if not (dt.is_numeric() or dt == pl.Null):
         raise SchemaError(f"{source}: column '{config.dwell_col}' must be numeric (dwell, seconds), got {dt}")
@@ -848,9 +845,9 @@ def estimate_tskip_file(path: str | os.PathLike[str], config: TskipConfig = Tski
 
     ``path`` is one file or a directory of Parquet part files, with Hive
     ``key=value`` directories read as columns (so ``--by`` can name one).
-    Files are checked by ``logs.io.open_parquet`` (missing, empty or
+    Files are checked by ``dwellrank_logs.io.open_parquet`` (missing, empty or
     unreadable Parquet, parts that disagree on their schema), the columns of
-    the impressions schema it uses by ``logs.schema.validate_frame`` (wrong
+    the impressions schema it uses by ``dwellrank_logs.schema.validate_frame`` (wrong
     types), and columns outside the schema by :func:`bin_counts`.  Messages
     start with the file path.
     """
@@ -871,13 +868,11 @@ def estimate_tskip_file(path: str | os.PathLike[str], config: TskipConfig = Tski
 # ---------------------------------------------------------------- skip label
 
 
-def skip_label_expr(
-    t_skip_s: float, dwell_col: str = "dwell_s", action_cols: Sequence[str] = ACTION_COLUMNS
-) -> pl.Expr:
+def skip_label_expr(t_skip_s: float, dwell_col: str = "dwell_s", action_cols: Sequence[str] = ACTION_COLUMNS) -> pl.Expr:
     """True where an impression is *skipped*: dwell < T_skip and no action.
 
-    The complement of ``logs.history.not_skipped_expr``, so history counters
-    and labels share one definition.
+    :func:`dwellrank_logs.protocol.skip_label_expr` (the one definition) with
+    ``t_skip_s`` checked.
 
     Parameters
     ----------
@@ -887,9 +882,7 @@ def skip_label_expr(
         Default: click and viral actions.
     """
     check_number("t_skip_s", t_skip_s)
-    if tuple(action_cols) == ACTION_COLUMNS:
-        return ~not_skipped_expr(t_skip_s, dwell_col)
-    return ~((pl.col(dwell_col) >= t_skip_s) | any_action_expr(tuple(action_cols)))
+    return _skip_label_expr(t_skip_s, dwell_col, action_cols)
 
 
 def add_skip_label(

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from logs.io import atomic_file
+from dwellrank_logs.io import atomic_file
 from ranking.tskip import BayesCurve, TskipResult
 
 __all__ = ["plot_tskip"]
@@ -48,8 +48,7 @@ def plot_tskip(result: TskipResult, path: str | os.PathLike[str], max_dwell_s: f
             _cdf_panel(ax_cdf, c, title, xmax)
             _prob_panel(ax_p, c, title, xmax, result.t_skip_s, thr)
         fig.suptitle(
-            f"T_skip = {result.t_skip_s:.2f} s by Bayes' rule ({result.n_rows:,} impressions, "
-            f"bin {result.config.bin_width_s:g} s)",
+            f"T_skip = {result.t_skip_s:.2f} s by Bayes' rule ({result.n_rows:,} impressions, bin {result.config.bin_width_s:g} s)",
             fontsize=11,
         )
         fig.tight_layout(rect=(0, 0, 1, 0.98))
@@ -76,7 +75,9 @@ def _cdf_panel(ax, c: BayesCurve, title: str, xmax: float) -> None:  # type: ign
 def _prob_panel(ax, c: BayesCurve, title: str, xmax: float, t_skip: float, thr: float | None) -> None:  # type: ignore[no-untyped-def]
     mid = 0.5 * (c.edges[:-1] + c.edges[1:])
     m = (mid <= xmax) & np.isfinite(c.probability)
-    ax.fill_between(mid[m], c.ci_low[m], c.ci_high[m], color="tab:blue", alpha=0.2, lw=0, label="95% interval" if c.alpha == 0.05 else "interval")
+    ax.fill_between(
+        mid[m], c.ci_low[m], c.ci_high[m], color="tab:blue", alpha=0.2, lw=0, label="95% interval" if c.alpha == 0.05 else "interval"
+    )
     ax.plot(mid[m], c.probability[m], color="tab:blue", label="P(action | dwell)")
     ax.axvline(t_skip, color="tab:red", lw=1.2, label=f"T_skip = {t_skip:.2f} s")
     if thr is not None and abs(thr - t_skip) > 1e-9:

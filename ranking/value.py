@@ -33,18 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from logs.errors import ConfigError
-from logs.io import write_json
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.io import write_json
 from ranking.regressors import ACTIONS
 
 __all__ = [
+    "PREDICTION_COLUMNS",
     "ValueWeights",
-    "value_function",
     "default_weights",
     "load_weights",
-    "save_weights",
-    "PREDICTION_COLUMNS",
     "needed_predictions",
+    "save_weights",
+    "value_function",
 ]
 
 #: Prediction columns the value function may read (shape (n_rows,) each).
@@ -65,8 +65,7 @@ def _per_action(name: str, value: Any, source: str) -> dict[str, float]:
     missing = [a for a in ACTIONS if a not in value]
     if unknown or missing:
         raise ConfigError(
-            f"{source}: '{name}' must have exactly the keys {', '.join(ACTIONS)}; "
-            f"missing {missing or 'none'}, unknown {unknown or 'none'}"
+            f"{source}: '{name}' must have exactly the keys {', '.join(ACTIONS)}; missing {missing or 'none'}, unknown {unknown or 'none'}"
         )
     out = {}
     for a in ACTIONS:
@@ -128,8 +127,15 @@ class ValueWeights:
         return replace(self, skip_penalty=skip_penalty, rule=f"{self.rule}; skip penalty set to {skip_penalty}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": dict(self.w), "alpha": dict(self.alpha), "beta": dict(self.beta), "skip_penalty": self.skip_penalty,
-                "long_dwell": self.long_dwell, "dwell": self.dwell, "rule": self.rule}
+        return {
+            "w": dict(self.w),
+            "alpha": dict(self.alpha),
+            "beta": dict(self.beta),
+            "skip_penalty": self.skip_penalty,
+            "long_dwell": self.long_dwell,
+            "dwell": self.dwell,
+            "rule": self.rule,
+        }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "weights") -> ValueWeights:
@@ -142,8 +148,14 @@ class ValueWeights:
             if key not in doc:
                 raise ConfigError(f"{source}: missing key '{key}'")
         return cls(
-            w=doc["w"], alpha=doc["alpha"], beta=doc["beta"], skip_penalty=doc["skip_penalty"],
-            long_dwell=doc.get("long_dwell", 0.0), dwell=doc.get("dwell", 0.0), rule=str(doc.get("rule", "user")), source=source,
+            w=doc["w"],
+            alpha=doc["alpha"],
+            beta=doc["beta"],
+            skip_penalty=doc["skip_penalty"],
+            long_dwell=doc.get("long_dwell", 0.0),
+            dwell=doc.get("dwell", 0.0),
+            rule=str(doc.get("rule", "user")),
+            source=source,
         )
 
 

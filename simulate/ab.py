@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.checks import is_finite_number
-from logs.errors import ConfigError
-from logs.history import HistoryTables
-from logs.schema import VIRAL_COLUMNS
+from dwellrank_logs.checks import is_finite_number
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, ranker_description, ranker_t_skip_s
+from dwellrank_logs.schema import VIRAL_COLUMNS
 from simulate.config import WorldConfig
 from simulate.engine import simulate
 from simulate.ope import OPE_REWARDS, OPEConfig, run_ope
-from simulate.rankers import Ranker, RankOutput
 from simulate.truth import arm_truth
 
 __all__ = [
@@ -143,7 +142,7 @@ class ABConfig:
             raise ConfigError(f"ope_temperature must be a number > 0, got {self.ope_temperature!r}")
 
     @property
-    def skip_threshold_s(self) -> float:
+    def resolved_t_skip_s(self) -> float:
         """Dwell threshold of the skip metrics, seconds."""
         return float(self.t_skip_s if self.t_skip_s is not None else self.world.t_skip_s)
 
@@ -154,10 +153,18 @@ class ABConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "split": self.split, "seed": int(self.seed), "pre_days": int(self.pre_days), "alpha": self.alpha,
-            "power": self.power, "max_mde_sd": self.max_mde_sd, "warn_mde_sd": self.warn_mde_sd,
-            "t_skip_s": self.skip_threshold_s, "ope": self.ope, "ope_reward": self.ope_reward,
-            "ope_temperature": self.ope_temperature, "world": self.world.to_dict(),
+            "split": self.split,
+            "seed": int(self.seed),
+            "pre_days": int(self.pre_days),
+            "alpha": self.alpha,
+            "power": self.power,
+            "max_mde_sd": self.max_mde_sd,
+            "warn_mde_sd": self.warn_mde_sd,
+            "t_skip_s": self.resolved_t_skip_s,
+            "ope": self.ope,
+            "ope_reward": self.ope_reward,
+            "ope_temperature": self.ope_temperature,
+            "world": self.world.to_dict(),
         }
 
 
@@ -246,7 +253,9 @@ def check_size(n_members: int, split: float, alpha: float, power: float, max_mde
     n_t, n_c = n_members * split, n_members * (1 - split)
     d = minimum_detectable_effect(n_c, n_t, alpha, power)
     if d > max_mde_sd:
-        need = next((n for n in _growing(n_members) if minimum_detectable_effect(n * (1 - split), n * split, alpha, power) <= max_mde_sd), None)
+        need = next(
+            (n for n in _growing(n_members) if minimum_detectable_effect(n * (1 - split), n * split, alpha, power) <= max_mde_sd), None
+        )
         raise ConfigError(
             f"members: {n_members} members at split {split} give about {n_c:.0f} control / {n_t:.0f} treatment, "
             f"too few for a meaningful test: the minimum detectable effect would be {d:.2f} standard deviations "
@@ -298,14 +307,35 @@ METRICS: tuple[Metric, ...] = (
     Metric("dwell_per_session_s", "feed_dwell_s", "n_sessions", "on-feed dwell per session, seconds", "higher"),
     Metric("sessions_per_day", "n_sessions", "days", "sessions per member-day", "higher"),
     Metric("active_days", "active_days", None, "days with at least one session", "higher"),
-    Metric("downstream_virals_per_day", "downstream_virals", "days", "viral actions by the network on the member's actions, per member-day", "higher"),
+    Metric(
+        "downstream_virals_per_day",
+        "downstream_virals",
+        "days",
+        "viral actions by the network on the member's actions, per member-day",
+        "higher",
+    ),
     Metric("time_spent_s_per_day", "time_spent_s", "days", "raw time spent: dwell + click-through time, seconds per member-day", "higher"),
-    Metric("time_well_spent_s_per_day", "time_well_spent_s", "days", "time well spent: dwell + click-through on not-skipped updates, seconds per member-day", "higher"),
+    Metric(
+        "time_well_spent_s_per_day",
+        "time_well_spent_s",
+        "days",
+        "time well spent: dwell + click-through on not-skipped updates, seconds per member-day",
+        "higher",
+    ),
 )
 
 _AGGREGATES = (
-    "n_impressions", "n_skipped", "n_clicked", "n_viral_impressions", "n_virals", "feed_dwell_s",
-    "downstream_virals", "time_spent_s", "time_well_spent_s", "n_sessions", "active_days",
+    "n_impressions",
+    "n_skipped",
+    "n_clicked",
+    "n_viral_impressions",
+    "n_virals",
+    "feed_dwell_s",
+    "downstream_virals",
+    "time_spent_s",
+    "time_well_spent_s",
+    "n_sessions",
+    "active_days",
 )
 
 
@@ -323,9 +353,7 @@ def _active_pairs(member: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.n
     return key // span, key % span + lo
 
 
-def member_aggregates(
-    tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float, first_day: int, last_day: int
-) -> pl.DataFrame:
+def member_aggregates(tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float, first_day: int, last_day: int) -> pl.DataFrame:
     """Per-member sums over simulated days ``first_day .. last_day - 1``.
 
     Impressions count towards the day their session started.
@@ -378,9 +406,7 @@ def member_aggregates(
         "n_sessions": np.bincount(s_member, minlength=n),
         "active_days": np.bincount(active_member, minlength=n),
     }
-    return pl.DataFrame(
-        {"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in out.items()}}
-    )
+    return pl.DataFrame({"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in out.items()}})
 
 
 def _session_days(tables: dict[str, pl.DataFrame], config: WorldConfig) -> dict[str, np.ndarray]:
@@ -392,19 +418,24 @@ def _session_days(tables: dict[str, pl.DataFrame], config: WorldConfig) -> dict[
 
 def _impression_arrays(tables: dict[str, pl.DataFrame], sess_days: dict[str, np.ndarray], t_skip_s: float) -> dict[str, np.ndarray]:
     """Per impression (log order): member, its session's day (from :func:`_session_days`), skip/click/viral flags,
-    dwell and time spent."""
+    dwell and time spent.
+    """
     sess = pl.DataFrame({"session_id": sess_days["session_id"], "day": sess_days["day"]})
     viral_any = pl.any_horizontal(*VIRAL_COLUMNS)
-    imp = tables["impressions"].join(sess, on="session_id", how="left", maintain_order="left").select(
-        "member_id",
-        pl.col("day").fill_null(-1),
-        ((pl.col("dwell_s") < t_skip_s) & ~(pl.col("clicked") | viral_any)).alias("skipped"),
-        "clicked",
-        viral_any.alias("viral"),
-        pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).alias("n_virals"),
-        "dwell_s",
-        pl.col("downstream_virals").cast(pl.Int64),
-        (pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)).alias("time_s"),
+    imp = (
+        tables["impressions"]
+        .join(sess, on="session_id", how="left", maintain_order="left")
+        .select(
+            "member_id",
+            pl.col("day").fill_null(-1),
+            ((pl.col("dwell_s") < t_skip_s) & ~(pl.col("clicked") | viral_any)).alias("skipped"),
+            "clicked",
+            viral_any.alias("viral"),
+            pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).alias("n_virals"),
+            "dwell_s",
+            pl.col("downstream_virals").cast(pl.Int64),
+            (pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)).alias("time_s"),
+        )
     )
     return {c: imp[c].to_numpy() for c in imp.columns}
 
@@ -526,8 +557,12 @@ def srm_test(n_control: int, n_treatment: int, split: float, threshold: float = 
     expected = [n * (1 - split), n * split]
     chi2, p = stats.chisquare([n_control, n_treatment], f_exp=expected)
     return {
-        "n_control": int(n_control), "n_treatment": int(n_treatment), "expected_treatment_share": float(split),
-        "observed_treatment_share": n_treatment / n if n else math.nan, "chi2": float(chi2), "p_value": float(p),
+        "n_control": int(n_control),
+        "n_treatment": int(n_treatment),
+        "expected_treatment_share": float(split),
+        "observed_treatment_share": n_treatment / n if n else math.nan,
+        "chi2": float(chi2),
+        "p_value": float(p),
         "mismatch": bool(p < threshold),
     }
 
@@ -582,7 +617,7 @@ def daily_trajectories(tables: dict[str, pl.DataFrame], config: WorldConfig, t_s
 # --------------------------------------------------------------------------- the run
 
 
-class _Phased:
+class _Phased(RankerBase):
     """Ranks with ``pre`` before ``switch_us`` (request time) and with ``post`` from then on.
 
     The simulator calls a ranker once per day with that day's requests, so
@@ -591,7 +626,7 @@ class _Phased:
 
     def __init__(self, pre: Ranker, post: Ranker, switch_us: int) -> None:
         self.pre, self.post, self.switch_us = pre, post, switch_us
-        self.skip_threshold_s = getattr(post, "skip_threshold_s", None) or getattr(pre, "skip_threshold_s", None)
+        self.t_skip_s = ranker_t_skip_s(post) or ranker_t_skip_s(pre)
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         first = candidates["request_ts"].dt.epoch("us").min()
@@ -670,7 +705,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(r: Ranker) -> str:
-    return getattr(r, "description", None) or type(r).__name__
+    return ranker_description(r)
 
 
 def run_ab(
@@ -721,7 +756,7 @@ def run_ab(
     t_sim = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    t_skip = config.skip_threshold_s
+    t_skip = config.resolved_t_skip_s
     n_days = config.world.n_days
     agg = member_aggregates(sim.tables, sim_cfg, t_skip, config.pre_days, sim_cfg.n_days)
     metrics = member_metrics(agg, n_days)
@@ -738,8 +773,12 @@ def run_ab(
         y = members[m.name].to_numpy().astype(float)
         x = members[f"pre_{m.name}"].to_numpy().astype(float) if config.pre_days else None
         res = compare_arms(
-            y[~is_t], y[is_t], config.alpha,
-            None if x is None else x[~is_t], None if x is None else x[is_t], config.power,
+            y[~is_t],
+            y[is_t],
+            config.alpha,
+            None if x is None else x[~is_t],
+            None if x is None else x[is_t],
+            config.power,
         )
         rows.append({"metric": m.name, "description": m.description, "better": m.better, **res})
     effects = pl.DataFrame(rows)
@@ -760,7 +799,9 @@ def run_ab(
     }
     truth["note"] = "means over members with impressions in the experiment period; true_skip_rate is the expectation of skip_rate"
     power = {
-        "alpha": config.alpha, "power": config.power, "mde_sd_expected": d_expected,
+        "alpha": config.alpha,
+        "power": config.power,
+        "mde_sd_expected": d_expected,
         "mde_sd": minimum_detectable_effect(n_c, n_t, config.alpha, config.power),
     }
     labels = names or {}
@@ -768,8 +809,9 @@ def run_ab(
     t0 = time.perf_counter()
     ope = None
     if config.ope:
-        ope_cfg = OPEConfig(world=config.world, seed=config.seed, reward=config.ope_reward,
-                           temperature=config.ope_temperature, alpha=config.alpha)
+        ope_cfg = OPEConfig(
+            world=config.world, seed=config.seed, reward=config.ope_reward, temperature=config.ope_temperature, alpha=config.alpha
+        )
         ope = run_ope(ope_cfg, control, {ARMS[0]: control, ARMS[1]: treatment})
         for name, t in ope["targets"].items():
             if t["ess"] < 100:
@@ -782,7 +824,15 @@ def run_ab(
         "ope_s": round(time.perf_counter() - t0, 3),
     }
     return ABResult(
-        config=config, members=members, effects=effects, daily=daily, srm=srm, power=power,
+        config=config,
+        members=members,
+        effects=effects,
+        daily=daily,
+        srm=srm,
+        power=power,
         rankers={ARMS[0]: labels.get(ARMS[0], _describe(control)), ARMS[1]: labels.get(ARMS[1], _describe(treatment))},
-        truth=truth, ope=ope, summary=summary, warnings=caught,
+        truth=truth,
+        ope=ope,
+        summary=summary,
+        warnings=caught,
     )

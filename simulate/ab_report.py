@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from logs.io import atomic_dir, write_json, write_parquet
+from dwellrank_logs.io import atomic_dir, write_json, write_parquet
 from simulate.ab import ARMS, ABResult
 
 __all__ = ["format_table", "plot_report", "write_ab"]
@@ -69,9 +69,12 @@ def format_table(result: ABResult) -> str:
     lines.append("effect, CI and MDE relative to the control mean; + / - : significant change in the better / worse direction")
     if result.ope:
         ope = result.ope
-        lines += ["", f"off-policy evaluation of the top slot ({ope['reward']} rate), {ope['n_requests']:,} requests logged by "
-                      f"{ope['logging']['ranker']} (observed {ope['logging']['observed_reward']:.4f}):",
-                  f"{'target':<12}{'truth':>9}{'IPS':>22}{'SNIPS':>22}{'DR':>22}{'ESS':>8}"]
+        lines += [
+            "",
+            f"off-policy evaluation of the top slot ({ope['reward']} rate), {ope['n_requests']:,} requests logged by "
+            f"{ope['logging']['ranker']} (observed {ope['logging']['observed_reward']:.4f}):",
+            f"{'target':<12}{'truth':>9}{'IPS':>22}{'SNIPS':>22}{'DR':>22}{'ESS':>8}",
+        ]
         for name, t in ope["targets"].items():
             cells = []
             for est in ("ips", "snips", "dr"):
@@ -79,8 +82,10 @@ def format_table(result: ABResult) -> str:
                 half = (e["ci_high"] - e["ci_low"]) / 2
                 cells.append(f"{_num(e['value'])} ±{_num(half, 3)}{'' if e['covers'] else '!'}".rjust(22))
             lines.append(f"{name:<12}{t['truth']:>9.4f}{''.join(cells)}{t['ess']:>8.0f}")
-        lines.append(f"± : half-width of the {round(100 * (1 - cfg.alpha))}% interval; ! : interval misses the simulator's truth; "
-                     "ESS: effective sample size of the weights")
+        lines.append(
+            f"± : half-width of the {round(100 * (1 - cfg.alpha))}% interval; ! : interval misses the simulator's truth; "
+            "ESS: effective sample size of the weights"
+        )
     for w in result.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

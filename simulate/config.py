@@ -8,9 +8,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from logs.checks import check_positive_int, is_finite_number
-from logs.errors import ConfigError
-from logs.schema import UPDATE_TYPES
+from dwellrank_logs.checks import check_positive_int, is_finite_number
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.schema import UPDATE_TYPES
 
 __all__ = ["WorldConfig", "parse_overrides"]
 
@@ -175,9 +175,7 @@ class WorldConfig:
         if self.phase_length not in ("geometric", "fixed"):
             raise ConfigError(f"phase_length must be 'geometric' or 'fixed', got {self.phase_length!r}")
         if self.feed_length > self.candidates_per_request:
-            raise ConfigError(
-                f"feed_length must be <= candidates_per_request ({self.candidates_per_request}), got {self.feed_length}"
-            )
+            raise ConfigError(f"feed_length must be <= candidates_per_request ({self.candidates_per_request}), got {self.feed_length}")
 
     @property
     def start(self) -> dt.datetime:

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError, first_line
-from logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLE_NAMES, TABLES, TIME_UNIT, TIME_ZONE
+from dwellrank_logs.errors import ConfigError, first_line
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS, Ranker, candidate_columns, ranker_candidate_columns, ranker_t_skip_s
+from dwellrank_logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, TABLE_NAMES, TABLES, TIME_UNIT, TIME_ZONE
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet, make_intents
-from simulate.rankers import CANDIDATE_COLUMNS, PopularityRanker, Ranker, candidate_columns
+from simulate.rankers import PopularityRanker
 from simulate.state import HistoryState
 from simulate.world import Members, respond, sample_intent_paths, sample_members
 
@@ -119,7 +120,7 @@ def simulate(
     if not keep_tables and sink is None:
         raise ConfigError("keep_tables=False needs a sink to hand the daily tables to; they would be lost")
     rankers, arm_idx, arm_names = _arms(cfg, ranker, member_arm)
-    threshold = next((r.skip_threshold_s for r in rankers if getattr(r, "skip_threshold_s", None)), cfg.t_skip_s)
+    threshold = next((t for r in rankers if (t := ranker_t_skip_s(r))), cfg.t_skip_s)
     needed = candidate_columns(rankers)
 
     # The static world: intents, members, their intent paths, warm-up posts.
@@ -188,8 +189,14 @@ def simulate(
                 # 5. The world reacts: counters, satisfaction (skips lower it), authors' feedback (upstream effect).
                 viral = imp["reacted"] | imp["commented"] | imp["shared"]
                 history.add(
-                    imp["member"], imp["update"], imp["utype"], pool_arrays["topic"][imp["update"]], imp["author"],
-                    imp["dwell_s"], imp["clicked"], viral,
+                    imp["member"],
+                    imp["update"],
+                    imp["utype"],
+                    pool_arrays["topic"][imp["update"]],
+                    imp["author"],
+                    imp["dwell_s"],
+                    imp["clicked"],
+                    viral,
                 )
                 seen = np.bincount(imp["member"], minlength=cfg.n_members)
                 liked = np.bincount(imp["member"], weights=imp["engaged"], minlength=cfg.n_members)
@@ -316,10 +323,21 @@ def _sessions(
     span = np.zeros(s)
     np.maximum.at(span, ev_sess, offset)
     session_id = first_id + np.arange(s, dtype=np.int64)
-    sess = {"session_id": session_id, "member": member, "start_us": start, "client": client, "events_span_s": span,
-            "n_feed": np.bincount(ev_sess, weights=ev_type == 0, minlength=s).astype(np.int64),
-            "first_feed_s": _first_feed_offset(ev_sess, ev_type, offset, s)}
-    events = {"session_id": session_id[ev_sess], "member": member[ev_sess], "ts_us": start[ev_sess] + (offset * _US).astype(np.int64), "event_type": ev_type}
+    sess = {
+        "session_id": session_id,
+        "member": member,
+        "start_us": start,
+        "client": client,
+        "events_span_s": span,
+        "n_feed": np.bincount(ev_sess, weights=ev_type == 0, minlength=s).astype(np.int64),
+        "first_feed_s": _first_feed_offset(ev_sess, ev_type, offset, s),
+    }
+    events = {
+        "session_id": session_id[ev_sess],
+        "member": member[ev_sess],
+        "ts_us": start[ev_sess] + (offset * _US).astype(np.int64),
+        "event_type": ev_type,
+    }
     return sess, events, z
 
 
@@ -388,7 +406,7 @@ def _serve_feeds(
                 raise
             raise ConfigError(
                 f"ranker {type(ranker).__name__} read a candidate column it did not list in candidate_columns "
-                f"{getattr(ranker, 'candidate_columns', None)!r} ({first_line(err)}); list every column it reads, or set None"
+                f"{ranker_candidate_columns(ranker)!r} ({first_line(err)}); list every column it reads, or set None"
             ) from err
         if out.scores.shape != (flat_rows.size,):
             raise ValueError(f"ranker {type(ranker).__name__} returned {out.scores.shape} scores for {flat_rows.size} candidates")
@@ -414,12 +432,27 @@ def _serve_feeds(
     s_row = req[req_rows]
     ts_us = sess["start_us"][s_row] + ((sess["first_feed_s"][s_row] + before) * _US).astype(np.int64)
     return {
-        "member": mem, "update": upd, "utype": utype, "author": author, "session_row": s_row,
-        "session_id": sess["session_id"][s_row], "ts_us": ts_us, "position": pos_v.astype(np.int32),
-        "dwell_s": res.dwell_s, "clicked": res.clicked, "reacted": res.reacted, "commented": res.commented,
-        "shared": res.shared, "click_dwell_s": res.click_dwell_s, "downstream_clicks": res.downstream_clicks,
-        "downstream_virals": res.downstream_virals, "upstream_value": res.upstream_value,
-        "propensity": propensity[flat_idx], "engaged": res.engaged, "relevance": res.relevance, "time_s": time_s,
+        "member": mem,
+        "update": upd,
+        "utype": utype,
+        "author": author,
+        "session_row": s_row,
+        "session_id": sess["session_id"][s_row],
+        "ts_us": ts_us,
+        "position": pos_v.astype(np.int32),
+        "dwell_s": res.dwell_s,
+        "clicked": res.clicked,
+        "reacted": res.reacted,
+        "commented": res.commented,
+        "shared": res.shared,
+        "click_dwell_s": res.click_dwell_s,
+        "downstream_clicks": res.downstream_clicks,
+        "downstream_virals": res.downstream_virals,
+        "upstream_value": res.upstream_value,
+        "propensity": propensity[flat_idx],
+        "engaged": res.engaged,
+        "relevance": res.relevance,
+        "time_s": time_s,
     }
 
 
@@ -442,15 +475,36 @@ def _feed_order(scores: np.ndarray) -> np.ndarray:
 
 def _empty_impressions() -> dict[str, np.ndarray]:
     i, f, b = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
-    return {"member": i, "update": i, "utype": i, "author": i, "session_row": i, "session_id": i, "ts_us": i,
-            "position": i.astype(np.int32), "dwell_s": f, "clicked": b, "reacted": b, "commented": b, "shared": b,
-            "click_dwell_s": f, "downstream_clicks": i.astype(np.int32), "downstream_virals": i.astype(np.int32),
-            "upstream_value": f, "propensity": f, "engaged": b, "relevance": f, "time_s": f}
+    return {
+        "member": i,
+        "update": i,
+        "utype": i,
+        "author": i,
+        "session_row": i,
+        "session_id": i,
+        "ts_us": i,
+        "position": i.astype(np.int32),
+        "dwell_s": f,
+        "clicked": b,
+        "reacted": b,
+        "commented": b,
+        "shared": b,
+        "click_dwell_s": f,
+        "downstream_clicks": i.astype(np.int32),
+        "downstream_virals": i.astype(np.int32),
+        "upstream_value": f,
+        "propensity": f,
+        "engaged": b,
+        "relevance": f,
+        "time_s": f,
+    }
 
 
 def _labels(categories: tuple[str, ...], codes: np.ndarray | pl.Series) -> pl.Series:
     """Strings for integer codes, gathered in polars (numpy unicode arrays are slow)."""
-    return pl.Series(list(categories), dtype=pl.String).gather(codes.cast(pl.Int64) if isinstance(codes, pl.Series) else codes.astype(np.int64))
+    return pl.Series(list(categories), dtype=pl.String).gather(
+        codes.cast(pl.Int64) if isinstance(codes, pl.Series) else codes.astype(np.int64)
+    )
 
 
 def _ts(us: np.ndarray | pl.Series) -> pl.Series:
@@ -489,17 +543,31 @@ def _tables(
     n = cfg.n_members
     arm = [None] * n if arm_idx is None else np.asarray(arm_names)[arm_idx].tolist()
     out = {
-        "members": _cast("members", {
-            "member_id": np.arange(n), "connections": members.connections, "tenure_days": members.tenure_days,
-            "client": _labels(CLIENTS, members.client), "arm": pl.Series(arm, dtype=pl.String),
-            "industry": members.industry, "seniority": members.seniority, "is_premium": members.is_premium,
-        })
+        "members": _cast(
+            "members",
+            {
+                "member_id": np.arange(n),
+                "connections": members.connections,
+                "tenure_days": members.tenure_days,
+                "client": _labels(CLIENTS, members.client),
+                "arm": pl.Series(arm, dtype=pl.String),
+                "industry": members.industry,
+                "seniority": members.seniority,
+                "is_premium": members.is_premium,
+            },
+        )
     }
     u = pool.arrays()
-    out["updates"] = _cast("updates", {
-        "update_id": np.arange(u["author"].size), "author_id": u["author"], "update_type": _labels(cfg.update_types, u["utype"]),
-        "created_ts": _ts(u["created_us"]), "topic": u["topic"],
-    })
+    out["updates"] = _cast(
+        "updates",
+        {
+            "update_id": np.arange(u["author"].size),
+            "author_id": u["author"],
+            "update_type": _labels(cfg.update_types, u["utype"]),
+            "created_ts": _ts(u["created_us"]),
+            "topic": u["topic"],
+        },
+    )
     if days:  # empty when the daily tables were handed to a sink and dropped
         for name in DAILY_TABLES:
             out[name] = pl.concat([d[name] for d in days], rechunk=False)
@@ -554,8 +622,10 @@ def _finish_day(cfg: WorldConfig, arrays: _DayArrays, sink: Callable[[dict[str, 
     if sink is not None:
         sink(tables)
     action = imp["clicked"] | imp["reacted"] | imp["commented"] | imp["shared"]
-    counts = {"skipped": int(np.count_nonzero((imp["dwell_s"] < cfg.t_skip_s) & ~action)),
-              **{c: int(np.count_nonzero(imp[c])) for c in ("clicked", "reacted", "commented", "shared")}}
+    counts = {
+        "skipped": int(np.count_nonzero((imp["dwell_s"] < cfg.t_skip_s) & ~action)),
+        **{c: int(np.count_nonzero(imp[c])) for c in ("clicked", "reacted", "commented", "shared")},
+    }
     rows = {name: tables[name].height for name in DAILY_TABLES}
     return _Day(tables=tables if keep else None, rows=rows, counts=counts, dwell_s=imp["dwell_s"])
 
@@ -569,33 +639,63 @@ def _day_tables(cfg: WorldConfig, arrays: _DayArrays) -> dict[str, pl.DataFrame]
     """
     imp, sess, events, deliveries, intent = arrays.imp, arrays.sess, arrays.events, arrays.deliveries, arrays.intent
     tables = {
-        "impressions": _cast("impressions", {
-            "member_id": imp["member"], "update_id": imp["update"], "update_type": _labels(cfg.update_types, imp["utype"]),
-            "session_id": imp["session_id"], "ts": _ts(imp["ts_us"]), "position": imp["position"],
-            "dwell_s": imp["dwell_s"], "clicked": imp["clicked"], "reacted": imp["reacted"],
-            "commented": imp["commented"], "shared": imp["shared"],
-            "click_dwell_s": pl.Series(imp["click_dwell_s"]).fill_nan(None), "downstream_clicks": imp["downstream_clicks"],
-            "downstream_virals": imp["downstream_virals"], "upstream_value": imp["upstream_value"],
-            "propensity": pl.Series(imp["propensity"]).fill_nan(None),
-        }),
-        "sessions": _cast("sessions", {
-            "member_id": sess["member"], "session_id": sess["session_id"], "start_ts": _ts(sess["start_us"]),
-            "duration_s": sess["duration_s"], "client": _labels(CLIENTS, sess["client"]),
-        }),
-        "events": _cast("events", {
-            "member_id": events["member"], "session_id": events["session_id"], "ts": _ts(events["ts_us"]),
-            "event_type": _labels(EVENT_TYPES, events["event_type"]),
-        }),
+        "impressions": _cast(
+            "impressions",
+            {
+                "member_id": imp["member"],
+                "update_id": imp["update"],
+                "update_type": _labels(cfg.update_types, imp["utype"]),
+                "session_id": imp["session_id"],
+                "ts": _ts(imp["ts_us"]),
+                "position": imp["position"],
+                "dwell_s": imp["dwell_s"],
+                "clicked": imp["clicked"],
+                "reacted": imp["reacted"],
+                "commented": imp["commented"],
+                "shared": imp["shared"],
+                "click_dwell_s": pl.Series(imp["click_dwell_s"]).fill_nan(None),
+                "downstream_clicks": imp["downstream_clicks"],
+                "downstream_virals": imp["downstream_virals"],
+                "upstream_value": imp["upstream_value"],
+                "propensity": pl.Series(imp["propensity"]).fill_nan(None),
+            },
+        ),
+        "sessions": _cast(
+            "sessions",
+            {
+                "member_id": sess["member"],
+                "session_id": sess["session_id"],
+                "start_ts": _ts(sess["start_us"]),
+                "duration_s": sess["duration_s"],
+                "client": _labels(CLIENTS, sess["client"]),
+            },
+        ),
+        "events": _cast(
+            "events",
+            {
+                "member_id": events["member"],
+                "session_id": events["session_id"],
+                "ts": _ts(events["ts_us"]),
+                "event_type": _labels(EVENT_TYPES, events["event_type"]),
+            },
+        ),
         # Each day's deliveries come sorted by time and fall inside their day, so the table is sorted.
-        "deliveries": _cast("deliveries", {
-            "member_id": deliveries["member"], "ts": _ts(deliveries["ts_us"]),
-            "channel": _labels(CHANNELS, deliveries["channel"]), "content": _labels(CONTENTS, deliveries["content"]),
-        }),
+        "deliveries": _cast(
+            "deliveries",
+            {
+                "member_id": deliveries["member"],
+                "ts": _ts(deliveries["ts_us"]),
+                "channel": _labels(CHANNELS, deliveries["channel"]),
+                "content": _labels(CONTENTS, deliveries["content"]),
+            },
+        ),
     }
-    tables["truth/sessions"] = pl.DataFrame({"session_id": sess["session_id"], "intent": intent.astype(np.int32),
-                                             "day": np.full(intent.size, arrays.day, dtype=np.int32)})
-    tables["truth/impressions"] = pl.DataFrame({"session_id": imp["session_id"], "position": imp["position"],
-                                                "engaged": imp["engaged"], "p_engage": imp["relevance"]})
+    tables["truth/sessions"] = pl.DataFrame(
+        {"session_id": sess["session_id"], "intent": intent.astype(np.int32), "day": np.full(intent.size, arrays.day, dtype=np.int32)}
+    )
+    tables["truth/impressions"] = pl.DataFrame(
+        {"session_id": imp["session_id"], "position": imp["position"], "engaged": imp["engaged"], "p_engage": imp["relevance"]}
+    )
     return tables
 
 
@@ -603,13 +703,31 @@ def _static_truth(members: Members, paths: np.ndarray, phases: np.ndarray) -> di
     """The truth tables known before day 0: intent paths, drift phases, members' latent traits."""
     n, d, k = paths.shape
     return {
-        "intent_paths": pl.DataFrame({"member_id": np.repeat(np.arange(n), d), "day": np.tile(np.arange(d), n).astype(np.int32),
-                                      **{f"intent_{i}": paths[:, :, i].ravel() for i in range(k)}}),
-        "phases": pl.DataFrame({"member_id": phases[:, 0], "intent": phases[:, 1].astype(np.int32),
-                                "first_day": phases[:, 2].astype(np.int32), "last_day": phases[:, 3].astype(np.int32)}),
-        "members": pl.DataFrame({"member_id": np.arange(n), "activity": members.activity, "post_rate": members.post_rate,
-                                 "author_quality": members.author_quality, "top_topic": members.topic_interest.argmax(axis=1).astype(np.int32),
-                                 **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)}}),
+        "intent_paths": pl.DataFrame(
+            {
+                "member_id": np.repeat(np.arange(n), d),
+                "day": np.tile(np.arange(d), n).astype(np.int32),
+                **{f"intent_{i}": paths[:, :, i].ravel() for i in range(k)},
+            }
+        ),
+        "phases": pl.DataFrame(
+            {
+                "member_id": phases[:, 0],
+                "intent": phases[:, 1].astype(np.int32),
+                "first_day": phases[:, 2].astype(np.int32),
+                "last_day": phases[:, 3].astype(np.int32),
+            }
+        ),
+        "members": pl.DataFrame(
+            {
+                "member_id": np.arange(n),
+                "activity": members.activity,
+                "post_rate": members.post_rate,
+                "author_quality": members.author_quality,
+                "top_topic": members.topic_interest.argmax(axis=1).astype(np.int32),
+                **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)},
+            }
+        ),
     }
 
 
@@ -629,8 +747,12 @@ def _truth(
         "update_types": list(cfg.update_types),
         "event_types": list(EVENT_TYPES),
         "intents": [
-            {"name": name, "profile": intents.profiles[i].round(6).tolist(), "session_rate": float(intents.session_rate[i]),
-             "relevant_content": CONTENTS[int(intents.relevant_content[i])]}
+            {
+                "name": name,
+                "profile": intents.profiles[i].round(6).tolist(),
+                "session_rate": float(intents.session_rate[i]),
+                "relevant_content": CONTENTS[int(intents.relevant_content[i])],
+            }
             for i, name in enumerate(intents.names)
         ],
         "n_warmup_updates": n_warmup_updates,
@@ -691,13 +813,17 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
     t = result.tables
     cfg = result.config
     imp = t["impressions"]
-    rates = imp.select(
-        skip_rate=((pl.col("dwell_s") < cfg.t_skip_s) & ~pl.any_horizontal("clicked", "reacted", "commented", "shared")).mean(),
-        click_rate=pl.col("clicked").mean(),
-        react_rate=pl.col("reacted").mean(),
-        comment_rate=pl.col("commented").mean(),
-        share_rate=pl.col("shared").mean(),
-    ).row(0, named=True) if imp.height else {}
+    rates = (
+        imp.select(
+            skip_rate=((pl.col("dwell_s") < cfg.t_skip_s) & ~pl.any_horizontal("clicked", "reacted", "commented", "shared")).mean(),
+            click_rate=pl.col("clicked").mean(),
+            react_rate=pl.col("reacted").mean(),
+            comment_rate=pl.col("commented").mean(),
+            share_rate=pl.col("shared").mean(),
+        ).row(0, named=True)
+        if imp.height
+        else {}
+    )
     if imp.height:
         # One contiguous column first: polars' median over a table's per-day chunks is 7x slower.
         rates["median_dwell_s"] = imp["dwell_s"].rechunk().median()

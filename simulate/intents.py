@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logs.schema import CONTENTS, EVENT_TYPES
+from dwellrank_logs.schema import CONTENTS, EVENT_TYPES
 
 __all__ = ["IntentSet", "make_intents"]
 

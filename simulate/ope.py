@@ -32,13 +32,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from logs.checks import is_finite_number
-from logs.errors import ConfigError
-from logs.history import HistoryTables
-from logs.schema import VIRAL_COLUMNS
+from dwellrank_logs.checks import is_finite_number
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.protocol import (
+    HistoryTables,
+    Ranker,
+    RankerBase,
+    RankOutput,
+    forward_candidate_columns,
+    ranker_description,
+    ranker_t_skip_s,
+)
+from dwellrank_logs.schema import VIRAL_COLUMNS
 from simulate.config import WorldConfig
 from simulate.engine import simulate
-from simulate.rankers import Ranker, RankOutput, forward_candidate_columns, plackett_luce
+from simulate.rankers import plackett_luce
 from simulate.truth import expected_reward, world_members
 
 __all__ = [
@@ -132,9 +140,7 @@ def snips(reward: np.ndarray, weight: np.ndarray, alpha: float = 0.05) -> OPEEst
     return _normal("snips", v, infl.std(ddof=1) / math.sqrt(r.size), r.size, alpha)
 
 
-def doubly_robust(
-    reward: np.ndarray, weight: np.ndarray, q_logged: np.ndarray, q_target: np.ndarray, alpha: float = 0.05
-) -> OPEEstimate:
+def doubly_robust(reward: np.ndarray, weight: np.ndarray, q_logged: np.ndarray, q_target: np.ndarray, alpha: float = 0.05) -> OPEEstimate:
     """Doubly robust: ``mean(q_target + w (r - q_logged))``.
 
     Parameters
@@ -174,7 +180,7 @@ def top_rows(scores: np.ndarray, request_id: np.ndarray) -> np.ndarray:
     return order[first]
 
 
-class ExplorationRanker:
+class ExplorationRanker(RankerBase):
     """Plackett-Luce sampling over a base ranker's per-request standardised scores.
 
     Standardising makes ``temperature`` mean the same for any base ranker:
@@ -192,9 +198,9 @@ class ExplorationRanker:
             raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
         self.base = base
         self.temperature = float(temperature)
-        self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
+        self.t_skip_s = ranker_t_skip_s(base)
         self.candidate_columns = forward_candidate_columns(base)
-        self.description = f"explore({getattr(base, 'description', None) or type(base).__name__}, T={temperature:g})"
+        self.description = f"explore({ranker_description(base)}, T={temperature:g})"
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         s = np.asarray(self.base.rank(candidates, history, rng).scores, dtype=np.float64)
@@ -241,10 +247,18 @@ def reward_features(rows: pl.DataFrame, history: HistoryTables, update_types: tu
     f = (
         rows.select("member_id", "update_id", "update_type", "author_id", "created_ts", "request_ts")
         .join(history.updates, on="update_id", how="left", maintain_order="left")
-        .join(history.member_types.rename({c: f"mt_{c}" for c in ("n_impressions", "n_not_skipped", "n_actions")}),
-              on=["member_id", "update_type"], how="left", maintain_order="left")
-        .join(history.member_authors.rename({"n_impressions": "ma_imp", "n_actions": "ma_act"}),
-              on=["member_id", "author_id"], how="left", maintain_order="left")
+        .join(
+            history.member_types.rename({c: f"mt_{c}" for c in ("n_impressions", "n_not_skipped", "n_actions")}),
+            on=["member_id", "update_type"],
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            history.member_authors.rename({"n_impressions": "ma_imp", "n_actions": "ma_act"}),
+            on=["member_id", "author_id"],
+            how="left",
+            maintain_order="left",
+        )
         .fill_null(0)
     )
     imp = f["n_impressions"].to_numpy().astype(float)
@@ -264,7 +278,7 @@ def reward_features(rows: pl.DataFrame, history: HistoryTables, update_types: tu
     return np.column_stack([*cols, onehot])
 
 
-class OPERecorder:
+class OPERecorder(RankerBase):
     """Wraps a logging ranker and records, per request, its first update and each target's.
 
     The targets rank the same candidates with the same history but their own
@@ -285,7 +299,7 @@ class OPERecorder:
         self.logging = logging
         self.targets = dict(targets)
         self.update_types = update_types
-        self.skip_threshold_s = getattr(logging, "skip_threshold_s", None)
+        self.t_skip_s = ranker_t_skip_s(logging)
         self._rng = rng
         self._parts: list[dict[str, np.ndarray]] = []
 
@@ -301,12 +315,15 @@ class OPERecorder:
         feats = reward_features(candidates[rows], history, self.update_types)
         k = logged.size
         part: dict[str, np.ndarray] = {
-            "request_id": req[logged], "member_id": candidates["member_id"].to_numpy()[logged],
-            "logged_update": upd[logged], "logged_propensity": out.propensity[logged], "logged_x": feats[:k],
+            "request_id": req[logged],
+            "member_id": candidates["member_id"].to_numpy()[logged],
+            "logged_update": upd[logged],
+            "logged_propensity": out.propensity[logged],
+            "logged_x": feats[:k],
         }
         for j, (name, p) in enumerate(picks.items(), start=1):
             part[f"{name}_update"] = upd[p]
-            part[f"{name}_x"] = feats[j * k:(j + 1) * k]
+            part[f"{name}_x"] = feats[j * k : (j + 1) * k]
         self._parts.append(part)
         return out
 
@@ -483,7 +500,9 @@ def run_ope(config: OPEConfig, logging_base: Ranker, targets: Mapping[str, Ranke
         ests = [ips(r, w, config.alpha), snips(r, w, config.alpha), doubly_robust(r, w, q_logged, q_target, config.alpha)]
         out_targets[name] = {
             "truth": truth,
-            "estimates": {e.estimator: {**{k: v for k, v in asdict(e).items() if k != "estimator"}, "covers": e.covers(truth)} for e in ests},
+            "estimates": {
+                e.estimator: {**{k: v for k, v in asdict(e).items() if k != "estimator"}, "covers": e.covers(truth)} for e in ests
+            },
             "match_rate": float((chosen == rec["logged_update"]).mean()),
             "ess": float(w.sum() ** 2 / (w**2).sum()) if (w > 0).any() else 0.0,
         }
@@ -492,8 +511,12 @@ def run_ope(config: OPEConfig, logging_base: Ranker, targets: Mapping[str, Ranke
         "estimand": "expected reward of the update the ranker puts first (position 0), over the logged requests",
         "seed": int(config.seed),
         "n_requests": int(r.size),
-        "logging": {"ranker": logging.description, "temperature": config.temperature,
-                    "observed_reward": float(r.mean()), "truth_logged_actions": float(truth_of(rec["logged_update"]).mean())},
+        "logging": {
+            "ranker": logging.description,
+            "temperature": config.temperature,
+            "observed_reward": float(r.mean()),
+            "truth_logged_actions": float(truth_of(rec["logged_update"]).mean()),
+        },
         "targets": out_targets,
         "simulate_s": round(t_sim, 3),
     }

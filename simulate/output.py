@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from logs.io import atomic_dir, table_path, write_json, write_parquet
-from logs.schema import TABLE_NAMES
+from dwellrank_logs.io import atomic_dir, table_path, write_json, write_parquet
+from dwellrank_logs.protocol import Ranker
+from dwellrank_logs.schema import TABLE_NAMES
 from simulate.config import WorldConfig
 from simulate.engine import SimulationResult, _require_tables, simulate
-from simulate.rankers import Ranker
 
-__all__ = ["write_simulation", "simulate_to", "TRUTH_DIR"]
+__all__ = ["TRUTH_DIR", "simulate_to", "write_simulation"]
 
 #: Sub-directory with ground-truth Parquet tables (estimators never read it).
 TRUTH_DIR = "truth"
@@ -96,8 +96,9 @@ def simulate_to(
     with atomic_dir(Path(out), overwrite=overwrite) as tmp:
         (tmp / TRUTH_DIR).mkdir()
         with _StreamedParquet(tmp) as streamed:
-            result = simulate(config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress,
-                              sink=streamed.write, keep_tables=keep_tables)
+            result = simulate(
+                config, seed=seed, ranker=ranker, member_arm=member_arm, progress=progress, sink=streamed.write, keep_tables=keep_tables
+            )
         # What the simulation does not stream: members, updates and the updates' truth exist only at the end.
         _write_result(result, tmp, skip=streamed.written)
     return result
@@ -123,7 +124,7 @@ class _StreamedParquet:
     writes whole frames only).  Pieces without rows add no row group.  String columns are dictionary-encoded (a few
     distinct values each); other columns plain, which is faster to encode and
     about as small once compressed.  Files go into a directory that
-    :func:`logs.io.atomic_dir` renames into place, so they need no atomic
+    :func:`dwellrank_logs.io.atomic_dir` renames into place, so they need no atomic
     writes of their own.  A table whose pieces never had a row is written
     empty, with its columns, on a clean exit.
     """
@@ -160,7 +161,7 @@ class _StreamedParquet:
         for writer in self._writers.values():
             try:
                 writer.close()
-            except Exception as err:  # noqa: PERF203 - one per table
+            except Exception as err:
                 close_error = close_error or err
         if exc_type is None and close_error is not None:
             raise close_error

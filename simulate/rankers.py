@@ -1,118 +1,37 @@
-"""The ranker protocol and the simulator's built-in rankers.
+"""The simulator's built-in rankers: random, popularity, and Plackett-Luce exploration.
 
-This protocol is the one place where the simulator meets ranking code.  The
-simulator calls :meth:`Ranker.rank` once per simulated day with *all* feed
-requests of that day as one candidate table, and ranks each request by
-descending score (ties by candidate order).
-
-Candidate columns: request_id (the session), member_id, update_id,
-update_type, author_id, topic, created_ts, request_ts, client.  A ranker that
-reads only some of them may list those in ``candidate_columns``; the
-simulator then builds only those (a day's candidate table has
-``candidates_per_request`` rows per feed request, so the unused string and
-timestamp columns were a sixth of a run).
+They answer :class:`dwellrank_logs.protocol.Ranker`, the protocol every ranker
+the simulator calls implements.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError
-from logs.history import HistoryTables
+from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, forward_candidate_columns, ranker_t_skip_s
 
 __all__ = [
-    "CANDIDATE_COLUMNS",
-    "candidate_columns",
-    "forward_candidate_columns",
-    "Ranker",
-    "RankOutput",
-    "RandomRanker",
     "PopularityRanker",
+    "RandomRanker",
     "SoftmaxRanker",
     "plackett_luce",
 ]
 
 
-def forward_candidate_columns(base: object) -> tuple[str, ...] | None:
-    """``candidate_columns`` for a wrapper that reads ``request_id`` and whatever its ``base`` reads."""
-    cols = getattr(base, "candidate_columns", None)
-    return None if cols is None else ("request_id", *cols)
-
-
-#: Every column of a candidate table, in order.
-CANDIDATE_COLUMNS = ("request_id", "member_id", "update_id", "update_type", "author_id", "topic", "created_ts", "request_ts", "client")
-
-
-def candidate_columns(rankers: list[Ranker] | tuple[Ranker, ...]) -> frozenset[str]:
-    """The candidate columns that ``rankers`` read together.
-
-    A ranker without a ``candidate_columns`` attribute (or with ``None``)
-    reads all of them; listed names must be candidate columns.
-    """
-    needed = {"request_id"}
-    for ranker in rankers:
-        cols = getattr(ranker, "candidate_columns", None)
-        if cols is None:
-            return frozenset(CANDIDATE_COLUMNS)
-        if isinstance(cols, str):
-            raise ConfigError(f"{type(ranker).__name__}.candidate_columns must be a tuple of column names, got the string {cols!r}")
-        unknown = sorted(set(cols) - set(CANDIDATE_COLUMNS))
-        if unknown:
-            raise ConfigError(f"{type(ranker).__name__}.candidate_columns names {unknown}, which are not candidate columns {list(CANDIDATE_COLUMNS)}")
-        needed.update(cols)
-    return frozenset(needed)
-
-
-@dataclass(frozen=True)
-class RankOutput:
-    """A ranker's answer for a candidate table.
-
-    Attributes
-    ----------
-    scores : ndarray, shape (n_rows,)
-        Higher is shown first.
-    propensity : ndarray, shape (n_rows,), optional
-        For stochastic rankers: the probability of the row taking the position
-        it ends at, given the rows placed above it (one Plackett-Luce step).
-        The product over the top positions is the probability of that order.
-    """
-
-    scores: np.ndarray
-    propensity: np.ndarray | None = None
-
-
-@runtime_checkable
-class Ranker(Protocol):
-    """Anything with ``rank(candidates, history, rng) -> RankOutput``.
-
-    ``history`` holds counts of impressions before the current day; rankers
-    must not look at anything else about the past.  A ranker may set
-    ``skip_threshold_s`` to choose the dwell threshold of those counts, and
-    ``candidate_columns`` to the candidate columns it reads (default: all).
-    A subclass of a built-in ranker that reads more columns than its parent
-    must widen ``candidate_columns`` (or set it to None).
-    """
-
-    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput: ...
-
-
-class RandomRanker:
+class RandomRanker(RankerBase):
     """Uniformly random order; logs exact propensities (for off-policy evaluation)."""
 
-    candidate_columns = ("request_id",)
+    candidate_columns: tuple[str, ...] | None = ("request_id",)
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         return plackett_luce(np.zeros(candidates.height), candidates["request_id"].to_numpy(), 1.0, rng)
 
 
-class PopularityRanker:
+class PopularityRanker(RankerBase):
     """Orders by past click + viral counts per impression (smoothed), newest first on ties."""
 
-    candidate_columns = ("update_id", "created_ts")
+    candidate_columns: tuple[str, ...] | None = ("update_id", "created_ts")
 
     def __init__(self, prior_impressions: float = 20.0) -> None:
         self.prior_impressions = prior_impressions
@@ -136,7 +55,7 @@ class PopularityRanker:
         return RankOutput(scores=score + age_tiebreak)
 
 
-class SoftmaxRanker:
+class SoftmaxRanker(RankerBase):
     """Samples an order by Plackett-Luce over a base ranker's scores.
 
     ``temperature`` -> 0 recovers the base order; large values approach random.
@@ -148,7 +67,7 @@ class SoftmaxRanker:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.base = base
         self.temperature = temperature
-        self.skip_threshold_s = getattr(base, "skip_threshold_s", None)
+        self.t_skip_s = ranker_t_skip_s(base)
         self.candidate_columns = forward_candidate_columns(base)
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:

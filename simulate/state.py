@@ -2,9 +2,9 @@
 
 It keeps dense counters (members x update types, members x topics, per
 update) and a keyed
-member x author table, and exposes them as :class:`logs.history.HistoryTables`
+member x author table, and exposes them as :class:`dwellrank_logs.history.HistoryTables`
 so that rankers see the history through exactly the tables that
-:func:`logs.history.history_tables` computes in batch from logs.
+:func:`dwellrank_logs.history.history_tables` computes in batch from dwellrank_logs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from logs.history import HistoryTables
+from dwellrank_logs.protocol import HistoryTables
 
 __all__ = ["HistoryState"]
 
@@ -30,14 +30,14 @@ class HistoryState:
     update_types : tuple of str
     n_topics : int
         Topic ids are 0 .. n_topics - 1.
-    skip_threshold_s : float, seconds
+    t_skip_s : float, seconds
         Dwell threshold of the not-skipped counters.
     """
 
-    def __init__(self, n_members: int, update_types: tuple[str, ...], n_topics: int, skip_threshold_s: float) -> None:
+    def __init__(self, n_members: int, update_types: tuple[str, ...], n_topics: int, t_skip_s: float) -> None:
         self.update_types = update_types
         self.n_topics = int(n_topics)
-        self.skip_threshold_s = float(skip_threshold_s)
+        self.t_skip_s = float(t_skip_s)
         t = len(update_types)
         self._mt = np.zeros((3, n_members, t), dtype=np.int64)  # impressions, not_skipped, actions
         self._mp = np.zeros((3, n_members, self.n_topics), dtype=np.int64)  # the same, per member x topic
@@ -62,7 +62,7 @@ class HistoryState:
         # Counted by boolean selection: 0/1 integer arrays would index rows instead.
         clicked, viral = np.asarray(clicked, dtype=bool), np.asarray(viral, dtype=bool)
         action = clicked | viral
-        not_skipped = (dwell_s >= self.skip_threshold_s) | action
+        not_skipped = (dwell_s >= self.t_skip_s) | action
         n_upd = int(update.max(initial=-1)) + 1
         if n_upd > self._upd.shape[1]:
             grow = np.zeros((4, max(n_upd, 2 * self._upd.shape[1]) - self._upd.shape[1]), dtype=np.int64)
@@ -96,7 +96,7 @@ class HistoryState:
         return self._ma
 
     def tables(self) -> HistoryTables:
-        """Current counts in the layout of :func:`logs.history.history_tables`.
+        """Current counts in the layout of :func:`dwellrank_logs.history.history_tables`.
 
         Tables are built from a snapshot of the counters on first access.
         """
@@ -108,7 +108,7 @@ class HistoryState:
             member_authors=lambda: self._member_authors(upto - self._ma_offset),
             member_topics=lambda: self._member_topics_table(mp),
             members=lambda: self._members_table(mt),
-            skip_threshold_s=self.skip_threshold_s,
+            t_skip_s=self.t_skip_s,
         )
 
     @staticmethod

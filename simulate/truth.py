@@ -13,11 +13,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from logs.errors import ConfigError
-from logs.history import HistoryTables
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput
 from simulate.config import WorldConfig
 from simulate.intents import make_intents
-from simulate.rankers import RankOutput
 from simulate.world import Members, action_probabilities, engage_probability, sample_members
 
 __all__ = ["REWARDS", "OracleRanker", "arm_truth", "expected_reward", "world_members"]
@@ -98,7 +97,7 @@ def expected_reward(
     return p_engage * (1.0 - np.prod(1.0 - probs[1:], axis=0))
 
 
-class OracleRanker:
+class OracleRanker(RankerBase):
     """Ranks by the true engagement logit, knowing members' latent tastes.
 
     A ranker no real system could build: it uses each member's true topic
@@ -176,6 +175,6 @@ def arm_truth(
     with np.errstate(invalid="ignore", divide="ignore"):
         skip = np.bincount(m, weights=((1 - p_e) * p_short)[keep], minlength=ids.size) / count
         engage = np.bincount(m, weights=p_e[keep], minlength=ids.size) / count
-    return pl.DataFrame(
-        {"member_id": ids, "arm": members["arm"], "true_skip_rate": skip, "true_engage_rate": engage}
-    ).with_columns(pl.col("true_skip_rate", "true_engage_rate").fill_nan(None))
+    return pl.DataFrame({"member_id": ids, "arm": members["arm"], "true_skip_rate": skip, "true_engage_rate": engage}).with_columns(
+        pl.col("true_skip_rate", "true_engage_rate").fill_nan(None)
+    )

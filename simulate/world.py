@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logs.schema import CLIENTS
+from dwellrank_logs.schema import CLIENTS
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from logs import TABLE_NAMES
+from dwellrank_logs import TABLE_NAMES
 
 SMALL = ["--members", "300", "--days", "4", "--quiet"]
 
@@ -94,8 +94,18 @@ def test_simulate_unwritable_out(tmp_path: Path):
 
 def test_set_overrides_world_fields(tmp_path: Path):
     out = tmp_path / "o"
-    res = _run("simulate", *SMALL, "--out", str(out), "--set", "phase_length=fixed", "--set", "phase_rate=2.5",
-               "--set", "click_prob=0.1,0.1,0.1,0.1,0.1")
+    res = _run(
+        "simulate",
+        *SMALL,
+        "--out",
+        str(out),
+        "--set",
+        "phase_length=fixed",
+        "--set",
+        "phase_rate=2.5",
+        "--set",
+        "click_prob=0.1,0.1,0.1,0.1,0.1",
+    )
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "truth.json").read_text())["config"]
     assert cfg["phase_length"] == "fixed" and cfg["phase_rate"] == 2.5 and cfg["click_prob"] == [0.1] * 5

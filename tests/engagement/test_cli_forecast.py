@@ -50,8 +50,26 @@ def test_score_writes_probabilities_and_dynamic_intents(session_model: Path, eng
 
 def test_compare_prints_a_table_and_writes_json_and_png(eng_logs: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    res = _run("forecast", "compare", "--logs", str(eng_logs), "--task", "day", "--out", str(out), "--seeds", "2",
-               "--models", "LR,LightGBM,DIGMN", "--epochs", "1", "--k-min", "7", "--k-max", "7")
+    res = _run(
+        "forecast",
+        "compare",
+        "--logs",
+        str(eng_logs),
+        "--task",
+        "day",
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--models",
+        "LR,LightGBM,DIGMN",
+        "--epochs",
+        "1",
+        "--k-min",
+        "7",
+        "--k-max",
+        "7",
+    )
     assert res.exit_code == 0, res.output
     assert "macro_f1" in res.output and "DIGMN vs best baseline" in res.output
     rec = json.loads((out / "comparison.json").read_text())
@@ -108,7 +126,9 @@ def test_train_on_bad_logs_fails_cleanly(breaker, pattern: str, eng_logs: Path, 
 
 def test_model_for_the_other_task_is_refused(session_model: Path, eng_logs: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
-    res = CliRunner().invoke(main, ["forecast", "score", "--model", str(session_model), "--logs", str(eng_logs), "--out", str(out), "--task", "day"])
+    res = CliRunner().invoke(
+        main, ["forecast", "score", "--model", str(session_model), "--logs", str(eng_logs), "--out", str(out), "--task", "day"]
+    )
     assert res.exit_code == 2 and "trained for the session-level task, not the day-level task" in res.output
     assert not out.exists()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dwellrank_logs.errors import ConfigError
 from engagement import DigmnConfig, LdaConfig, TrainConfig, WindowConfig
 from engagement.config import check_task
-from logs.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,7 @@ def test_seeded_topics_start_near_the_generating_topics() -> None:
 
 
 def test_too_few_sessions_for_the_search_is_a_clear_error() -> None:
-    from logs.errors import DwellrankError
+    from dwellrank_logs.errors import DwellrankError
 
     with pytest.raises(DwellrankError, match="intent mining needs at least 10 sessions with events, got 6"):
         mine_intents(np.eye(10, dtype=int)[:6], np.random.default_rng(0))

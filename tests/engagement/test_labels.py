@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.schema import EVENT_TYPES
 from engagement import WindowConfig, build_dataset, day_label, session_label
-from logs.errors import DwellrankError
-from logs.schema import EVENT_TYPES
 
 
 @pytest.mark.parametrize(
@@ -88,13 +88,29 @@ def _tiny_logs() -> dict[str, pl.DataFrame]:
         }
     )
     ev = [(s[0], s[1], _ts(s[2], start), e) for s in sess for e in s[5]]
-    events = pl.DataFrame({"member_id": [e[0] for e in ev], "session_id": [e[1] for e in ev], "ts": [e[2] for e in ev],
-                           "event_type": [e[3] for e in ev]})
-    members = pl.DataFrame({"member_id": [1, 2, 3], "connections": [100, 5, 20], "tenure_days": [400, 40, 1000],
-                            "client": ["ios", "android", "web"], "arm": [None, None, None], "industry": [1, 2, 3],
-                            "seniority": [2, 0, 5], "is_premium": [False, False, True]})
-    deliveries = pl.DataFrame({"member_id": [1, 1, 3, 1], "ts": [_ts(0.5, start), _ts(2.5, start), _ts(1.0, start), _ts(6.0, start)],
-                               "channel": ["email", "push", "sms", "email"], "content": ["jobs", "feed", "pymk", "other"]})
+    events = pl.DataFrame(
+        {"member_id": [e[0] for e in ev], "session_id": [e[1] for e in ev], "ts": [e[2] for e in ev], "event_type": [e[3] for e in ev]}
+    )
+    members = pl.DataFrame(
+        {
+            "member_id": [1, 2, 3],
+            "connections": [100, 5, 20],
+            "tenure_days": [400, 40, 1000],
+            "client": ["ios", "android", "web"],
+            "arm": [None, None, None],
+            "industry": [1, 2, 3],
+            "seniority": [2, 0, 5],
+            "is_premium": [False, False, True],
+        }
+    )
+    deliveries = pl.DataFrame(
+        {
+            "member_id": [1, 1, 3, 1],
+            "ts": [_ts(0.5, start), _ts(2.5, start), _ts(1.0, start), _ts(6.0, start)],
+            "channel": ["email", "push", "sms", "email"],
+            "content": ["jobs", "feed", "pymk", "other"],
+        }
+    )
     return {"members": members, "sessions": sessions, "events": events, "deliveries": deliveries}
 
 
@@ -185,8 +201,11 @@ def _drop_col(frames, table, col):
         (lambda f: {**f, "sessions": f["sessions"].head(0)}, DwellrankError, "no valid session"),
         (lambda f: {**f, "members": f["members"].head(0)}, DwellrankError, "members table has no rows"),
         (lambda f: {**f, "events": f["events"].with_columns(event_type=pl.lit("like"))}, DwellrankError, "event_type.*unknown value"),
-        (lambda f: {**f, "sessions": f["sessions"].filter(pl.col("start_ts") < _ts(3, dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))},
-         DwellrankError, "needs sessions up to day 7"),
+        (
+            lambda f: {**f, "sessions": f["sessions"].filter(pl.col("start_ts") < _ts(3, dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))},
+            DwellrankError,
+            "needs sessions up to day 7",
+        ),
     ],
 )
 def test_bad_tables(mutate, exc, pattern) -> None:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
+from dwellrank_logs.errors import DwellrankError
 from engagement import MODELS, DigmnConfig, Intents, TrainConfig, compare, evaluate, run_model, split_members
 from engagement.protocol import matched_hidden
 from engagement.train import Scaler, fit_torch, make_tensors
-from logs.errors import DwellrankError
 
 
 def test_split_is_a_partition_of_80_10_10() -> None:
@@ -48,8 +48,7 @@ def test_class_offsets_maximise_validation_macro_f1_against_brute_force() -> Non
     grid = np.round(np.linspace(-2, 2, 21), 10)
     b = fit_class_offsets(y, p, grid)
     best = max(
-        f1_score(y, (np.log(p) + [0.0, b1, b2]).argmax(1), average="macro", labels=[0, 1, 2], zero_division=0)
-        for b1 in grid for b2 in grid
+        f1_score(y, (np.log(p) + [0.0, b1, b2]).argmax(1), average="macro", labels=[0, 1, 2], zero_division=0) for b1 in grid for b2 in grid
     )
     m = evaluate("day", y, p, b)
     assert b[0] == 0.0 and m["macro_f1"] == pytest.approx(best)
@@ -102,8 +101,10 @@ def test_every_model_runs_and_the_static_matched_predictor_has_about_as_many_par
 
 def test_same_seed_same_result(eng_data) -> None:
     split = split_members(eng_data.n_members, np.random.default_rng(3))
-    a, b = (run_model("DIGMN", eng_data, "session", _intents(eng_data), split, np.random.default_rng(5), TrainConfig(max_epochs=1))
-            for _ in range(2))
+    a, b = (
+        run_model("DIGMN", eng_data, "session", _intents(eng_data), split, np.random.default_rng(5), TrainConfig(max_epochs=1))
+        for _ in range(2)
+    )
     assert a.metrics == b.metrics
 
 

@@ -33,6 +33,7 @@ def split(feature_set: str) -> tuple[pl.DataFrame, pl.DataFrame]:
 def xy(frame: pl.DataFrame, feature_set: str, label: str):
     return frame.select(FEATURE_SETS[feature_set].columns).to_numpy(), frame[label].to_numpy()
 
+
 #: The small world the ranker and pipeline tests train on: 800 members x 6 days, seed 1.
 TINY = (800, 6, 1)
 

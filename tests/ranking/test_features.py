@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from logs.errors import SchemaError
+from dwellrank_logs.errors import SchemaError
+from dwellrank_logs.protocol import validate_candidates
 from ranking.features import (
     FEATURE_SETS,
     candidate_features,
@@ -16,7 +17,6 @@ from ranking.features import (
     history_from_logs,
     member_profiles,
     training_frame,
-    validate_candidates,
     validate_feature_matrix,
 )
 from simulate import PopularityRanker, WorldConfig, simulate
@@ -125,8 +125,13 @@ def _tiny_logs() -> dict[str, pl.DataFrame]:
     )
     sessions = pl.DataFrame({"session_id": [1, 2, 3], "start_ts": [d0, d0, d1], "client": ["ios", "web", "android"]})
     updates = pl.DataFrame(
-        {"update_id": [10, 11], "author_id": [5, 6], "update_type": ["text", "video"], "topic": [3, 4],
-         "created_ts": [d0 - dt.timedelta(hours=2), d0 - dt.timedelta(hours=1)]}
+        {
+            "update_id": [10, 11],
+            "author_id": [5, 6],
+            "update_type": ["text", "video"],
+            "topic": [3, 4],
+            "created_ts": [d0 - dt.timedelta(hours=2), d0 - dt.timedelta(hours=1)],
+        }
     )
     members = pl.DataFrame(
         {"member_id": [0, 1], "connections": [100, 50], "tenure_days": [30, 60], "seniority": [1, 2], "is_premium": [False, True]}
@@ -180,8 +185,17 @@ def test_skip_label_uses_t_skip():
 def _cands() -> pl.DataFrame:
     t = _tiny_logs()
     return pl.DataFrame(
-        {"request_id": [9], "member_id": [0], "update_id": [10], "update_type": ["text"], "author_id": [5], "topic": [3],
-         "created_ts": [t["updates"]["created_ts"][0]], "request_ts": [t["sessions"]["start_ts"][2]], "client": ["web"]}
+        {
+            "request_id": [9],
+            "member_id": [0],
+            "update_id": [10],
+            "update_type": ["text"],
+            "author_id": [5],
+            "topic": [3],
+            "created_ts": [t["updates"]["created_ts"][0]],
+            "request_ts": [t["sessions"]["start_ts"][2]],
+            "client": ["web"],
+        }
     )
 
 
@@ -194,18 +208,30 @@ _PROFILES = member_profiles(_tiny_logs()["members"])
 _ERRORS = [
     (lambda: get_feature_set("fancy"), "feature_set must be one of base, dwell, got 'fancy'"),
     (lambda: candidate_features(_cands().drop("author_id"), _hist(), _PROFILES, "dwell"), "missing column\\(s\\) 'author_id'"),
-    (lambda: candidate_features(_cands().with_columns(member_id=pl.lit(7, pl.Int64)), _hist(), _PROFILES, "dwell"),
-     "1 member_id\\(s\\) have no profile .*\\[7\\]"),
-    (lambda: validate_candidates(_cands().with_columns(pl.col("request_ts").cast(pl.String)), "c.parquet"),
-     "c.parquet: candidate column 'request_ts' must be a Datetime type, got String"),
-    (lambda: validate_candidates(_cands().with_columns(update_id=pl.lit(None, pl.Int64)), "c.parquet"),
-     "candidate column 'update_id' has 1 null"),
-    (lambda: validate_feature_matrix(pl.DataFrame({"hour": [1.0]}), DWELL, "c.parquet"),
-     "c.parquet: missing feature column\\(s\\) 'connections'.*feature set 'dwell' v2"),
-    (lambda: validate_feature_matrix(pl.DataFrame({c: ["x"] if c == "age_h" else [1.0] for c in DWELL.columns}), DWELL, "c"),
-     "feature column 'age_h' must be numeric, got String"),
-    (lambda: validate_feature_matrix(pl.DataFrame({c: [float("nan")] if c == "hour" else [1.0] for c in DWELL.columns}), DWELL, "c"),
-     "feature column 'hour' has 1 null/NaN/infinite"),
+    (
+        lambda: candidate_features(_cands().with_columns(member_id=pl.lit(7, pl.Int64)), _hist(), _PROFILES, "dwell"),
+        "1 member_id\\(s\\) have no profile .*\\[7\\]",
+    ),
+    (
+        lambda: validate_candidates(_cands().with_columns(pl.col("request_ts").cast(pl.String)), "c.parquet"),
+        "c.parquet: candidate column 'request_ts' must be a Datetime type, got String",
+    ),
+    (
+        lambda: validate_candidates(_cands().with_columns(update_id=pl.lit(None, pl.Int64)), "c.parquet"),
+        "candidate column 'update_id' has 1 null",
+    ),
+    (
+        lambda: validate_feature_matrix(pl.DataFrame({"hour": [1.0]}), DWELL, "c.parquet"),
+        "c.parquet: missing feature column\\(s\\) 'connections'.*feature set 'dwell' v2",
+    ),
+    (
+        lambda: validate_feature_matrix(pl.DataFrame({c: ["x"] if c == "age_h" else [1.0] for c in DWELL.columns}), DWELL, "c"),
+        "feature column 'age_h' must be numeric, got String",
+    ),
+    (
+        lambda: validate_feature_matrix(pl.DataFrame({c: [float("nan")] if c == "hour" else [1.0] for c in DWELL.columns}), DWELL, "c"),
+        "feature column 'hour' has 1 null/NaN/infinite",
+    ),
     (lambda: training_frame({"impressions": _tiny_logs()["impressions"]}, "dwell", 2.5), "training needs the sessions table"),
     (lambda: training_frame(_tiny_logs(), "dwell", -1.0), "t_skip_s must be a finite number > 0 seconds, got -1.0"),
 ]

@@ -17,10 +17,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import ranking.features as features
-from logs.errors import SchemaError
-from logs.history import HistoryTables
+from dwellrank_logs.errors import SchemaError
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
 from ranking.features import candidate_features, history_from_logs, member_profiles
-from tests.ranking.ranking_worlds import TINY, T_SKIP_S, world
+from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
 
 DAY = dt.date(2026, 1, 9)  # the tiny world runs 2026-01-05 .. 2026-01-10
 _TABLES = ("updates", "member_types", "member_authors", "member_topics", "members")
@@ -40,7 +40,7 @@ def _candidates(day: dt.date) -> pl.DataFrame:
         .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
         .filter(pl.col("request_ts").dt.date() == day)
         .rename({"session_id": "request_id"})
-        .select(features.CANDIDATE_COLUMNS)
+        .select(CANDIDATE_COLUMNS)
         .sort("request_id", "update_id")
     )
 
@@ -190,7 +190,7 @@ def test_profiles_tables_are_told_apart_on_one_snapshot(monkeypatch, profiles):
 
 def test_history_objects_of_other_types_are_indexed_per_request(monkeypatch, profiles):
     hist, cands = _history(DAY), _candidates(DAY).head(300)
-    duck = SimpleNamespace(**{n: getattr(hist, n) for n in _TABLES}, skip_threshold_s=T_SKIP_S)
+    duck = SimpleNamespace(**{n: getattr(hist, n) for n in _TABLES}, t_skip_s=T_SKIP_S)
     assert_frame_equal(
         candidate_features(cands, duck, profiles, "dwell"), _check(monkeypatch, cands, hist, profiles, lookup=True), check_exact=True
     )
@@ -204,14 +204,22 @@ def _grid_history() -> tuple[HistoryTables, pl.DataFrame]:
     updates = {"update_id": [0, 1], **{c: np.array([3, 1], np.uint32) for c in ("n_impressions", "n_clicks", "n_virals", "n_not_skipped")}}
     hist = HistoryTables(
         updates=pl.DataFrame(updates),
-        member_types=pl.DataFrame({"member_id": np.repeat(member, 2), "update_type": ["b", "d"] * 10, **{k: np.repeat(v, 2) for k, v in counts.items()}}),
+        member_types=pl.DataFrame(
+            {"member_id": np.repeat(member, 2), "update_type": ["b", "d"] * 10, **{k: np.repeat(v, 2) for k, v in counts.items()}}
+        ),
         member_authors=pl.DataFrame({"member_id": member, "author_id": np.zeros(10, np.int64), "n_impressions": one, "n_actions": one}),
         member_topics=pl.DataFrame({"member_id": member, "topic": np.ones(10, np.int64), **counts}),
         members=pl.DataFrame({"member_id": member, **counts}),
-        skip_threshold_s=T_SKIP_S,
+        t_skip_s=T_SKIP_S,
     )
     prof = pl.DataFrame(
-        {"member_id": member, "connections": member * 7, "tenure_days": np.full(10, 30), "seniority": np.ones(10, np.int8), "is_premium": member % 2 == 0}
+        {
+            "member_id": member,
+            "connections": member * 7,
+            "tenure_days": np.full(10, 30),
+            "seniority": np.ones(10, np.int8),
+            "is_premium": member % 2 == 0,
+        }
     )
     return hist, prof
 
@@ -220,8 +228,17 @@ def _grid_request(member: int, update_type: str, topic: int = 1) -> pl.DataFrame
     """Two candidates: ``member`` on an update of ``update_type`` and ``topic``, and member 0 on a 'b' update of topic 1."""
     ts = dt.datetime(2026, 1, 9, 10, tzinfo=dt.timezone.utc)
     return pl.DataFrame(
-        {"request_id": [1, 1], "member_id": [member, 0], "update_id": [1, 0], "update_type": [update_type, "b"], "author_id": [0, 0],
-         "topic": [topic, 1], "created_ts": [ts - dt.timedelta(hours=3)] * 2, "request_ts": [ts] * 2, "client": ["ios", "web"]}
+        {
+            "request_id": [1, 1],
+            "member_id": [member, 0],
+            "update_id": [1, 0],
+            "update_type": [update_type, "b"],
+            "author_id": [0, 0],
+            "topic": [topic, 1],
+            "created_ts": [ts - dt.timedelta(hours=3)] * 2,
+            "request_ts": [ts] * 2,
+            "client": ["ios", "web"],
+        }
     )
 
 
@@ -257,7 +274,7 @@ def test_empty_history_reads_as_no_history(monkeypatch, profiles):
 
 
 def _replaced(hist: HistoryTables, **tables: pl.DataFrame) -> HistoryTables:
-    return HistoryTables(**{n: tables.get(n, getattr(hist, n)) for n in _TABLES}, skip_threshold_s=hist.skip_threshold_s)
+    return HistoryTables(**{n: tables.get(n, getattr(hist, n)) for n in _TABLES}, t_skip_s=hist.t_skip_s)
 
 
 def test_duplicated_keys_take_the_joins(monkeypatch):

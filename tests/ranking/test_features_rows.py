@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import ranking.features as features
-from logs.schema import CLIENTS, UPDATE_TYPES
+from dwellrank_logs.schema import CLIENTS, UPDATE_TYPES
 
 RAW = [v for _, (_, cols) in features._RAW.items() for v in cols.values()]
 
@@ -48,12 +48,15 @@ def _columns(n: int, seed: int, ts_unit: str = "us", tz: str | None = "UTC", typ
 
 
 @pytest.mark.parametrize("feature_set", ["base", "dwell"])
-@pytest.mark.parametrize(("seed", "unit", "tz", "types"), [
-    (0, "us", "UTC", pl.String()),
-    (1, "ns", "UTC", pl.String()),
-    (2, "ms", None, pl.Categorical()),
-    (3, "us", "Europe/Paris", pl.Enum(UPDATE_TYPES)),
-])
+@pytest.mark.parametrize(
+    ("seed", "unit", "tz", "types"),
+    [
+        (0, "us", "UTC", pl.String()),
+        (1, "ns", "UTC", pl.String()),
+        (2, "ms", None, pl.Categorical()),
+        (3, "us", "Europe/Paris", pl.Enum(UPDATE_TYPES)),
+    ],
+)
 def test_numpy_evaluator_equals_polars(feature_set, seed, unit, tz, types):
     cols = _columns(1000, seed, unit, tz, types)
     fs = features.get_feature_set(feature_set)

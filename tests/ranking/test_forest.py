@@ -11,7 +11,9 @@ import pytest
 from ranking.forest import compile_forest, exp_exact
 
 
-def _boosters(seed: int, objective: str = "binary", use_missing: bool = True, nan_train: bool = False) -> tuple[list[lgb.Booster], np.ndarray]:
+def _boosters(
+    seed: int, objective: str = "binary", use_missing: bool = True, nan_train: bool = False
+) -> tuple[list[lgb.Booster], np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(3000, 6))
     if nan_train:
@@ -21,8 +23,15 @@ def _boosters(seed: int, objective: str = "binary", use_missing: bool = True, na
     y = (rng.random(3000) < 1 / (1 + np.exp(-logit))).astype(float)
     if objective == "poisson":
         y = rng.poisson(np.exp(0.3 * np.nan_to_num(X[:, 0])))
-    params = {"objective": objective, "num_leaves": 8, "learning_rate": 0.2, "verbose": -1, "seed": seed,
-              "use_missing": use_missing, "min_data_in_leaf": 5}
+    params = {
+        "objective": objective,
+        "num_leaves": 8,
+        "learning_rate": 0.2,
+        "verbose": -1,
+        "seed": seed,
+        "use_missing": use_missing,
+        "min_data_in_leaf": 5,
+    }
     boosters = [lgb.train(params, lgb.Dataset(X, y), num_boost_round=n) for n in (5, 20)]
     return boosters, X
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from ranking.heads import GBDTLRHead, HeadConfig, LogisticHead, binary_metrics, compare_heads, leaf_one_hot, normalized_entropy
 from tests.ranking.ranking_worlds import split, xy
 

@@ -6,10 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from logs.errors import ConfigError
-from logs.history import history_tables
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.history import history_tables
+from dwellrank_logs.protocol import Ranker
 from ranking import FeedRanker, preset_rankers, rank_within_requests
-from simulate import RandomRanker, Ranker, WorldConfig, simulate
+from simulate import RandomRanker, WorldConfig, simulate
 from tests.ranking.ranking_worlds import TINY, tiny_model, world
 
 
@@ -20,14 +21,21 @@ def _candidates(n_requests=3, per=6):
     upd = t["updates"].sample(per, seed=0)
     rows = sess.head(n_requests).join(upd, how="cross")
     return rows.select(
-        pl.col("session_id").alias("request_id"), "member_id", "update_id", "update_type", "author_id", "topic",
-        "created_ts", pl.col("start_ts").alias("request_ts"), "client",
+        pl.col("session_id").alias("request_id"),
+        "member_id",
+        "update_id",
+        "update_type",
+        "author_id",
+        "topic",
+        "created_ts",
+        pl.col("start_ts").alias("request_ts"),
+        "client",
     )
 
 
 def _history():
     t = world(*TINY).tables
-    return history_tables(t["impressions"], t["updates"], before=None, skip_threshold_s=2.5)
+    return history_tables(t["impressions"], t["updates"], before=None, t_skip_s=2.5)
 
 
 def test_feedranker_is_a_simulator_ranker_and_serves_more_relevant_updates():
@@ -35,7 +43,7 @@ def test_feedranker_is_a_simulator_ranker_and_serves_more_relevant_updates():
     training logs, so the same members), the trained ranker must show updates whose true
     P(engage) (truth_tables['impressions'].p_engage) is higher on average than a random order's."""
     ranker = FeedRanker(tiny_model("dwell"))
-    assert isinstance(ranker, Ranker) and ranker.skip_threshold_s == 2.5
+    assert isinstance(ranker, Ranker) and ranker.t_skip_s == 2.5
     cfg = WorldConfig(n_members=TINY[0], n_days=TINY[1])
     ours = simulate(cfg, seed=TINY[2], ranker=ranker)
     rand = simulate(cfg, seed=TINY[2], ranker=RandomRanker())
@@ -75,7 +83,7 @@ def test_rank_within_requests_ties_keep_row_order_and_validates_top_k():
 
 def test_history_threshold_must_match_the_models_t_skip():
     t = world(*TINY).tables
-    hist = history_tables(t["impressions"], t["updates"], before=None, skip_threshold_s=4.0)
+    hist = history_tables(t["impressions"], t["updates"], before=None, t_skip_s=4.0)
     with pytest.raises(ConfigError, match="history counts not-skipped impressions at 4.0 s but .* T_skip = 2.5 s"):
         FeedRanker(tiny_model("dwell")).rank(_candidates(), hist, np.random.default_rng(0))
 
@@ -83,8 +91,8 @@ def test_history_threshold_must_match_the_models_t_skip():
 def test_presets_for_the_ab_test():
     arms = preset_rankers(world(*TINY), t_skip_s=2.5, seed=0)
     eng, psk = arms["engagement_only"], arms["with_pskip"]
-    assert eng.feature_set.name == "base" and eng.weights.skip_penalty == 0 and eng.skip_threshold_s is None
-    assert psk.feature_set.name == "dwell" and psk.weights.skip_penalty > 0 and psk.skip_threshold_s == 2.5
+    assert eng.feature_set.name == "base" and eng.weights.skip_penalty == 0 and eng.t_skip_s is None
+    assert psk.feature_set.name == "dwell" and psk.weights.skip_penalty > 0 and psk.t_skip_s == 2.5
     cand, hist = _candidates(), _history()
     for r in arms.values():
         assert np.isfinite(r.rank(cand, hist, np.random.default_rng(0)).scores).all()

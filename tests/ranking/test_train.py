@@ -43,7 +43,17 @@ def _key_candidates(n_sessions: int = 20) -> pl.DataFrame:
         .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
         .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
         .filter(pl.col("session_id").is_in(t["sessions"].sort("start_ts").tail(n_sessions)["session_id"].implode()))
-        .select(pl.col("session_id").alias("request_id"), "member_id", "update_id", "update_type", "author_id", "topic", "created_ts", "request_ts", "client")
+        .select(
+            pl.col("session_id").alias("request_id"),
+            "member_id",
+            "update_id",
+            "update_type",
+            "author_id",
+            "topic",
+            "created_ts",
+            "request_ts",
+            "client",
+        )
     )
 
 
@@ -128,7 +138,10 @@ def test_cli_rank_from_feature_columns_equals_rank_from_logs(model_dir, logs_dir
     _feature_candidates().write_parquet(tmp_path / "feat.parquet")
     _key_candidates().write_parquet(tmp_path / "keys.parquet")
     assert _run("rank", "--model", model_dir, "--candidates", tmp_path / "feat.parquet", "--out", a, "--quiet").exit_code == 0
-    assert _run("rank", "--model", model_dir, "--candidates", tmp_path / "keys.parquet", "--out", b, "--logs", logs_dir, "--quiet").exit_code == 0
+    assert (
+        _run("rank", "--model", model_dir, "--candidates", tmp_path / "keys.parquet", "--out", b, "--logs", logs_dir, "--quiet").exit_code
+        == 0
+    )
     ra, rb = pl.read_parquet(a), pl.read_parquet(b)
     np.testing.assert_allclose(ra["score"].to_numpy(), rb["score"].to_numpy(), rtol=1e-12)
     assert ra["rank"].equals(rb["rank"])

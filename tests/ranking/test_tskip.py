@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from logs.history import not_skipped_expr
-from logs.schema import ACTION_COLUMNS
+from dwellrank_logs.protocol import not_skipped_expr
+from dwellrank_logs.schema import ACTION_COLUMNS
 from ranking import (
     BinnedCounts,
     DwellDataWarning,
@@ -42,7 +42,7 @@ from simulate import WorldConfig, simulate
 SEEDS = (0, 1, 2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _world(t_skip_s: float, seed: int) -> tuple[pl.DataFrame, float]:
     """1,500 members x 10 days (~110K impressions); returns impressions and the truth."""
     r = simulate(WorldConfig(n_members=1500, n_days=10, t_skip_s=t_skip_s), seed=seed)
@@ -189,7 +189,9 @@ def _mixture(n: int, seed: int, t0: float, pi: float) -> tuple[pl.DataFrame, sta
     dist_a = stats.gamma(a=2.0, loc=t0, scale=3.0)
     dist_n = stats.lognorm(s=0.6, scale=1.2)
     dwell = np.where(act, dist_a.rvs(n, random_state=rng), dist_n.rvs(n, random_state=rng))
-    frame = pl.DataFrame({"dwell_s": dwell, "clicked": act, "reacted": np.zeros(n, bool), "commented": np.zeros(n, bool), "shared": np.zeros(n, bool)})
+    frame = pl.DataFrame(
+        {"dwell_s": dwell, "clicked": act, "reacted": np.zeros(n, bool), "commented": np.zeros(n, bool), "shared": np.zeros(n, bool)}
+    )
     return frame, dist_a, dist_n
 
 
@@ -274,7 +276,18 @@ def _typed(n: int, seed: int, thresholds: dict[str, float]) -> pl.DataFrame:
         eng = rng.random(n) < 0.3
         dwell = np.where(eng, t0 + rng.exponential(6.0, n), rng.lognormal(np.log(0.9), 0.55, n))
         act = eng & (rng.random(n) < 0.5)
-        parts.append(pl.DataFrame({"update_type": [t] * n, "dwell_s": dwell, "clicked": act, "reacted": act & False, "commented": act & False, "shared": act & False}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "update_type": [t] * n,
+                    "dwell_s": dwell,
+                    "clicked": act,
+                    "reacted": act & False,
+                    "commented": act & False,
+                    "shared": act & False,
+                }
+            )
+        )
     return pl.concat(parts)
 
 
@@ -380,12 +393,16 @@ def test_group_labels_are_kept_exactly():
     """Labels that differ only by a trailing NUL (or case) are different groups, counted apart."""
     rng = np.random.default_rng(0)
     labels = ["c", "c\x00", "C"]
-    frame = pl.DataFrame({
-        "dwell_s": rng.exponential(3.0, 6000),
-        "clicked": rng.random(6000) < 0.2,
-        "reacted": False, "commented": False, "shared": False,
-        "grp": [labels[i % 3] for i in range(6000)],
-    })
+    frame = pl.DataFrame(
+        {
+            "dwell_s": rng.exponential(3.0, 6000),
+            "clicked": rng.random(6000) < 0.2,
+            "reacted": False,
+            "commented": False,
+            "shared": False,
+            "grp": [labels[i % 3] for i in range(6000)],
+        }
+    )
     counts = bin_counts(frame, TskipConfig(by="grp"))
     assert counts.groups == tuple(sorted(labels))
     assert counts.n.sum(1).tolist() == [2000, 2000, 2000]

@@ -92,7 +92,21 @@ def test_bad_dataset_directory_exits_2_and_writes_nothing(logs, tmp_path: Path):
 def test_options_by_none_action_cols_bin_width_and_quiet(logs, tmp_path: Path):
     imp, truth = logs
     out = tmp_path / "t.json"
-    res = _run("--impressions", str(imp), "--by", "none", "--action-cols", "clicked", "--bin-width", "0.2", "--eps", "0.001", "--out", str(out), "--quiet")
+    res = _run(
+        "--impressions",
+        str(imp),
+        "--by",
+        "none",
+        "--action-cols",
+        "clicked",
+        "--bin-width",
+        "0.2",
+        "--eps",
+        "0.001",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout == ""
     d = _strict_json(out)
@@ -118,7 +132,14 @@ def _bad_nan(tmp: Path) -> Path:
     n = 3000
     rng = np.random.default_rng(0)
     pl.DataFrame(
-        {"update_type": ["text"] * n, "dwell_s": np.r_[np.nan, rng.exponential(3, n - 1)], "clicked": rng.random(n) < 0.2, "reacted": [False] * n, "commented": [False] * n, "shared": [False] * n}
+        {
+            "update_type": ["text"] * n,
+            "dwell_s": np.r_[np.nan, rng.exponential(3, n - 1)],
+            "clicked": rng.random(n) < 0.2,
+            "reacted": [False] * n,
+            "commented": [False] * n,
+            "shared": [False] * n,
+        }
     ).write_parquet(p)
     return p
 
@@ -144,7 +165,11 @@ def _empty(tmp: Path) -> Path:
         (_bad_nan, ["--strict"], r"nan\.parquet: column 'dwell_s' has unusable values \(1 NaN\)"),
         (_bad_nan, ["--dwell-col", "dwell"], r"nan\.parquet: impressions table is missing column\(s\) 'dwell'"),
         (_bad_nan, ["--action-cols", "clicked,liked"], r"missing column\(s\) 'liked'"),
-        (_bad_nan, ["--min-rows", "5000"], r"nan\.parquet: the table has 2,999 impressions with usable 'dwell_s', fewer than min_rows_per_group=5,000"),
+        (
+            _bad_nan,
+            ["--min-rows", "5000"],
+            r"nan\.parquet: the table has 2,999 impressions with usable 'dwell_s', fewer than min_rows_per_group=5,000",
+        ),
         (_bad_nan, ["--bin-width", "-0.5"], r"bin_width_s must be a finite number > 0, got -0.5"),
         (_bad_nan, ["--eps", "2"], r"eps must be in \[0, 1\), got 2.0"),
     ],

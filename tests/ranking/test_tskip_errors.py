@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from logs.errors import ConfigError, DwellrankError, SchemaError
+from dwellrank_logs.errors import ConfigError, DwellrankError, SchemaError
 from ranking import DwellDataWarning, InsufficientDataError, TskipConfig, TskipEstimator, estimate_tskip, estimate_tskip_file
 
 N = 4000
@@ -24,7 +24,14 @@ def _good(n: int = N, seed: int = 0) -> pl.DataFrame:
     act = eng & (rng.random(n) < 0.5)
     z = np.zeros(n, bool)
     return pl.DataFrame(
-        {"update_type": np.where(np.arange(n) % 2 == 0, "text", "image"), "dwell_s": dwell, "clicked": act, "reacted": z, "commented": z, "shared": z}
+        {
+            "update_type": np.where(np.arange(n) % 2 == 0, "text", "image"),
+            "dwell_s": dwell,
+            "clicked": act,
+            "reacted": z,
+            "commented": z,
+            "shared": z,
+        }
     )
 
 
@@ -36,34 +43,96 @@ def _with_dwell(values: list[float | None]) -> pl.DataFrame:
 
 
 FRAME_CASES: list[tuple[str, Callable[[], pl.DataFrame], TskipConfig, type[Exception], str]] = [
-    ("missing dwell", lambda: _good().drop("dwell_s"), TskipConfig(), SchemaError, r"<frame>: impressions table is missing column\(s\) 'dwell_s'; found update_type"),
+    (
+        "missing dwell",
+        lambda: _good().drop("dwell_s"),
+        TskipConfig(),
+        SchemaError,
+        r"<frame>: impressions table is missing column\(s\) 'dwell_s'; found update_type",
+    ),
     ("missing action", lambda: _good().drop("shared"), TskipConfig(), SchemaError, r"missing column\(s\) 'shared'"),
     ("missing custom action", _good, TskipConfig(action_cols=("clicked", "liked")), SchemaError, r"missing column\(s\) 'liked'"),
     ("missing by", lambda: _good().drop("update_type"), TskipConfig(), SchemaError, r"missing column\(s\) 'update_type'"),
-    ("string dwell", lambda: _good().with_columns(pl.col("dwell_s").cast(pl.String)), TskipConfig(), SchemaError, r"column 'dwell_s' must be numeric \(dwell, seconds\), got String"),
-    ("string action", lambda: _good().with_columns(pl.col("clicked").cast(pl.String)), TskipConfig(), SchemaError, r"column 'clicked' must be Boolean .*got String"),
-    ("float by", lambda: _good().with_columns(pl.col("dwell_s").alias("update_type")), TskipConfig(), SchemaError, r"column 'update_type' must be a string or integer group label, got Float64"),
-    ("NaN strict", lambda: _with_dwell([float("nan")] * 3), TskipConfig(strict=True), SchemaError, r"column 'dwell_s' has unusable values \(3 NaN\).*strict"),
-    ("negative strict", lambda: _with_dwell([-1.0, -0.5]), TskipConfig(strict=True), SchemaError, r"'dwell_s' has unusable values \(2 negative\)"),
+    (
+        "string dwell",
+        lambda: _good().with_columns(pl.col("dwell_s").cast(pl.String)),
+        TskipConfig(),
+        SchemaError,
+        r"column 'dwell_s' must be numeric \(dwell, seconds\), got String",
+    ),
+    (
+        "string action",
+        lambda: _good().with_columns(pl.col("clicked").cast(pl.String)),
+        TskipConfig(),
+        SchemaError,
+        r"column 'clicked' must be Boolean .*got String",
+    ),
+    (
+        "float by",
+        lambda: _good().with_columns(pl.col("dwell_s").alias("update_type")),
+        TskipConfig(),
+        SchemaError,
+        r"column 'update_type' must be a string or integer group label, got Float64",
+    ),
+    (
+        "NaN strict",
+        lambda: _with_dwell([float("nan")] * 3),
+        TskipConfig(strict=True),
+        SchemaError,
+        r"column 'dwell_s' has unusable values \(3 NaN\).*strict",
+    ),
+    (
+        "negative strict",
+        lambda: _with_dwell([-1.0, -0.5]),
+        TskipConfig(strict=True),
+        SchemaError,
+        r"'dwell_s' has unusable values \(2 negative\)",
+    ),
     ("inf strict", lambda: _with_dwell([float("inf"), float("-inf")]), TskipConfig(strict=True), SchemaError, r"\(2 infinite\)"),
     ("null strict", lambda: _with_dwell([None]), TskipConfig(strict=True), SchemaError, r"\(1 null\)"),
-    ("mixed strict", lambda: _with_dwell([None, float("nan"), -2.0, float("inf")]), TskipConfig(strict=True), SchemaError, r"\(1 null, 1 NaN, 1 infinite, 1 negative\)"),
+    (
+        "mixed strict",
+        lambda: _with_dwell([None, float("nan"), -2.0, float("inf")]),
+        TskipConfig(strict=True),
+        SchemaError,
+        r"\(1 null, 1 NaN, 1 infinite, 1 negative\)",
+    ),
     (
         "null action strict",
         # Row 0: no action known (shared null, the others false); row 1: shared null but clicked
         # true, so an action is known to have happened (Kleene OR) and the row is usable.
         lambda: _good().with_columns(
             pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("shared")).alias("shared"),
-            *(pl.when(pl.int_range(pl.len()) < 2).then(pl.int_range(pl.len()) == 1).otherwise(pl.col(c)).alias(c)
-              for c in ("clicked", "reacted", "commented")),
+            *(
+                pl.when(pl.int_range(pl.len()) < 2).then(pl.int_range(pl.len()) == 1).otherwise(pl.col(c)).alias(c)
+                for c in ("clicked", "reacted", "commented")
+            ),
         ),
         TskipConfig(strict=True),
         SchemaError,
         r"'dwell_s' / 'clicked', 'reacted', 'commented', 'shared' has unusable values \(1 null action\)",
     ),
-    ("no rows", lambda: _good().head(0), TskipConfig(), InsufficientDataError, r"<frame>: no impressions with a usable 'dwell_s' \(table is empty"),
-    ("all dropped", lambda: _good().with_columns(pl.lit(float("nan")).alias("dwell_s")), TskipConfig(), InsufficientDataError, r"no impressions with a usable 'dwell_s'"),
-    ("no actions", lambda: _good().with_columns(pl.lit(False).alias("clicked")), TskipConfig(), InsufficientDataError, r"the table has no actions at all \(none of 'clicked', 'reacted', 'commented', 'shared' is true\)"),
+    (
+        "no rows",
+        lambda: _good().head(0),
+        TskipConfig(),
+        InsufficientDataError,
+        r"<frame>: no impressions with a usable 'dwell_s' \(table is empty",
+    ),
+    (
+        "all dropped",
+        lambda: _good().with_columns(pl.lit(float("nan")).alias("dwell_s")),
+        TskipConfig(),
+        InsufficientDataError,
+        r"no impressions with a usable 'dwell_s'",
+    ),
+    (
+        "no actions",
+        lambda: _good().with_columns(pl.lit(False).alias("clicked")),
+        TskipConfig(),
+        InsufficientDataError,
+        r"the table has no actions at all \(none of 'clicked', 'reacted', 'commented', 'shared' is true\)",
+    ),
     (
         "no actions in one type",
         lambda: _good().with_columns((pl.col("clicked") & (pl.col("update_type") == "text")).alias("clicked")),
@@ -78,7 +147,13 @@ FRAME_CASES: list[tuple[str, Callable[[], pl.DataFrame], TskipConfig, type[Excep
         InsufficientDataError,
         r"update_type 'video' has 50 impressions with usable 'dwell_s', fewer than min_rows_per_group=1,000",
     ),
-    ("too few rows overall", lambda: _good(300), TskipConfig(by=None), InsufficientDataError, r"the table has 300 impressions .*min_rows_per_group=1,000"),
+    (
+        "too few rows overall",
+        lambda: _good(300),
+        TskipConfig(by=None),
+        InsufficientDataError,
+        r"the table has 300 impressions .*min_rows_per_group=1,000",
+    ),
     (
         "no threshold",
         lambda: _good().with_columns((pl.int_range(pl.len()) % 2000 == 0).alias("clicked")),
@@ -118,13 +193,38 @@ FILE_CASES: list[tuple[str, Callable[[Path], None], type[Exception], str]] = [
     ("missing file", lambda p: None, SchemaError, r"imp\.parquet: no such file"),
     ("empty file", lambda p: p.write_bytes(b""), SchemaError, r"imp\.parquet: file is empty"),
     ("not parquet", lambda p: p.write_bytes(b"dwell_s,clicked\n1.0,true\n"), SchemaError, r"imp\.parquet: not a readable Parquet file"),
-    ("truncated parquet", lambda p: (_good().write_parquet(p), p.write_bytes(p.read_bytes()[:200])), SchemaError, r"imp\.parquet: not a readable Parquet file"),
+    (
+        "truncated parquet",
+        lambda p: (_good().write_parquet(p), p.write_bytes(p.read_bytes()[:200])),
+        SchemaError,
+        r"imp\.parquet: not a readable Parquet file",
+    ),
     ("corrupt data pages", lambda p: _corrupt(p), SchemaError, r"imp\.parquet: cannot read impressions \("),
     ("directory without parts", lambda p: p.mkdir(), SchemaError, r"imp\.parquet: directory holds no \*\.parquet files"),
-    ("zero rows", lambda p: _good().head(0).write_parquet(p), InsufficientDataError, r"imp\.parquet: no impressions with a usable 'dwell_s'"),
-    ("missing column", lambda p: _good().drop("commented").write_parquet(p), SchemaError, r"imp\.parquet: impressions table is missing column\(s\) 'commented'"),
-    ("string dwell", lambda p: _good().with_columns(pl.col("dwell_s").cast(pl.String)).write_parquet(p), SchemaError, r"imp\.parquet: column 'dwell_s' must be a numeric type"),
-    ("no actions", lambda p: _good().with_columns(pl.lit(False).alias("clicked")).write_parquet(p), InsufficientDataError, r"imp\.parquet: the table has no actions at all"),
+    (
+        "zero rows",
+        lambda p: _good().head(0).write_parquet(p),
+        InsufficientDataError,
+        r"imp\.parquet: no impressions with a usable 'dwell_s'",
+    ),
+    (
+        "missing column",
+        lambda p: _good().drop("commented").write_parquet(p),
+        SchemaError,
+        r"imp\.parquet: impressions table is missing column\(s\) 'commented'",
+    ),
+    (
+        "string dwell",
+        lambda p: _good().with_columns(pl.col("dwell_s").cast(pl.String)).write_parquet(p),
+        SchemaError,
+        r"imp\.parquet: column 'dwell_s' must be a numeric type",
+    ),
+    (
+        "no actions",
+        lambda p: _good().with_columns(pl.lit(False).alias("clicked")).write_parquet(p),
+        InsufficientDataError,
+        r"imp\.parquet: the table has no actions at all",
+    ),
 ]
 
 
@@ -139,7 +239,9 @@ def test_bad_files(tmp_path: Path, name, make, exc, pattern):
 
 def test_unusable_dwell_is_counted_dropped_and_warned():
     bad = _with_dwell([float("nan"), float("nan"), -1.0, float("inf"), None])
-    with pytest.warns(DwellDataWarning, match=r"dropped 5 row\(s\) with unusable values in column 'dwell_s' \(1 null, 2 NaN, 1 infinite, 1 negative\)"):
+    with pytest.warns(
+        DwellDataWarning, match=r"dropped 5 row\(s\) with unusable values in column 'dwell_s' \(1 null, 2 NaN, 1 infinite, 1 negative\)"
+    ):
         res = estimate_tskip(bad)
     ref = estimate_tskip(_good().slice(5))  # the same rows, never there
     assert res.dropped == {"null": 1, "NaN": 2, "infinite": 1, "negative": 1}

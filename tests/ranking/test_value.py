@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, save_weights, value_function
 
 ACTIONS = ("click", "react", "comment", "share")
@@ -26,11 +26,19 @@ def _w(**over):
 
 def _preds():
     return {
-        "p_click": np.array([0.1, 0.2]), "p_react": np.array([0.05, 0.0]), "p_comment": np.array([0.01, 0.02]),
-        "p_share": np.array([0.02, 0.01]), "p_skip": np.array([0.6, 0.3]),
-        "down_click": np.array([9.0, 9.0]), "down_react": np.array([1.0, 2.0]), "down_comment": np.array([9.0, 9.0]),
-        "down_share": np.array([3.0, 5.0]), "up_click": np.array([9.0, 9.0]), "up_react": np.array([9.0, 9.0]),
-        "up_comment": np.array([0.5, 1.0]), "up_share": np.array([9.0, 9.0]),
+        "p_click": np.array([0.1, 0.2]),
+        "p_react": np.array([0.05, 0.0]),
+        "p_comment": np.array([0.01, 0.02]),
+        "p_share": np.array([0.02, 0.01]),
+        "p_skip": np.array([0.6, 0.3]),
+        "down_click": np.array([9.0, 9.0]),
+        "down_react": np.array([1.0, 2.0]),
+        "down_comment": np.array([9.0, 9.0]),
+        "down_share": np.array([3.0, 5.0]),
+        "up_click": np.array([9.0, 9.0]),
+        "up_react": np.array([9.0, 9.0]),
+        "up_comment": np.array([0.5, 1.0]),
+        "up_share": np.array([9.0, 9.0]),
     }
 
 
@@ -101,7 +109,10 @@ def test_weights_file_round_trip(tmp_path):
 
 
 _BAD = [
-    (_w(w={"click": 1.0, "react": 1.0, "comment": 1.0}), "'w' must have exactly the keys click, react, comment, share; missing \\['share'\\]"),
+    (
+        _w(w={"click": 1.0, "react": 1.0, "comment": 1.0}),
+        "'w' must have exactly the keys click, react, comment, share; missing \\['share'\\]",
+    ),
     (_w(alpha={**_w()["alpha"], "like": 1.0}), "'alpha' must have exactly the keys .*unknown \\['like'\\]"),
     (_w(beta={**_w()["beta"], "share": -1.0}), "'beta.share' must be a finite number >= 0, got -1.0"),
     (_w(w={**_w()["w"], "click": "1"}), "'w.click' must be a finite number >= 0, got '1'"),

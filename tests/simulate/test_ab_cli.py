@@ -22,7 +22,12 @@ def test_writes_outputs_with_ope(tmp_path: Path):
     res = _invoke("--control", "popularity", "--treatment", "oracle", *SMALL, "--seed", "1", "--ope", "--out", str(out), "--quiet")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "daily.parquet", "effects.parquet", "members.parquet", "report.json", "report.png", "report.txt"
+        "daily.parquet",
+        "effects.parquet",
+        "members.parquet",
+        "report.json",
+        "report.png",
+        "report.txt",
     ]
     report = json.loads((out / "report.json").read_text())
     assert report["rankers"] == {"control": "popularity", "treatment": "oracle"}
@@ -60,11 +65,20 @@ def test_same_seed_same_bytes(tmp_path: Path):
         (["--control", "nosuch", "--treatment", "random"], r"--control: unknown preset 'nosuch'; choose one of random, popularity"),
         (["--control", "random", "--treatment", "{tmp}/no_model"], r"--treatment: model directory '.*no_model' not found"),
         (["--control", "{tmp}/a_file", "--treatment", "random"], r"--control: '.*a_file' is a file, expected a model directory"),
-        (["--control", "random", "--treatment", "{tmp}/empty_model"], r"--treatment: .*(needs the ranking engine|incompatible or unreadable)"),
-        (["--control", "random", "--treatment", "random", "--split", "0"], r"split \(the expected share .*\) must be in the open interval \(0, 1\), got 0.0"),
+        (
+            ["--control", "random", "--treatment", "{tmp}/empty_model"],
+            r"--treatment: .*(needs the ranking engine|incompatible or unreadable)",
+        ),
+        (
+            ["--control", "random", "--treatment", "random", "--split", "0"],
+            r"split \(the expected share .*\) must be in the open interval \(0, 1\), got 0.0",
+        ),
         (["--control", "random", "--treatment", "random", "--split", "1"], r"must be in the open interval \(0, 1\), got 1.0"),
         (["--control", "random", "--treatment", "random", "--split", "1.5"], r"must be in the open interval \(0, 1\), got 1.5"),
-        (["--control", "random", "--treatment", "random", "--members", "30"], r"members: 30 members .* too few for a meaningful test: the minimum detectable effect would be \d\.\d\d standard deviations"),
+        (
+            ["--control", "random", "--treatment", "random", "--members", "30"],
+            r"members: 30 members .* too few for a meaningful test: the minimum detectable effect would be \d\.\d\d standard deviations",
+        ),
         (["--control", "random", "--treatment", "random", "--days", "0"], r"n_days must be a positive integer, got 0"),
         (["--control", "random", "--treatment", "random", "--alpha", "2"], r"alpha .* got 2.0"),
         (["--control", "random", "--treatment", "random", "--ope-temperature", "0"], r"ope_temperature must be a number > 0, got 0.0"),

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from logs.errors import ConfigError, OutputExistsError
+from dwellrank_logs.errors import ConfigError, OutputExistsError
 from simulate import PopularityRanker, RandomRanker, WorldConfig
 from simulate.ab import ARMS, METRICS, ABConfig, SmallExperimentWarning, assign_arms, run_ab
 from simulate.ab_report import format_table, write_ab

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from simulate import WorldConfig, simulate
 from simulate.ab import (
     ABConfig,
@@ -182,7 +182,9 @@ def test_mde_gives_the_requested_power_by_simulation():
 
 
 def test_check_size_refuses_warns_and_passes():
-    with pytest.raises(ConfigError, match=r"members: 40 members at split 0.5 .* minimum detectable effect would be .* use at least \d+ members"):
+    with pytest.raises(
+        ConfigError, match=r"members: 40 members at split 0.5 .* minimum detectable effect would be .* use at least \d+ members"
+    ):
         check_size(40, 0.5, 0.05, 0.8, 0.5, 0.2)
     with pytest.warns(SmallExperimentWarning, match="can only detect effects of 0.28 standard deviations"):
         assert check_size(400, 0.5, 0.05, 0.8, 0.5, 0.2) == pytest.approx(0.28, abs=0.005)

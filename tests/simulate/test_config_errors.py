@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from logs import ConfigError
+from dwellrank_logs import ConfigError
 from simulate import WorldConfig, simulate
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from simulate import PopularityRanker, RandomRanker, WorldConfig
 from simulate.ope import OPEConfig, run_ope
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from simulate.ope import ExplorationRanker, OPEConfig, doubly_robust, ips, snips, top_rows
 from simulate.rankers import RandomRanker
 
@@ -73,9 +73,7 @@ def test_dr_with_the_true_reward_model_and_no_overlap_is_the_model():
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 50)), min_size=2, max_size=40).filter(lambda rows: sum(w for _, w in rows) > 0)
-)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 50)), min_size=2, max_size=40).filter(lambda rows: sum(w for _, w in rows) > 0))
 def test_snips_stays_within_the_reward_range_and_ignores_weight_scale(rows):
     r = np.array([a for a, _ in rows])
     w = np.array([b for _, b in rows])
@@ -118,7 +116,10 @@ def test_interval_coverage_on_a_synthetic_bandit():
         (lambda: ips(np.ones(2), np.array([1.0, -1.0])), r"weight must be >= 0"),
         (lambda: ips(np.ones(1), np.ones(1)), r"need at least 2 logged samples .* got 1"),
         (lambda: doubly_robust(np.ones(3), np.ones(3), np.ones(3), np.ones(4)), r"q_target must be a 1-d array .* got shape \(4,\)"),
-        (lambda: OPEConfig(reward="engaged"), r"reward must be one of \['click', 'viral', 'not_skipped'\] \(observable .*\), got 'engaged'"),
+        (
+            lambda: OPEConfig(reward="engaged"),
+            r"reward must be one of \['click', 'viral', 'not_skipped'\] \(observable .*\), got 'engaged'",
+        ),
         (lambda: OPEConfig(temperature=0), r"temperature must be a number > 0, got 0"),
         (lambda: OPEConfig(alpha=1.0), r"alpha must be in the open interval \(0, 1\), got 1.0"),
         (lambda: OPEConfig(folds=1), r"folds must be an integer >= 2, got 1"),
@@ -148,7 +149,7 @@ def test_exploration_ranker_first_step_is_the_softmax_of_standardised_scores():
 
     class Fixed:
         def rank(self, candidates, history, rng):
-            from simulate.rankers import RankOutput
+            from dwellrank_logs.protocol import RankOutput
 
             return RankOutput(scores=base_scores)
 
@@ -156,7 +157,7 @@ def test_exploration_ranker_first_step_is_the_softmax_of_standardised_scores():
     out = ExplorationRanker(Fixed(), temperature=0.5).rank(cands, None, rng)
     top = top_rows(out.scores, cands["request_id"].to_numpy())
     for g, row in enumerate(top):
-        s = base_scores[g * c:(g + 1) * c]
+        s = base_scores[g * c : (g + 1) * c]
         z = (s - s.mean()) / s.std() / 0.5
         soft = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         assert out.propensity[row] == pytest.approx(soft[row - g * c], rel=1e-10)

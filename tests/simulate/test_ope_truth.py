@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
 from simulate import PopularityRanker, WorldConfig, simulate
 from simulate.truth import REWARDS, OracleRanker, expected_reward, world_members
 from simulate.world import engage_probability, respond
@@ -56,7 +56,9 @@ def test_closed_forms_match_monte_carlo_of_the_response_model(reward):
             "not_skipped": (res.dwell_s >= CFG.t_skip_s) | res.clicked | res.reacted | res.commented | res.shared,
             "engaged": res.engaged,
         }[reward].astype(float)
-        p = float(expected_reward(CFG, members, np.array([member]), np.array([utype]), np.array([topic]), np.array([quality]), pos, reward)[0])
+        p = float(
+            expected_reward(CFG, members, np.array([member]), np.array([utype]), np.array([topic]), np.array([quality]), pos, reward)[0]
+        )
         se = math.sqrt(max(p * (1 - p), 1e-12) / reps)
         assert abs(observed.mean() - p) < 4 * se + 1e-9, (reward, member, observed.mean(), p)
 
@@ -74,13 +76,25 @@ def test_observed_top_slot_clicks_match_the_truth(run):
 def test_oracle_ranker_scores_are_the_true_engage_probability_at_the_top():
     members = world_members(CFG, 8)
     cands = pl.DataFrame(
-        {"request_id": [1, 1, 1], "member_id": [3, 3, 3], "update_type": ["article", "text", "video"],
-         "author_id": [10, 11, 12], "topic": [0, 5, 2]}
+        {
+            "request_id": [1, 1, 1],
+            "member_id": [3, 3, 3],
+            "update_type": ["article", "text", "video"],
+            "author_id": [10, 11, 12],
+            "topic": [0, 5, 2],
+        }
     )
     out = OracleRanker(CFG, members).rank(cands, None, np.random.default_rng(0))
     code = [CFG.update_types.index(t) for t in cands["update_type"]]
-    ref, _ = engage_probability(CFG, members, np.array([3, 3, 3]), np.array(code), np.array([0, 5, 2]),
-                                members.author_quality[[10, 11, 12]], np.zeros(3, dtype=np.int64))
+    ref, _ = engage_probability(
+        CFG,
+        members,
+        np.array([3, 3, 3]),
+        np.array(code),
+        np.array([0, 5, 2]),
+        members.author_quality[[10, 11, 12]],
+        np.zeros(3, dtype=np.int64),
+    )
     np.testing.assert_allclose(out.scores, ref)
 
 
@@ -89,7 +103,10 @@ def test_oracle_ranker_scores_are_the_true_engage_probability_at_the_top():
     [
         (lambda: world_members(CFG, np.random.default_rng(0)), r"seed must be a non-negative integer to replay the world, got Generator"),
         (lambda: world_members(CFG, -1), r"seed must be a non-negative integer to replay the world, got -1"),
-        (lambda: expected_reward(CFG, world_members(CFG, 0), [0], [0], [0], [0.0], 0, "dwell"), r"reward must be one of \[.*\], got 'dwell'"),
+        (
+            lambda: expected_reward(CFG, world_members(CFG, 0), [0], [0], [0], [0.0], 0, "dwell"),
+            r"reward must be one of \[.*\], got 'dwell'",
+        ),
     ],
 )
 def test_bad_input(call, pattern):
@@ -101,7 +118,13 @@ def test_rewards_are_probabilities():
     members = world_members(CFG, 1)
     rng = np.random.default_rng(1)
     n = 500
-    args = (rng.integers(0, CFG.n_members, n), rng.integers(0, 5, n), rng.integers(0, CFG.n_topics, n), rng.normal(0, 2, n), rng.integers(0, 25, n))
+    args = (
+        rng.integers(0, CFG.n_members, n),
+        rng.integers(0, 5, n),
+        rng.integers(0, CFG.n_topics, n),
+        rng.normal(0, 2, n),
+        rng.integers(0, 25, n),
+    )
     values = {r: expected_reward(CFG, members, *args, r) for r in REWARDS}
     for v in values.values():
         assert ((v >= 0) & (v <= 1)).all()

@@ -44,7 +44,7 @@ def test_random_ranker_logs_uniform_step_propensities():
 def test_softmax_ranker_low_temperature_matches_base_order():
     class ByUpdateId:
         def rank(self, candidates, history, rng):
-            from simulate import RankOutput
+            from dwellrank_logs.protocol import RankOutput
 
             return RankOutput(scores=candidates["update_id"].to_numpy().astype(float))
 
@@ -81,7 +81,7 @@ def test_arms_get_their_own_ranker():
 
 def test_shown_order_is_descending_score_with_ties_in_candidate_order():
     """Reference: numpy's stable argsort of -score per request (the engine sorts faster and re-sorts only tied rows)."""
-    from simulate.rankers import RankOutput
+    from dwellrank_logs.protocol import RankOutput
 
     seen: list[pl.DataFrame] = []
 
@@ -109,7 +109,8 @@ def test_shown_order_is_descending_score_with_ties_in_candidate_order():
 
 def test_candidate_columns_projection_builds_only_listed_columns_and_changes_nothing():
     """Reference: the same ranker given the full candidate table."""
-    from simulate import CANDIDATE_COLUMNS, PopularityRanker
+    from dwellrank_logs.protocol import CANDIDATE_COLUMNS
+    from simulate import PopularityRanker
 
     seen: list[tuple[str, ...]] = []
 
@@ -143,7 +144,7 @@ def test_candidate_columns_projection_builds_only_listed_columns_and_changes_not
 
 
 def test_candidate_columns_must_name_candidate_columns():
-    from logs.errors import ConfigError
+    from dwellrank_logs.errors import ConfigError
 
     class Bad(RandomRanker):
         candidate_columns = ("update_id", "dwell_s")
@@ -153,7 +154,7 @@ def test_candidate_columns_must_name_candidate_columns():
 
 
 def test_subclass_reading_more_columns_than_declared_gets_a_clear_error():
-    from logs.errors import ConfigError
+    from dwellrank_logs.errors import ConfigError
     from simulate import PopularityRanker
 
     class ReadsClient(PopularityRanker):

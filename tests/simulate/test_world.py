@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from logs import ACTION_COLUMNS
-from logs.history import history_tables
+from dwellrank_logs import ACTION_COLUMNS
+from dwellrank_logs.history import history_tables
 from simulate import HistoryState, WorldConfig, simulate
 from simulate.intents import make_intents
 from simulate.world import sample_intent_paths
@@ -68,20 +68,21 @@ def test_skipped_feeds_lower_next_day_return(small_world):
     start = pl.lit(cfg.start)
     day = ((pl.col("ts") - start).dt.total_days()).alias("day")
     skip = (
-        t["impressions"].with_columns(day)
+        t["impressions"]
+        .with_columns(day)
         .group_by("member_id", "day")
         .agg(skip=((pl.col("dwell_s") < cfg.t_skip_s) & ~pl.any_horizontal(ACTION_COLUMNS)).mean(), n=pl.len())
         .filter(pl.col("n") >= 3)
     )
     nxt = (
-        t["sessions"].with_columns(((pl.col("start_ts") - start).dt.total_days() - 1).alias("day"))
-        .group_by("member_id", "day").agg(sessions=pl.len())
+        t["sessions"]
+        .with_columns(((pl.col("start_ts") - start).dt.total_days() - 1).alias("day"))
+        .group_by("member_id", "day")
+        .agg(sessions=pl.len())
     )
     df = skip.join(nxt, on=["member_id", "day"], how="left").with_columns(pl.col("sessions").fill_null(0))
     df = df.filter(pl.col("day") < cfg.n_days - 1)
-    df = df.with_columns(
-        (pl.col(c) - pl.col(c).mean().over("member_id")).alias(f"{c}_dm") for c in ("skip", "sessions")
-    )
+    df = df.with_columns((pl.col(c) - pl.col(c).mean().over("member_id")).alias(f"{c}_dm") for c in ("skip", "sessions"))
     res = stats.linregress(df["skip_dm"].to_numpy(), df["sessions_dm"].to_numpy())
     assert res.slope < 0
     assert res.slope / res.stderr < -3
@@ -123,9 +124,13 @@ def test_online_history_equals_batch_history(small_world):
         )
     online = st.tables()
     batch = history_tables(imp, t["updates"], None, cfg.t_skip_s)
-    keys = {"updates": ["update_id"], "member_types": ["member_id", "update_type"],
-            "member_authors": ["member_id", "author_id"], "member_topics": ["member_id", "topic"],
-            "members": ["member_id"]}
+    keys = {
+        "updates": ["update_id"],
+        "member_types": ["member_id", "update_type"],
+        "member_authors": ["member_id", "author_id"],
+        "member_topics": ["member_id", "topic"],
+        "members": ["member_id"],
+    }
     for name, k in keys.items():
         a = getattr(online, name).sort(k)
         b = getattr(batch, name).sort(k)
@@ -202,8 +207,14 @@ def test_history_counts_accept_integer_masks():
     """0/1 integer click and viral arrays count like booleans (they must not be taken as row indices)."""
     rng = np.random.default_rng(0)
     n = 500
-    args = dict(member=rng.integers(0, 40, n), update=rng.integers(0, 90, n), utype=rng.integers(0, 5, n),
-                topic=rng.integers(0, 12, n), author=rng.integers(0, 40, n), dwell_s=rng.exponential(3.0, n))
+    args = dict(
+        member=rng.integers(0, 40, n),
+        update=rng.integers(0, 90, n),
+        utype=rng.integers(0, 5, n),
+        topic=rng.integers(0, 12, n),
+        author=rng.integers(0, 40, n),
+        dwell_s=rng.exponential(3.0, n),
+    )
     clicked, viral = rng.random(n) < 0.2, rng.random(n) < 0.1
     a, b = (HistoryState(40, ("text", "image", "video", "article", "job"), 12, 2.5) for _ in range(2))
     a.add(**args, clicked=clicked, viral=viral)

@@ -15,25 +15,26 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from logs.errors import SchemaError, first_line
+from dwellrank_logs.checks import require_columns
+from dwellrank_logs.errors import SchemaError, first_line
 
 __all__ = [
-    "Column",
-    "TableSchema",
+    "ACTION_COLUMNS",
+    "CHANNELS",
+    "CLIENTS",
+    "CONTENTS",
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
     "TABLES",
     "TABLE_NAMES",
-    "EVENT_TYPES",
-    "UPDATE_TYPES",
-    "CHANNELS",
-    "CONTENTS",
-    "CLIENTS",
-    "ACTION_COLUMNS",
-    "VIRAL_COLUMNS",
     "TIME_UNIT",
     "TIME_ZONE",
-    "SCHEMA_VERSION",
-    "validate_frame",
+    "UPDATE_TYPES",
+    "VIRAL_COLUMNS",
+    "Column",
+    "TableSchema",
     "empty_frame",
+    "validate_frame",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -287,12 +288,7 @@ def validate_frame(
     except Exception as exc:  # polars raises several types for unreadable input
         raise SchemaError(f"{source}: cannot read the {table} table: {first_line(exc)}") from exc
     wanted = spec.columns if columns is None else tuple(spec.column(n) for n in columns)
-    missing = [c.name for c in wanted if c.name not in schema]
-    if missing:
-        raise SchemaError(
-            f"{source}: {table} table is missing column(s) {', '.join(repr(m) for m in missing)}; "
-            f"found {', '.join(schema.names()) or 'no columns'}"
-        )
+    require_columns(schema.names(), [c.name for c in wanted], f"{table} table", source)
     casts = []
     for col in wanted:
         got = schema[col.name]
@@ -301,9 +297,7 @@ def validate_frame(
             if not col.nullable:
                 raise SchemaError(f"{source}: column '{col.name}' is entirely null; expected {_KIND_WORD[col.kind]}")
         elif not _KIND_CHECK[col.kind](got):
-            raise SchemaError(
-                f"{source}: column '{col.name}' must be {_KIND_WORD[col.kind]} ({col.doc}), got {got}"
-            )
+            raise SchemaError(f"{source}: column '{col.name}' must be {_KIND_WORD[col.kind]} ({col.doc}), got {got}")
         if col.kind == "datetime" and isinstance(got, pl.Datetime):
             expr = pl.col(col.name)
             if got.time_zone is None:
@@ -318,7 +312,8 @@ def validate_frame(
             bad = (
                 lf.select(
                     [
-                        pl.col(c.name).filter(~pl.col(c.name).is_in(list(c.domain or ())) & pl.col(c.name).is_not_null())
+                        pl.col(c.name)
+                        .filter(~pl.col(c.name).is_in(list(c.domain or ())) & pl.col(c.name).is_not_null())
                         .unique()
                         .sort()
                         .head(5)
@@ -333,7 +328,6 @@ def validate_frame(
             for c in domain_cols:
                 if bad[c.name]:
                     raise SchemaError(
-                        f"{source}: column '{c.name}' has unknown value(s) {bad[c.name]}; "
-                        f"expected one of {', '.join(c.domain or ())}"
+                        f"{source}: column '{c.name}' has unknown value(s) {bad[c.name]}; expected one of {', '.join(c.domain or ())}"
                     )
     return lf

@@ -25,19 +25,19 @@ try:
 except ImportError:  # not on Windows: temporaries of killed runs are then left in place
     fcntl = None  # type: ignore[assignment]
 
-from logs.errors import OutputExistsError, SchemaError, first_line
-from logs.schema import TABLE_NAMES, validate_frame
+from dwellrank_logs.errors import OutputExistsError, SchemaError, first_line
+from dwellrank_logs.schema import TABLE_NAMES, validate_frame
 
 __all__ = [
-    "scan_table",
+    "atomic_dir",
+    "atomic_file",
+    "check_output_dir",
     "open_parquet",
     "parquet_parts",
     "scan_logs",
-    "table_path",
-    "atomic_file",
-    "atomic_dir",
-    "check_output_dir",
+    "scan_table",
     "sweep_stale",
+    "table_path",
     "write_json",
     "write_parquet",
 ]
@@ -61,7 +61,7 @@ def scan_table(
     path : path-like
         A Parquet file, or a directory of part files (see :func:`open_parquet`).
     table : str
-        Which schema to validate against (one of ``logs.schema.TABLE_NAMES``).
+        Which schema to validate against (one of ``dwellrank_logs.schema.TABLE_NAMES``).
     columns : tuple of str, optional
         Validate only these columns of the schema.
     check_domains : bool
@@ -89,7 +89,7 @@ def open_parquet(path: str | os.PathLike[str], table: str) -> pl.LazyFrame:
     Every file exists, is not empty and has a readable Parquet footer, and
     the parts of a directory agree on their columns and types; the schema is
     resolved once and kept by the returned frame, so a caller that validates
-    some columns itself (:func:`logs.schema.validate_frame`) and computes on
+    some columns itself (:func:`dwellrank_logs.schema.validate_frame`) and computes on
     the uncast columns reads the footer only once.
 
     Raises
@@ -229,10 +229,12 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
         extra = [c for c in schema if c not in first]
         if missing or extra:
             what = "; ".join(
-                s for s in (
+                s
+                for s in (
                     f"missing column(s) {', '.join(repr(c) for c in missing)}" if missing else "",
                     f"extra column(s) {', '.join(repr(c) for c in extra)}" if extra else "",
-                ) if s
+                )
+                if s
             )
             raise SchemaError(f"{f}: {what} compared with {parts[0]}; the parts of the {table} dataset {d} must have the same columns")
         for c, dtype in schema.items():
@@ -260,9 +262,7 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
     return lf
 
 
-def scan_logs(
-    logs_dir: str | os.PathLike[str], tables: tuple[str, ...] = TABLE_NAMES
-) -> dict[str, pl.LazyFrame]:
+def scan_logs(logs_dir: str | os.PathLike[str], tables: tuple[str, ...] = TABLE_NAMES) -> dict[str, pl.LazyFrame]:
     """Scan several tables of a logs directory; see :func:`scan_table`."""
     d = Path(logs_dir)
     if not d.is_dir():

@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.dataset as pads
 import pytest
 
-from logs import SchemaError, open_parquet, parquet_parts, scan_logs, scan_table
+from dwellrank_logs import SchemaError, open_parquet, parquet_parts, scan_logs, scan_table
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def test_parts_are_read_as_one_table(impressions, tmp_path: Path):
     got = open_parquet(d, "impressions").collect()
     assert got.drop("batch").equals(impressions)
     # Hive directories become columns, counted as pyarrow's dataset reader counts them.
-    ref = pads.dataset(d, format="parquet", partitioning="hive", exclude_invalid_files=False,
-                       ignore_prefixes=[".", "_"]).to_table(columns=["batch"])
+    ref = pads.dataset(d, format="parquet", partitioning="hive", exclude_invalid_files=False, ignore_prefixes=[".", "_"]).to_table(
+        columns=["batch"]
+    )
     assert got["batch"].value_counts(sort=True).rows() == pl.from_arrow(ref)["batch"].value_counts(sort=True).rows()
     # So a logs directory may hold a table as a folder of parts.
     lf = scan_logs(tmp_path, ("impressions",))["impressions"]
@@ -65,21 +66,81 @@ def _write(df: pl.DataFrame, p: Path) -> None:
 
 
 BAD = [
-    ("no parts", lambda d, df: (d.mkdir(), (d / "_SUCCESS").write_bytes(b"")), r"imp: directory holds no \*\.parquet files \(expected the impressions table"),
-    ("not parquet", lambda d, df: (_write(df, d / "a.parquet"), (d / "notes.txt").write_text("x")), r"imp/notes\.txt: not named \*\.parquet; the impressions dataset directory .*imp must hold only Parquet part files"),
-    ("empty part", lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").write_bytes(b"")), r"imp/b\.parquet: file is empty, expected the impressions table"),
-    ("corrupt part", lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").write_bytes(b"PAR1 not a footer")), r"imp/b\.parquet: not a readable Parquet file \("),
-    ("missing column", lambda d, df: (_write(df, d / "a.parquet"), _write(df.drop("shared"), d / "b.parquet")), r"imp/b\.parquet: missing column\(s\) 'shared' compared with .*imp/a\.parquet"),
-    ("extra column", lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.lit(1).alias("x")), d / "b.parquet")), r"imp/b\.parquet: extra column\(s\) 'x'"),
-    ("type differs", lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.col("dwell_s").cast(pl.Float32)), d / "b.parquet")), r"imp/b\.parquet: column 'dwell_s' is Float32, but Float64 in .*imp/a\.parquet"),
-    ("unfinished write", lambda d, df: (_write(df, d / "a.parquet"), _write(df, d / "_temporary" / "0" / "b.parquet")), r"imp/_temporary/0/b\.parquet: inside '_temporary', which marks an unfinished write"),
-    ("dangling link", lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").symlink_to(d / "gone.parquet")), r"imp/b\.parquet: cannot read \(No such file or directory\)"),
-    ("hive keys differ", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "j=2" / "b.parquet")), r"imp/k=1/a\.parquet: sits under k=, but .*imp/j=2/b\.parquet under j=; every part .* same Hive key=value folders"),
-    ("hive depths differ", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "j=3" / "b.parquet")), r"imp/k=2/j=3/b\.parquet: sits under k=/j=, but .*imp/k=1/a\.parquet under k="),
-    ("plain beside hive", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "z.parquet")), r"imp/z\.parquet: sits under no key=value folder, but"),
-    ("plain folder in hive", lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "sub" / "b.parquet")), r"sub/b\.parquet: sits under k=, and a folder that is not key=value"),
-    ("key also a column", lambda d, df: _write(df, d / "update_type=video" / "a.parquet"), r"a\.parquet: column 'update_type' is both a Hive folder key and a column of the file"),
-    ("linked twice", lambda d, df: (_write(df, d / "x" / "a.parquet"), (d / "y").symlink_to(d / "x")), r"imp/[xy]: reached twice through symbolic links"),
+    (
+        "no parts",
+        lambda d, df: (d.mkdir(), (d / "_SUCCESS").write_bytes(b"")),
+        r"imp: directory holds no \*\.parquet files \(expected the impressions table",
+    ),
+    (
+        "not parquet",
+        lambda d, df: (_write(df, d / "a.parquet"), (d / "notes.txt").write_text("x")),
+        r"imp/notes\.txt: not named \*\.parquet; the impressions dataset directory .*imp must hold only Parquet part files",
+    ),
+    (
+        "empty part",
+        lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").write_bytes(b"")),
+        r"imp/b\.parquet: file is empty, expected the impressions table",
+    ),
+    (
+        "corrupt part",
+        lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").write_bytes(b"PAR1 not a footer")),
+        r"imp/b\.parquet: not a readable Parquet file \(",
+    ),
+    (
+        "missing column",
+        lambda d, df: (_write(df, d / "a.parquet"), _write(df.drop("shared"), d / "b.parquet")),
+        r"imp/b\.parquet: missing column\(s\) 'shared' compared with .*imp/a\.parquet",
+    ),
+    (
+        "extra column",
+        lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.lit(1).alias("x")), d / "b.parquet")),
+        r"imp/b\.parquet: extra column\(s\) 'x'",
+    ),
+    (
+        "type differs",
+        lambda d, df: (_write(df, d / "a.parquet"), _write(df.with_columns(pl.col("dwell_s").cast(pl.Float32)), d / "b.parquet")),
+        r"imp/b\.parquet: column 'dwell_s' is Float32, but Float64 in .*imp/a\.parquet",
+    ),
+    (
+        "unfinished write",
+        lambda d, df: (_write(df, d / "a.parquet"), _write(df, d / "_temporary" / "0" / "b.parquet")),
+        r"imp/_temporary/0/b\.parquet: inside '_temporary', which marks an unfinished write",
+    ),
+    (
+        "dangling link",
+        lambda d, df: (_write(df, d / "a.parquet"), (d / "b.parquet").symlink_to(d / "gone.parquet")),
+        r"imp/b\.parquet: cannot read \(No such file or directory\)",
+    ),
+    (
+        "hive keys differ",
+        lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "j=2" / "b.parquet")),
+        r"imp/k=1/a\.parquet: sits under k=, but .*imp/j=2/b\.parquet under j=; every part .* same Hive key=value folders",
+    ),
+    (
+        "hive depths differ",
+        lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "j=3" / "b.parquet")),
+        r"imp/k=2/j=3/b\.parquet: sits under k=/j=, but .*imp/k=1/a\.parquet under k=",
+    ),
+    (
+        "plain beside hive",
+        lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "z.parquet")),
+        r"imp/z\.parquet: sits under no key=value folder, but",
+    ),
+    (
+        "plain folder in hive",
+        lambda d, df: (_write(df, d / "k=1" / "a.parquet"), _write(df, d / "k=2" / "sub" / "b.parquet")),
+        r"sub/b\.parquet: sits under k=, and a folder that is not key=value",
+    ),
+    (
+        "key also a column",
+        lambda d, df: _write(df, d / "update_type=video" / "a.parquet"),
+        r"a\.parquet: column 'update_type' is both a Hive folder key and a column of the file",
+    ),
+    (
+        "linked twice",
+        lambda d, df: (_write(df, d / "x" / "a.parquet"), (d / "y").symlink_to(d / "x")),
+        r"imp/[xy]: reached twice through symbolic links",
+    ),
 ]
 
 

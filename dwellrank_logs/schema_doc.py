@@ -1,8 +1,8 @@
-"""Render ``docs/schema.md`` from :mod:`logs.schema` (``python -m logs.schema_doc``)."""
+"""Render ``docs/schema.md`` from :mod:`dwellrank_logs.schema` (``python -m dwellrank_logs.schema_doc``)."""
 
 from __future__ import annotations
 
-from logs.schema import CHANNELS, CONTENTS, EVENT_TYPES, SCHEMA_VERSION, TABLES, UPDATE_TYPES
+from dwellrank_logs.schema import CHANNELS, CONTENTS, EVENT_TYPES, SCHEMA_VERSION, TABLES, UPDATE_TYPES
 
 __all__ = ["render"]
 
@@ -12,8 +12,8 @@ def render() -> str:
     out = [
         "# Log schema",
         "",
-        f"Schema version {SCHEMA_VERSION}. Owned by `logs/schema.py`; this page is generated from it with "
-        "`python -m logs.schema_doc > docs/schema.md`, and a test checks that the two agree.",
+        f"Schema version {SCHEMA_VERSION}. Owned by `dwellrank_logs/schema.py`; this page is generated from it with "
+        "`python -m dwellrank_logs.schema_doc > docs/schema.md`, and a test checks that the two agree.",
         "",
         "A logs directory holds one Parquet file per table, `<table>.parquet`, or a directory of that name holding "
         "the table as Parquet part files (as Spark or pyarrow write them: `*.parquet` at any depth, names starting with "
@@ -28,7 +28,14 @@ def render() -> str:
         "",
     ]
     for t in TABLES.values():
-        out += [f"## `{t.name}`", "", t.doc[:1].upper() + t.doc[1:] + ".", "", "| column | kind | type | nulls | meaning |", "|---|---|---|---|---|"]
+        out += [
+            f"## `{t.name}`",
+            "",
+            t.doc[:1].upper() + t.doc[1:] + ".",
+            "",
+            "| column | kind | type | nulls | meaning |",
+            "|---|---|---|---|---|",
+        ]
         for c in t.columns:
             dom = f" One of: {', '.join(c.domain)}." if c.domain else ""
             out.append(f"| `{c.name}` | {c.kind} | `{c.dtype}` | {'yes' if c.nullable else 'no'} | {c.doc}.{dom} |")

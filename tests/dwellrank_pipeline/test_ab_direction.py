@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import warnings
 
-import polars as pl
 import pytest
 
+from dwellrank_pipeline.presets import PresetContext, resolve_ranker
 from simulate import WorldConfig
 from simulate.ab import ABConfig, run_ab
-from simulate.presets import PresetContext, resolve_ranker
 
 pytest.importorskip("ranking")
 

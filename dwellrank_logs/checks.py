@@ -8,12 +8,13 @@ raise: ``<name> must be <rule>, got <value>``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError, SchemaError
 
-__all__ = ["is_finite_number", "is_integer", "check_int", "check_positive_int", "check_number"]
+__all__ = ["check_int", "check_number", "check_positive_int", "is_finite_number", "is_integer", "require_columns"]
 
 
 def is_finite_number(v: object) -> bool:
@@ -42,3 +43,15 @@ def check_number(name: str, v: object, allow_zero: bool = False) -> None:
     """Raise :class:`ConfigError` ``<name> must be a finite number > 0`` (``>= 0`` with ``allow_zero``)."""
     if not (is_finite_number(v) and (v >= 0 if allow_zero else v > 0)):
         raise ConfigError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+
+def require_columns(names: Sequence[str], columns: Sequence[str], what: str, source: str) -> None:
+    """Raise :class:`SchemaError` ``<source>: <what> is missing column(s) ...; found ...`` unless every column is in ``names``.
+
+    ``names`` are the columns that arrived (a frame's ``columns`` or a schema's ``names()``).
+    """
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise SchemaError(
+            f"{source}: {what} is missing column(s) {', '.join(repr(m) for m in missing)}; found {', '.join(names) or 'no columns'}"
+        )

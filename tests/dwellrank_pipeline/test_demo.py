@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import pipeline
-from logs import ConfigError
+from dwellrank_logs import ConfigError
+from dwellrank_pipeline import demo as pipeline
 
 SMALL = pipeline.DemoSizes(members=800, days=10, ab_members=800, ab_days=6, ab_pre_days=2, warmup_members=800, warmup_days=8)
 
@@ -19,8 +19,16 @@ def test_demo_runs_every_stage(tmp_path: Path):
     lines: list[str] = []
     res = pipeline.run_demo(out, seed=1, sizes=SMALL, log=lines.append)
     assert [ln[:5] for ln in lines] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
-    for f in ("logs/impressions.parquet", "tskip.json", "tskip.png", "model/metadata.json", "ranked.parquet",
-              "ab/report.json", "ab/report.png", "demo.json"):
+    for f in (
+        "logs/impressions.parquet",
+        "tskip.json",
+        "tskip.png",
+        "model/metadata.json",
+        "ranked.parquet",
+        "ab/report.json",
+        "ab/report.png",
+        "demo.json",
+    ):
         assert (out / f).is_file(), f
     # The estimate is compared with the simulator's truth, which the estimator never reads.
     assert abs(res["t_skip_s"]["estimate"] - res["t_skip_s"]["truth"]) <= 0.25

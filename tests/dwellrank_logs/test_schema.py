@@ -1,4 +1,4 @@
-"""Schema validation and atomic I/O of the shared ``logs`` package."""
+"""Schema validation and atomic I/O of the shared ``dwellrank_logs`` package."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from logs import SchemaError, TABLE_NAMES, TABLES, atomic_dir, scan_table, validate_frame, write_parquet
-from logs.errors import OutputExistsError
+from dwellrank_logs import TABLE_NAMES, TABLES, SchemaError, atomic_dir, scan_table, validate_frame, write_parquet
+from dwellrank_logs.errors import OutputExistsError
 
 
 @pytest.mark.parametrize("table", TABLE_NAMES)
@@ -77,10 +77,9 @@ def test_scan_table_file_errors(tmp_path: Path):
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "half.parquet").write_text("x")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.parquet").write_text("x")
+        raise RuntimeError("boom")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -89,16 +88,15 @@ def test_atomic_dir_refuses_non_empty_without_overwrite(tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("keep")
-    with pytest.raises(OutputExistsError, match="not empty"):
-        with atomic_dir(out):
-            pass
+    with pytest.raises(OutputExistsError, match="not empty"), atomic_dir(out):
+        pass
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
 
 
 def test_docs_schema_is_generated_from_code():
-    from logs.schema_doc import render
+    from dwellrank_logs.schema_doc import render
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
-    assert doc.read_text() == render(), "regenerate with: python -m logs.schema_doc > docs/schema.md"
+    assert doc.read_text() == render(), "regenerate with: python -m dwellrank_logs.schema_doc > docs/schema.md"

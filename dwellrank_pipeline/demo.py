@@ -11,15 +11,14 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from dataclasses import dataclass
+from dwellrank_logs.checks import check_int, check_positive_int
 
-from logs.checks import check_int, check_positive_int
-
-__all__ = ["DemoSizes", "run_demo", "last_day_candidates"]
+__all__ = ["DemoSizes", "last_day_candidates", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,11 @@ class DemoSizes:
 def last_day_candidates(logs_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """Candidate rows for the last simulated day: every update shown in a session of that day.
 
-    Columns are :data:`ranking.features.CANDIDATE_COLUMNS` (request_id is the
+    Columns are :data:`dwellrank_logs.protocol.CANDIDATE_COLUMNS` (request_id is the
     session), so ``rank --logs`` can compute features from the history before
     that day and re-rank what was shown.
     """
-    from logs.io import scan_table, table_path
+    from dwellrank_logs.io import scan_table, table_path
 
     imp = scan_table(table_path(logs_dir, "impressions"), "impressions")
     upd = scan_table(table_path(logs_dir, "updates"), "updates")
@@ -93,7 +92,8 @@ def run_demo(
         ``progress(total, label)`` returns a context manager yielding a
         per-step callback (or None), e.g. a terminal progress bar.
     """
-    from logs.io import atomic_dir, table_path, write_json
+    from dwellrank_logs.io import atomic_dir, table_path, write_json
+    from dwellrank_pipeline.presets import PresetContext, resolve_ranker
     from ranking.ranker import rank_candidates_file
     from ranking.train import TrainConfig, train_ranker
     from ranking.tskip import TskipConfig, estimate_tskip_file
@@ -101,7 +101,6 @@ def run_demo(
     from simulate import WorldConfig, simulate, write_simulation
     from simulate.ab import ABConfig, run_ab
     from simulate.ab_report import format_table, write_ab
-    from simulate.presets import PresetContext, resolve_ranker
 
     sizes = sizes or DemoSizes()
     bar = progress or (lambda _total, _label: nullcontext(None))
@@ -114,15 +113,23 @@ def run_demo(
         logs_dir = write_simulation(sim, tmp / "logs")
         s = sim.summary
         headline["simulation"] = s
-        log(f"[1/5] simulated {world.n_members} members x {world.n_days} days (seed {seed}): "
-            f"{s['rows']['impressions']:,} impressions, {s['rows']['sessions']:,} sessions, skip rate {s['skip_rate']:.3f}")
+        log(
+            f"[1/5] simulated {world.n_members} members x {world.n_days} days (seed {seed}): "
+            f"{s['rows']['impressions']:,} impressions, {s['rows']['sessions']:,} sessions, skip rate {s['skip_rate']:.3f}"
+        )
 
         tskip = estimate_tskip_file(table_path(logs_dir, "impressions"), TskipConfig())
         write_json(tmp / "tskip.json", tskip.to_dict())
         plot_tskip(tskip, tmp / "tskip.png")
-        headline["t_skip_s"] = {"estimate": tskip.t_skip_s, "truth": world.t_skip_s, "per_type": {g: t.threshold_s for g, t in tskip.groups.items()}}
-        log(f"[2/5] T_skip = {tskip.t_skip_s:.2f} s by Bayes' rule (truth {world.t_skip_s:.2f} s); "
-            f"per type: {', '.join(f'{g} {t.threshold_s:.2f}' for g, t in tskip.groups.items() if t.threshold_s is not None)}")
+        headline["t_skip_s"] = {
+            "estimate": tskip.t_skip_s,
+            "truth": world.t_skip_s,
+            "per_type": {g: t.threshold_s for g, t in tskip.groups.items()},
+        }
+        log(
+            f"[2/5] T_skip = {tskip.t_skip_s:.2f} s by Bayes' rule (truth {world.t_skip_s:.2f} s); "
+            f"per type: {', '.join(f'{g} {t.threshold_s:.2f}' for g, t in tskip.groups.items() if t.threshold_s is not None)}"
+        )
 
         model = train_ranker(logs_dir, config=TrainConfig(feature_set="dwell", t_skip_s=tskip.t_skip_s, seed=seed))
         model.save(tmp / "model")

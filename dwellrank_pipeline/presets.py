@@ -1,7 +1,7 @@
 """Named rankers for A/B runs: built-in presets, trained presets and model directories.
 
 ``resolve_ranker(spec, context)`` turns what a user types after ``--control``
-or ``--treatment`` into a :class:`~simulate.rankers.Ranker`:
+or ``--treatment`` into a :class:`~dwellrank_logs.protocol.Ranker`:
 
 * ``random``, ``popularity`` -- the simulator's built-in rankers;
 * ``oracle`` -- ranks by the true engagement probability (knows latent tastes;
@@ -13,8 +13,8 @@ or ``--treatment`` into a :class:`~simulate.rankers.Ranker`:
   skip penalty;
 * a path to a model directory saved by the ranking engine.
 
-The ranking engine is imported lazily, inside the functions that need it, so
-``simulate`` does not depend on ``ranking`` at import time.
+This module sits above ``simulate`` and ``ranking`` (it needs a simulator and a
+trained ranker together); neither of them imports it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from logs.errors import ConfigError, DwellrankError
-from simulate.config import WorldConfig
-from simulate.rankers import PopularityRanker, RandomRanker, Ranker
-from simulate.truth import OracleRanker, world_members
+from dwellrank_logs.errors import ConfigError, DwellrankError
+from dwellrank_logs.protocol import Ranker, RankerBase
+from ranking import FeedRanker, preset_rankers
+from ranking.features import member_profiles
+from simulate import ExplorationRanker, OracleRanker, PopularityRanker, RandomRanker, WorldConfig, simulate, world_members
 
 __all__ = ["PRESETS", "PresetContext", "resolve_ranker"]
 
@@ -61,9 +62,6 @@ class PresetContext:
     def warmup_result(self) -> Any:
         """The warm-up simulation (built once): popularity ranking with exploration, so every update gets shown."""
         if "warmup" not in self._cache:
-            from simulate.engine import simulate
-            from simulate.ope import ExplorationRanker
-
             cfg = self.world.replace(n_members=self.warmup_members, n_days=self.warmup_days)
             seed = int(np.random.SeedSequence(self.seed).spawn(2)[1].generate_state(1)[0])
             self._cache["warmup"] = simulate(cfg, seed=seed, ranker=ExplorationRanker(PopularityRanker(), 1.0))
@@ -72,8 +70,6 @@ class PresetContext:
     def experiment_members(self) -> Any:
         """The experiment world's members table (members are drawn first, so one simulated day gives them)."""
         if "members" not in self._cache:
-            from simulate.engine import simulate
-
             self._cache["members"] = simulate(self.world.replace(n_days=1), seed=self.seed).tables["members"]
         return self._cache["members"]
 
@@ -91,7 +87,7 @@ def _oracle(ctx: PresetContext) -> Ranker:
 
 
 def _trained(name: str, key: str) -> Callable[[PresetContext], Ranker]:
-    """A preset trained by the ranking engine (``ranking.preset_rankers``) on the warm-up run.
+    """A preset trained by the ranking engine (:func:`ranking.preset_rankers`) on the warm-up run.
 
     The model serves the experiment's own members: their profile snapshot is
     taken from the experiment world (same seed, so the same members), not from
@@ -99,24 +95,12 @@ def _trained(name: str, key: str) -> Callable[[PresetContext], Ranker]:
     """
 
     def build(ctx: PresetContext) -> Ranker:
-        try:
-            import ranking
-        except ImportError as exc:  # pragma: no cover - ranking ships with dwellrank
-            raise ConfigError(f"preset {name!r} needs the ranking engine (package 'ranking'), which failed to import: {exc}") from exc
-        presets = getattr(ranking, "preset_rankers", None)
-        if presets is None or not hasattr(ranking, "FeedRanker"):
-            raise ConfigError(
-                f"preset {name!r} needs the ranking engine's preset_rankers() and FeedRanker, which this build of 'ranking' "
-                "does not provide; use 'popularity', 'random', 'oracle' or a model directory"
-            )
         if "trained" not in ctx._cache:
             t_skip = ctx.t_skip_s if ctx.t_skip_s is not None else ctx.world.t_skip_s
-            trained = presets(ctx.warmup_result(), t_skip_s=t_skip, seed=ctx.seed)
-            profiles = ranking.features.member_profiles(ctx.experiment_members())
-            ctx._cache["trained"] = {
-                k: ranking.FeedRanker(r.model, weights=r.weights, profiles=profiles) for k, r in trained.items()
-            }
-        ranker = ctx._cache["trained"][key]
+            trained = preset_rankers(ctx.warmup_result(), t_skip_s=t_skip, seed=ctx.seed)
+            profiles = member_profiles(ctx.experiment_members())
+            ctx._cache["trained"] = {k: FeedRanker(r.model, weights=r.weights, profiles=profiles) for k, r in trained.items()}
+        ranker: FeedRanker = ctx._cache["trained"][key]
         ranker.description = name
         return ranker
 
@@ -158,11 +142,8 @@ def resolve_ranker(spec: str, context: PresetContext, arg: str = "ranker") -> Ra
         raise ConfigError(f"{arg} must be a preset ({', '.join(PRESETS)}) or a model directory, got {spec!r}")
     if spec in PRESETS:
         ranker = PRESETS[spec][0](context)
-        if not getattr(ranker, "description", None):
-            try:
-                ranker.description = spec  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
+        if isinstance(ranker, RankerBase) and not ranker.description:
+            ranker.description = spec
         return ranker
     if not _looks_like_path(spec):
         raise ConfigError(f"{arg}: unknown preset {spec!r}; choose one of {', '.join(PRESETS)} or give a model directory")
@@ -176,22 +157,10 @@ def _load_model_dir(path: Path, arg: str, context: PresetContext) -> Ranker:
     if not path.is_dir():
         raise ConfigError(f"{arg}: {str(path)!r} is a file, expected a model directory saved by the ranking engine")
     try:
-        from ranking import FeedRanker  # type: ignore[attr-defined]
-        from ranking.features import member_profiles
-    except ImportError as exc:
-        raise ConfigError(
-            f"{arg}: loading model directory {str(path)!r} needs the ranking engine's FeedRanker, which this build of 'ranking' does not provide yet"
-        ) from exc
-    try:
         model = FeedRanker.load(path, profiles=member_profiles(context.experiment_members()))
     except DwellrankError as exc:
         raise ConfigError(f"{arg}: model directory {str(path)!r} is incompatible or unreadable: {exc}") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{arg}: model directory {str(path)!r} is incompatible or unreadable: {type(exc).__name__}: {exc}") from exc
-    if not hasattr(model, "rank"):
-        raise ConfigError(f"{arg}: model in {str(path)!r} has no rank(candidates, history, rng) method")
-    try:
-        model.description = path.name
-    except AttributeError:
-        pass
+    model.description = path.name
     return model

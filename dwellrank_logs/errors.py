@@ -7,7 +7,7 @@ argument, the rule that was broken and what arrived.
 
 from __future__ import annotations
 
-__all__ = ["DwellrankError", "SchemaError", "ConfigError", "OutputExistsError", "first_line"]
+__all__ = ["ConfigError", "DwellrankError", "OutputExistsError", "SchemaError", "first_line"]
 
 
 class DwellrankError(Exception):

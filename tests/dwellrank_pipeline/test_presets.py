@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError
+from dwellrank_pipeline.presets import PRESETS, PresetContext, resolve_ranker
 from simulate import PopularityRanker, RandomRanker, WorldConfig, simulate
 from simulate.ab import ABConfig, run_ab
-from simulate.presets import PRESETS, PresetContext, resolve_ranker
 from simulate.truth import OracleRanker, world_members
 
 WORLD = WorldConfig(n_members=300, n_days=3)
@@ -40,7 +40,10 @@ def test_experiment_members_are_the_simulated_members():
 @pytest.mark.parametrize(
     ("spec", "pattern"),
     [
-        ("nosuch", r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip or give a model directory"),
+        (
+            "nosuch",
+            r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip or give a model directory",
+        ),
         ("Popularity", r"unknown preset 'Popularity'"),
         ("", r"--control must be a preset .* or a model directory, got ''"),
         ("{tmp}/missing", r"--control: model directory '.*missing' not found"),
@@ -85,7 +88,7 @@ def test_trained_presets_run_an_ab_and_a_saved_model_dir_loads(trained, tmp_path
     assert r.effects.height == 11 and r.members.height == WORLD.n_members
     psk.model.save(tmp_path / "model")
     loaded = resolve_ranker(str(tmp_path / "model"), ctx, "--treatment")
-    assert isinstance(loaded, ranking.FeedRanker) and loaded.skip_threshold_s == psk.skip_threshold_s
+    assert isinstance(loaded, ranking.FeedRanker) and loaded.t_skip_s == psk.t_skip_s
     assert loaded.profiles.height == WORLD.n_members
 
 

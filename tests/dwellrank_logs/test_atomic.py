@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import logs.io as io
-from logs import atomic_dir, atomic_file, sweep_stale
+import dwellrank_logs.io as io
+from dwellrank_logs import atomic_dir, atomic_file, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(io.fcntl is None, reason="needs flock (POSIX)")
@@ -21,7 +21,7 @@ _HOLD = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from logs import {fn}
+    from dwellrank_logs import {fn}
     with {fn}({out!r}) as tmp:
         {write}
         print(tmp, flush=True)
