@@ -19,6 +19,8 @@ from dwellrank_logs.checks import require_columns
 from dwellrank_logs.errors import SchemaError, first_line
 
 __all__ = [
+    "ACTIONS",
+    "ACTION_COLUMN",
     "ACTION_COLUMNS",
     "CHANNELS",
     "CLIENTS",
@@ -63,6 +65,10 @@ CLIENTS: tuple[str, ...] = ("ios", "android", "web")
 #: Click and viral actions (the post's "click/viral action" set).
 ACTION_COLUMNS: tuple[str, ...] = ("clicked", "reacted", "commented", "shared")
 VIRAL_COLUMNS: tuple[str, ...] = ("reacted", "commented", "shared")
+#: The action names of the post's value function (heads, weights, regressions), one per column of
+#: :data:`ACTION_COLUMNS`, in the same order: ``ACTION_COLUMN[action]`` is the log column.
+ACTIONS: tuple[str, ...] = ("click", "react", "comment", "share")
+ACTION_COLUMN: dict[str, str] = dict(zip(ACTIONS, ACTION_COLUMNS, strict=True))
 
 _KIND_CHECK = {
     "int": lambda d: d.is_integer(),

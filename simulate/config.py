@@ -8,11 +8,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 from dwellrank_logs.checks import check_positive_int, is_finite_number
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.schema import UPDATE_TYPES
 
-__all__ = ["WorldConfig", "parse_overrides"]
+__all__ = ["DAY_US", "WorldConfig", "parse_overrides"]
+
+#: One simulated day, microseconds.
+DAY_US = 86_400 * 1_000_000
 
 
 def _per_type(*values: float) -> tuple[float, ...]:
@@ -181,6 +186,15 @@ class WorldConfig:
     def start(self) -> dt.datetime:
         """Start of day 0, UTC."""
         return dt.datetime.combine(dt.date.fromisoformat(self.start_date), dt.time(), tzinfo=dt.timezone.utc)
+
+    @property
+    def start_us(self) -> int:
+        """Start of day 0, microseconds since the Unix epoch."""
+        return int(self.start.timestamp()) * 1_000_000
+
+    def day_index(self, column: str) -> pl.Expr:
+        """Simulation day (0 = ``start``) of the timestamps in ``column``, Int32; the one definition of "which day"."""
+        return ((pl.col(column).dt.epoch("us") - self.start_us) // DAY_US).cast(pl.Int32)
 
     def replace(self, **changes: Any) -> WorldConfig:
         """A copy with some fields changed (validated again)."""
