@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
 
@@ -17,12 +18,12 @@ from dwellrank_logs.errors import ConfigError, SchemaError
 __all__ = ["check_int", "check_number", "check_positive_int", "is_finite_number", "is_integer", "require_columns"]
 
 
-def is_finite_number(v: object) -> bool:
+def is_finite_number(v: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """A finite int or float (NumPy scalars included), not a bool."""
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
 
 
-def is_integer(v: object) -> bool:
+def is_integer(v: object) -> TypeGuard[int | np.integer]:
     """An int (NumPy integers included), not a bool."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 

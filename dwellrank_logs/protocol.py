@@ -32,12 +32,14 @@ from dwellrank_logs.schema import ACTION_COLUMNS
 
 __all__ = [
     "CANDIDATE_COLUMNS",
+    "CANDIDATE_DOCS",
     "HistoryTables",
     "RankOutput",
     "Ranker",
     "RankerBase",
     "any_action_expr",
     "candidate_columns",
+    "candidate_kind",
     "forward_candidate_columns",
     "not_skipped",
     "not_skipped_expr",
@@ -60,10 +62,11 @@ def not_skipped(dwell_s: _A, action: _A, t_skip_s: float) -> _A:
 
     The one definition of the skip label (skipped = ``~not_skipped``).  Works on
     polars expressions or Series and on numpy arrays: ``dwell_s`` in seconds,
-    ``action`` Boolean.  Written as ``>=`` so that a NaN dwell without an action
-    counts as skipped, for every form.
+    ``action`` Boolean.  Defined for real dwell times only: a NaN dwell compares
+    differently in numpy (below everything) and polars (above everything), so
+    readers drop or refuse NaN dwell before labelling (``ranking.tskip`` does).
     """
-    return (dwell_s >= t_skip_s) | action  # type: ignore[operator,return-value]
+    return (dwell_s >= t_skip_s) | action
 
 
 def any_action_expr(columns: Sequence[str] = ACTION_COLUMNS) -> pl.Expr:
@@ -138,10 +141,10 @@ class HistoryTables:
         with the snapshot.  ``key`` should name the consumer (``"module.name"``).
         """
         try:
-            return self._derived[key]  # type: ignore[no-any-return]
+            return self._derived[key]
         except KeyError:
             # Two threads may both build; the first stored result is the one every caller gets.
-            return self._derived.setdefault(key, build())  # type: ignore[no-any-return]
+            return self._derived.setdefault(key, build())
 
     @property
     def updates(self) -> pl.DataFrame:
@@ -296,6 +299,25 @@ _CANDIDATE_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "created_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
     "request_ts": ("a Datetime type", lambda d: isinstance(d, pl.Datetime)),
 }
+
+
+#: What each candidate column holds (rendered into ``docs/schema.md``).
+CANDIDATE_DOCS: dict[str, str] = {
+    "request_id": "one feed request (the simulator uses the session id); rows of a request are ranked together",
+    "member_id": "member the feed is for",
+    "update_id": "candidate update",
+    "update_type": "the update's type (article, image, job, text, video in the simulator)",
+    "author_id": "member who posted the update",
+    "topic": "the update's topic id",
+    "created_ts": "when the update was posted (UTC)",
+    "request_ts": "when the feed was requested (UTC); features use only history before this request's UTC day",
+    "client": "client of the request (web, ios, android)",
+}
+
+
+def candidate_kind(column: str) -> str:
+    """The type rule of a candidate column in words (``"an integer type"``, ...)."""
+    return _CANDIDATE_KINDS[column][0]
 
 
 def validate_candidates(frame: pl.DataFrame, source: str) -> pl.DataFrame:

@@ -12,6 +12,7 @@ the canonical ``int32``/``int64`` type instead of being rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1.0"
-TIME_UNIT = "us"
+TIME_UNIT: Literal["us"] = "us"
 TIME_ZONE = "UTC"
 _TS = pl.Datetime(TIME_UNIT, TIME_ZONE)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS, CANDIDATE_DOCS, candidate_kind
 from dwellrank_logs.schema import CHANNELS, CONTENTS, EVENT_TYPES, SCHEMA_VERSION, TABLES, UPDATE_TYPES
 
 __all__ = ["render"]
@@ -24,7 +25,8 @@ def render() -> str:
         f"- Event types (DIGMN Table 1): {', '.join(EVENT_TYPES)}",
         f"- Update types produced by the simulator: {', '.join(UPDATE_TYPES)} (others are accepted)",
         f"- Delivery channels: {', '.join(CHANNELS)}; delivery contents: {', '.join(CONTENTS)}",
-        "- A *skipped* impression has `dwell_s < T_skip` and no click or viral action (see `ranking.tskip`).",
+        "- A *skipped* impression has `dwell_s < T_skip` and no click or viral action "
+        "(one definition: `dwellrank_logs.protocol.not_skipped`).",
         "",
     ]
     for t in TABLES.values():
@@ -41,6 +43,19 @@ def render() -> str:
             out.append(f"| `{c.name}` | {c.kind} | `{c.dtype}` | {'yes' if c.nullable else 'no'} | {c.doc}.{dom} |")
         out.append("")
     out += [
+        "## Candidate table (the ranker protocol)",
+        "",
+        "What a ranker receives (`dwellrank_logs.protocol.Ranker.rank`) and what `dwellrank rank --candidates` reads: "
+        "one row per (feed request, candidate update). Checked by `dwellrank_logs.protocol.validate_candidates`: integer "
+        "columns become `Int64`, string columns `String`, timestamps UTC microseconds (naive ones are read as UTC); no "
+        "nulls; extra columns pass through. A ranker that reads only some columns lists them in `candidate_columns`.",
+        "",
+        "| column | kind | nulls | meaning |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| `{c}` | {candidate_kind(c)} | no | {CANDIDATE_DOCS[c]}. |" for c in CANDIDATE_COLUMNS]
+    out += [
+        "",
         "## Simulator extras",
         "",
         "A simulated logs directory also holds `truth.json` (true T_skip, intent profiles, config, seed), "

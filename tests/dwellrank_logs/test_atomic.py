@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import dwellrank_logs.io as io
+import dwellrank_logs.write as write_module
 from dwellrank_logs import atomic_dir, atomic_file, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(io.fcntl is None, reason="needs flock (POSIX)")
+pytestmark = pytest.mark.skipif(write_module.fcntl is None, reason="needs flock (POSIX)")
 
 _HOLD = textwrap.dedent(
     """
@@ -145,7 +145,7 @@ def test_what_cannot_be_removed_is_skipped_not_reported(tmp_path: Path, monkeypa
     def refuse(path, *a, **k):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(io.shutil, "rmtree", refuse)
+    monkeypatch.setattr(write_module.shutil, "rmtree", refuse)
     assert sweep_stale(out) == [dead["lock"]]
     assert dead["tmp"].exists()
 

@@ -77,9 +77,14 @@ def test_scan_table_file_errors(tmp_path: Path):
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
-        (tmp / "half.parquet").write_text("x")
-        raise RuntimeError("boom")
+
+    def fail_midway() -> None:
+        with atomic_dir(out) as tmp:
+            (tmp / "half.parquet").write_text("x")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_midway()
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
