@@ -69,7 +69,9 @@ def test_imports_follow_the_layers(package):
 def test_checker_sees_lazy_and_nested_imports(tmp_path):
     # The checker must not be vacuous: a lazy import inside a method is an edge.
     bad = tmp_path / "bad.py"
-    bad.write_text("import numpy\n\nclass A:\n    def f(self):\n        from simulate.engine import simulate\n        import ranking.train\n")
+    bad.write_text(
+        "import numpy\n\nclass A:\n    def f(self):\n        from simulate.engine import simulate\n        import ranking.train\n"
+    )
     assert imported_packages(bad.read_text()) == {("simulate", 5), ("ranking", 6)}
 
 
