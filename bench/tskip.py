@@ -35,6 +35,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ import polars as pl
 from statsmodels.stats.proportion import proportion_confint
 
 from dwellrank_logs.schema import ACTION_COLUMNS
-from ranking.tskip import TskipConfig, estimate_tskip_file
+from ranking.tskip import TskipConfig, TskipResult, estimate_tskip_file
 from simulate import WorldConfig, simulate
 
 COLS = ["dwell_s", *ACTION_COLUMNS, "update_type"]
@@ -163,9 +164,10 @@ def main() -> None:
             "estimate_tskip_file": peak_rss_mib("estimate_tskip_file({path!r})", path),
             "scan of the columns (collect)": peak_rss_mib(f"pl.scan_parquet({{path!r}}).select({COLS!r}).collect()", path),
         }
-    res, ref = outs["estimator"], routs["reference"]
-    ours = {"all": res.t_skip_s, **{g: t.threshold_s for g, t in res.groups.items()}}  # type: ignore[attr-defined]
-    agree = all(ours[k] == ref[k] for k in ref)  # type: ignore[index,union-attr]
+    res = cast(TskipResult, outs["estimator"])
+    ref = cast(dict[str, float | None], routs["reference"])
+    ours = {"all": res.t_skip_s, **{g: t.threshold_s for g, t in res.groups.items()}}
+    agree = all(ours[k] == ref[k] for k in ref)
     med = {k: statistics.median(v) for k, v in {**times, **rtimes}.items()}
     mn = {k: min(v) for k, v in {**times, **rtimes}.items()}
     print(f"  {'':34} {'min s':>7} {'median s':>9}")
@@ -177,7 +179,7 @@ def main() -> None:
         f"  estimator / scan        {mn['estimator'] / mn['scan']:5.2f}x (min)  {med['estimator'] / med['scan']:5.2f}x (median)   goal <= 1.5x"
     )
     # Run i of each is adjacent in time, so the per-run ratio cancels most of the VM's drift between runs.
-    paired = sorted(e / s for e, s in zip(times["estimator"], times["scan"]))
+    paired = sorted(e / s for e, s in zip(times["estimator"], times["scan"], strict=True))
     q = np.quantile(paired, [0.25, 0.5, 0.75])
     print(
         f"  estimator / scan, paired per run: median {q[1]:.2f}x, quartiles {q[0]:.2f}-{q[2]:.2f}x, "
@@ -187,10 +189,10 @@ def main() -> None:
     print(
         f"  reference / estimator   {mn['reference'] / mn['estimator']:5.1f}x (min)  {med['reference'] / med['estimator']:5.1f}x (median)   goal >= 5x"
     )
-    print(f"  T_skip {res.t_skip_s} s; reference thresholds agree: {agree}")  # type: ignore[attr-defined]
+    print(f"  T_skip {res.t_skip_s} s; reference thresholds agree: {agree}")
     print("  peak RSS, fresh process: " + ", ".join(f"{k} {v:,.0f} MiB" for k, v in rss.items()))
     if args.parts:
-        same = {**pouts["estimator"].to_dict(), "source": None} == {**res.to_dict(), "source": None}  # type: ignore[attr-defined]
+        same = {**cast(TskipResult, pouts["estimator"]).to_dict(), "source": None} == {**res.to_dict(), "source": None}
         pm = {k: statistics.median(v) for k, v in ptimes.items()}
         print(
             f"  as {args.parts} part files (median of {len(ptimes['scan'])}): scan {pm['scan']:.3f} s, estimator {pm['estimator']:.3f} s, "

@@ -9,11 +9,16 @@ chosen T_skip marked.  Uses matplotlib's Agg backend (no display needed).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dwellrank_logs.io import atomic_file
-from ranking.tskip import BayesCurve, TskipResult
+from ranking.tskip.curve import BayesCurve
+from ranking.tskip.result import TskipResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["plot_tskip"]
 
@@ -44,7 +49,7 @@ def plot_tskip(result: TskipResult, path: str | os.PathLike[str], max_dwell_s: f
     fig: Figure = plt.figure(figsize=(10, 2.6 * len(panels)))
     try:
         axes = fig.subplots(len(panels), 2, squeeze=False)
-        for (title, c, thr), (ax_cdf, ax_p) in zip(panels, axes):
+        for (title, c, thr), (ax_cdf, ax_p) in zip(panels, axes, strict=True):
             _cdf_panel(ax_cdf, c, title, xmax)
             _prob_panel(ax_p, c, title, xmax, result.t_skip_s, thr)
         fig.suptitle(
@@ -58,7 +63,7 @@ def plot_tskip(result: TskipResult, path: str | os.PathLike[str], max_dwell_s: f
         plt.close(fig)
 
 
-def _cdf_panel(ax, c: BayesCurve, title: str, xmax: float) -> None:  # type: ignore[no-untyped-def]
+def _cdf_panel(ax: Axes, c: BayesCurve, title: str, xmax: float) -> None:
     m = c.edges <= xmax + 1e-9
     ax.plot(c.edges[m], c.cdf_action[m], color="tab:blue", label="click/viral action")
     ax.plot(c.edges[m], c.cdf_no_action[m], color="tab:green", label="no action")
@@ -72,7 +77,7 @@ def _cdf_panel(ax, c: BayesCurve, title: str, xmax: float) -> None:  # type: ign
     ax.legend(fontsize=7, loc="lower right")
 
 
-def _prob_panel(ax, c: BayesCurve, title: str, xmax: float, t_skip: float, thr: float | None) -> None:  # type: ignore[no-untyped-def]
+def _prob_panel(ax: Axes, c: BayesCurve, title: str, xmax: float, t_skip: float, thr: float | None) -> None:
     mid = 0.5 * (c.edges[:-1] + c.edges[1:])
     m = (mid <= xmax) & np.isfinite(c.probability)
     ax.fill_between(

@@ -194,7 +194,7 @@ def test_out_is_a_directory(logs, tmp_path: Path):
 
 def test_failing_plot_leaves_no_json(logs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Outputs are all-or-nothing: a plot failure happens before the JSON is written."""
-    import ranking.tskip_plot as tp
+    import ranking.tskip as tp
 
     def boom(*a, **k):
         raise RuntimeError("renderer crashed")

@@ -174,12 +174,6 @@ def test_bad_frames(name, make, cfg, exc, pattern):
     assert "\n" not in str(info.value)
 
 
-def _write(tmp: Path, name: str, content: Callable[[Path], None]) -> Path:
-    p = tmp / name
-    content(p)
-    return p
-
-
 def _corrupt(p: Path) -> None:
     """Valid footer, garbage in the middle of the column chunks."""
     _good(200_000).write_parquet(p, compression="zstd")
@@ -189,7 +183,7 @@ def _corrupt(p: Path) -> None:
     p.write_bytes(bytes(b))
 
 
-FILE_CASES: list[tuple[str, Callable[[Path], None], type[Exception], str]] = [
+FILE_CASES: list[tuple[str, Callable[[Path], object], type[Exception], str]] = [
     ("missing file", lambda p: None, SchemaError, r"imp\.parquet: no such file"),
     ("empty file", lambda p: p.write_bytes(b""), SchemaError, r"imp\.parquet: file is empty"),
     ("not parquet", lambda p: p.write_bytes(b"dwell_s,clicked\n1.0,true\n"), SchemaError, r"imp\.parquet: not a readable Parquet file"),
