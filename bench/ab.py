@@ -82,9 +82,9 @@ def main() -> None:
         f"  A/B alone {total - t_presets:7.2f} s  = {1e6 * (total - t_presets) / member_days:.1f} us per simulated member-day (without preset training)"
     )
     if args.table:
-        from simulate.ab_report import format_table
+        from simulate.ab_report import format_ab_table
 
-        print(format_table(result))
+        print(format_ab_table(result))
 
 
 if __name__ == "__main__":

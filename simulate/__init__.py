@@ -1,8 +1,16 @@
-"""Feed and session simulator with ground truth, and the ranker protocol.
+"""Feed and session simulator with ground truth, its built-in rankers, and A/B and OPE over rankers.
 
 ``simulate`` produces the six log tables of ``docs/schema.md`` plus the
 ground truth (T_skip, latent intents, intent paths) that later stages must
-recover.
+recover.  Rankers answer :class:`dwellrank_logs.protocol.Ranker`.
+
+The simulator's modules, by reason to change: ``engine`` (the day loop),
+``config``, ``world`` (static world and response model), ``intents``,
+``dynamics`` (return rate, satisfaction, fatigue, feedback), ``deliveries``,
+``sessions``, ``posts``, ``serving`` (candidates and rankers), ``impressions``,
+``state`` (the rankers' history), ``tables`` (schema typing), ``writer`` (the
+background writer thread), ``truth_tables``, ``truth`` (closed-form truth),
+``summary``, ``result`` and ``output``.
 """
 
 from simulate.ab import (
@@ -16,13 +24,13 @@ from simulate.ab import (
     run_ab,
     srm_test,
 )
-from simulate.ab_report import format_table, write_ab
+from simulate.ab_report import format_ab_table, write_ab
 from simulate.config import WorldConfig
 from simulate.engine import DAILY_TABLES, SimulationResult, simulate, summarize
 from simulate.intents import IntentSet, make_intents
 from simulate.ope import ExplorationRanker, OPEConfig, OPEEstimate, doubly_robust, ips, run_ope, snips
 from simulate.output import TRUTH_DIR, simulate_to, write_simulation
-from simulate.rankers import PopularityRanker, RandomRanker, SoftmaxRanker, plackett_luce
+from simulate.rankers import PopularityRanker, RandomRanker, plackett_luce
 from simulate.state import HistoryState
 from simulate.truth import OracleRanker, expected_reward, world_members
 
@@ -41,13 +49,12 @@ __all__ = [
     "RandomRanker",
     "SimulationResult",
     "SmallExperimentWarning",
-    "SoftmaxRanker",
     "WorldConfig",
     "assign_arms",
     "compare_arms",
     "doubly_robust",
     "expected_reward",
-    "format_table",
+    "format_ab_table",
     "ips",
     "make_intents",
     "member_aggregates",

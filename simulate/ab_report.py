@@ -14,7 +14,7 @@ from typing import Any
 from dwellrank_logs.io import atomic_dir, write_json, write_parquet
 from simulate.ab import ARMS, ABResult
 
-__all__ = ["format_table", "plot_report", "write_ab"]
+__all__ = ["format_ab_table", "plot_report", "write_ab"]
 
 #: Files of an A/B output directory.
 _FILES = ("members.parquet", "effects.parquet", "daily.parquet", "report.json", "report.png")
@@ -41,7 +41,7 @@ def _p(v: Any) -> str:
     return "<1e-4" if v < 1e-4 else f"{v:.4f}"
 
 
-def format_table(result: ABResult) -> str:
+def format_ab_table(result: ABResult) -> str:
     """The A/B result as a one-screen text table (metrics x arms, effect, CI, p)."""
     cfg = result.config
     conf = round(100 * (1 - cfg.alpha))
@@ -109,7 +109,7 @@ def plot_report(result: ABResult, path: str | os.PathLike[str]) -> None:
     pv = eff["p_value"].to_list()[::-1]
     y = list(range(len(names)))
     colors = ["tab:blue" if (p is not None and math.isfinite(p) and p < result.config.alpha) else "tab:gray" for p in pv]
-    for yi, r, a, b, c in zip(y, rel, lo, hi, colors):
+    for yi, r, a, b, c in zip(y, rel, lo, hi, colors, strict=True):
         ax.plot([a, b], [yi, yi], color=c, lw=2)
         ax.plot(r, yi, "o", color=c)
     ax.axvline(0, color="k", lw=0.8)
@@ -152,5 +152,5 @@ def write_ab(result: ABResult, out: str | os.PathLike[str], overwrite: bool = Fa
         write_parquet(result.daily, tmp / "daily.parquet")
         write_json(tmp / "report.json", result.to_dict())
         plot_report(result, tmp / "report.png")
-        (tmp / "report.txt").write_text(format_table(result) + "\n")
+        (tmp / "report.txt").write_text(format_ab_table(result) + "\n")
     return target

@@ -1,7 +1,7 @@
 """Writing a simulation to a logs directory, atomically.
 
 Two ways to the same files' contents: :func:`write_simulation` writes a
-finished in-memory :class:`~simulate.engine.SimulationResult`;
+finished in-memory :class:`~simulate.result.SimulationResult`;
 :func:`simulate_to` writes the daily tables (impressions, sessions, events,
 deliveries, and the truth's sessions and impressions) while the next day is
 simulated, one Parquet row group per day, and the truth known before day 0
@@ -24,7 +24,8 @@ from dwellrank_logs.io import atomic_dir, table_path, write_json, write_parquet
 from dwellrank_logs.protocol import Ranker
 from dwellrank_logs.schema import TABLE_NAMES
 from simulate.config import WorldConfig
-from simulate.engine import SimulationResult, _require_tables, simulate
+from simulate.engine import simulate
+from simulate.result import SimulationResult, require_tables
 
 __all__ = ["TRUTH_DIR", "simulate_to", "write_simulation"]
 
@@ -44,7 +45,7 @@ def write_simulation(result: SimulationResult, out: str | os.PathLike[str], over
         ``out`` is a non-empty directory and ``overwrite`` is false, or cannot be written.
     """
     target = Path(out)
-    _require_tables(result, "write_simulation")
+    require_tables(result, "write_simulation")
     with atomic_dir(target, overwrite=overwrite) as tmp:
         _write_result(result, tmp)
     return target

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, forward_candidate_columns, ranker_t_skip_s
+from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput
 
 __all__ = [
     "PopularityRanker",
     "RandomRanker",
-    "SoftmaxRanker",
     "plackett_luce",
 ]
 
@@ -49,30 +48,10 @@ class PopularityRanker(RankerBase):
         score = ((engaged + 1.0) / (shown + self.prior_impressions))[uid]  # per update, then gathered
         # Whole seconds since the epoch from the physical microseconds (cheaper than .dt.epoch on 10^6 rows).
         created = candidates["created_ts"]
-        if created.dtype.time_unit != "us":  # type: ignore[union-attr]
+        if not isinstance(created.dtype, pl.Datetime) or created.dtype.time_unit != "us":
             created = created.dt.cast_time_unit("us")
         age_tiebreak = (created.to_physical().to_numpy() // 1_000_000) * 1e-12
         return RankOutput(scores=score + age_tiebreak)
-
-
-class SoftmaxRanker(RankerBase):
-    """Samples an order by Plackett-Luce over a base ranker's scores.
-
-    ``temperature`` -> 0 recovers the base order; large values approach random.
-    Records propensities, so its logs support IPS/SNIPS/DR evaluation.
-    """
-
-    def __init__(self, base: Ranker, temperature: float = 1.0) -> None:
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.base = base
-        self.temperature = temperature
-        self.t_skip_s = ranker_t_skip_s(base)
-        self.candidate_columns = forward_candidate_columns(base)
-
-    def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
-        base = self.base.rank(candidates, history, rng).scores
-        return plackett_luce(base, candidates["request_id"].to_numpy(), self.temperature, rng)
 
 
 def plackett_luce(scores: np.ndarray, request_id: np.ndarray, temperature: float, rng: np.random.Generator) -> RankOutput:

@@ -1,10 +1,10 @@
 """The simulator's online history state, updated once per simulated day.
 
 It keeps dense counters (members x update types, members x topics, per
-update) and a keyed
-member x author table, and exposes them as :class:`dwellrank_logs.history.HistoryTables`
-so that rankers see the history through exactly the tables that
-:func:`dwellrank_logs.history.history_tables` computes in batch from dwellrank_logs.
+update) and a keyed member x author table, and exposes them as
+:class:`dwellrank_logs.protocol.HistoryTables`, so that rankers see the
+history through exactly the tables that
+:func:`dwellrank_logs.history.history_tables` computes in batch from logs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.protocol import HistoryTables
+from dwellrank_logs.protocol import HistoryTables, not_skipped
 
 __all__ = ["HistoryState"]
 
@@ -62,17 +62,17 @@ class HistoryState:
         # Counted by boolean selection: 0/1 integer arrays would index rows instead.
         clicked, viral = np.asarray(clicked, dtype=bool), np.asarray(viral, dtype=bool)
         action = clicked | viral
-        not_skipped = (dwell_s >= self.t_skip_s) | action
+        ns = not_skipped(dwell_s, action, self.t_skip_s)
         n_upd = int(update.max(initial=-1)) + 1
         if n_upd > self._upd.shape[1]:
             grow = np.zeros((4, max(n_upd, 2 * self._upd.shape[1]) - self._upd.shape[1]), dtype=np.int64)
             self._upd = np.concatenate([self._upd, grow], axis=1)
-        # Added in place: a bincount of the whole id range is a fresh array each day, and on
-        # first-touch page faults it cost more than the counting.
-        for row, w in enumerate((None, clicked, viral, not_skipped)):
+        # Added in place: a bincount of the whole id range would be a fresh array each day, whose
+        # first-touch page faults cost more than the counting.
+        for row, w in enumerate((None, clicked, viral, ns)):
             np.add.at(self._upd[row], update if w is None else update[w], 1)
-        _count_pairs(self._mt, member, utype, not_skipped, action)
-        _count_pairs(self._mp, member, topic.astype(np.int64), not_skipped, action)
+        _count_pairs(self._mt, member, utype, ns, action)
+        _count_pairs(self._mp, member, topic.astype(np.int64), ns, action)
         self._ma_parts.append(
             pl.DataFrame({"member_id": member.astype(np.int64), "author_id": author.astype(np.int64), "action": action.astype(np.uint32)})
         )

@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput
 from simulate.config import WorldConfig
 from simulate.intents import make_intents
+from simulate.tables import nan_to_null
 from simulate.world import Members, action_probabilities, engage_probability, sample_members
 
 __all__ = ["REWARDS", "OracleRanker", "arm_truth", "expected_reward", "world_members"]
@@ -37,7 +39,7 @@ def world_members(config: WorldConfig, seed: int) -> Members:
     ConfigError
         ``seed`` is not a non-negative integer (a Generator cannot be replayed).
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer to replay the world, got {seed!r}")
     rng = np.random.default_rng(int(seed))
     intents = make_intents(config.n_intents, rng)
@@ -164,10 +166,7 @@ def arm_truth(
     p_e = truth_impressions["p_engage"].to_numpy()
     members = tables["members"].sort("member_id")
     ids = members["member_id"].to_numpy()
-    start_us = int(config.start.timestamp()) * 1_000_000
-    sess = tables["sessions"].select(
-        "session_id", ((pl.col("start_ts").dt.epoch("us") - start_us) // 86_400_000_000).cast(pl.Int32).alias("day")
-    )
+    sess = tables["sessions"].select("session_id", config.day_index("start_ts").alias("day"))
     day = imp.select("session_id").join(sess, on="session_id", how="left", maintain_order="left")["day"].fill_null(-1).to_numpy()
     keep = day >= first_day
     m = np.searchsorted(ids, imp["member_id"].to_numpy()[keep])
@@ -175,6 +174,7 @@ def arm_truth(
     with np.errstate(invalid="ignore", divide="ignore"):
         skip = np.bincount(m, weights=((1 - p_e) * p_short)[keep], minlength=ids.size) / count
         engage = np.bincount(m, weights=p_e[keep], minlength=ids.size) / count
+    # Members without impressions since first_day have no rate (0 / 0).
     return pl.DataFrame({"member_id": ids, "arm": members["arm"], "true_skip_rate": skip, "true_engage_rate": engage}).with_columns(
-        pl.col("true_skip_rate", "true_engage_rate").fill_nan(None)
+        nan_to_null(pl.col("true_skip_rate", "true_engage_rate"))
     )

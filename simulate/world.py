@@ -92,7 +92,7 @@ def sample_intent_paths(
     intent = rng.choice(k, size=member.size, p=intents.phase_probs)
     start = rng.integers(-int(cfg.phase_mean_days), d, member.size)
     if cfg.phase_length == "fixed":
-        length = np.full(member.size, max(int(round(cfg.phase_mean_days)), 1))
+        length = np.full(member.size, max(int(round(cfg.phase_mean_days)), 1))  # noqa: RUF046 (a NumPy float rounds to a float)
     else:
         length = rng.geometric(1.0 / cfg.phase_mean_days, member.size)
     end = np.minimum(start + length - 1, d - 1)

@@ -155,8 +155,10 @@ def test_result_without_tables_refuses_table_work_clearly(tmp_path: Path):
     assert not (tmp_path / "again").exists()
 
 
-# Frozen from commit a92dbc2 (before the day loop was reworked), numpy 2.4: a digest of every
-# column's values, so the faster loop is checked against the old one, not against itself.
+# A deliberately pinned golden trace: digests of every column's values, frozen at commit a92dbc2
+# with numpy 2.4 from an earlier implementation of the day loop, so the loop is checked against
+# another implementation, not against itself.  Any change to the random draws, their order or
+# the floating-point operations changes them.
 _GOLDEN = {
     "members": "ab81d424c7d84070",
     "updates": "0f218507d362e347",
@@ -187,7 +189,7 @@ def _digest(frame: pl.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def test_tables_equal_those_of_the_previous_day_loop():
+def test_tables_equal_the_pinned_golden_trace():
     import numpy as np
 
     if tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 0):

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulate import RandomRanker, SoftmaxRanker, WorldConfig, plackett_luce, simulate
+from simulate import ExplorationRanker, RandomRanker, WorldConfig, plackett_luce, simulate
 
 
 def test_plackett_luce_first_step_is_softmax():
@@ -41,7 +41,7 @@ def test_random_ranker_logs_uniform_step_propensities():
     assert np.allclose(imp["propensity"].to_numpy(), expected.to_numpy())
 
 
-def test_softmax_ranker_low_temperature_matches_base_order():
+def test_exploration_ranker_low_temperature_matches_base_order():
     class ByUpdateId:
         def rank(self, candidates, history, rng):
             from dwellrank_logs.protocol import RankOutput
@@ -49,7 +49,7 @@ def test_softmax_ranker_low_temperature_matches_base_order():
             return RankOutput(scores=candidates["update_id"].to_numpy().astype(float))
 
     cfg = WorldConfig(n_members=200, n_days=3)
-    a = simulate(cfg, seed=5, ranker=SoftmaxRanker(ByUpdateId(), temperature=1e-6)).tables["impressions"]
+    a = simulate(cfg, seed=5, ranker=ExplorationRanker(ByUpdateId(), temperature=1e-6)).tables["impressions"]
     firsts = a.filter(pl.col("position") == 0)
     assert (firsts["propensity"] > 0.999).all()
     # Within each session, update ids decrease with position.
@@ -74,13 +74,13 @@ def test_ranker_called_once_per_day_with_all_requests():
 def test_arms_get_their_own_ranker():
     cfg = WorldConfig(n_members=400, n_days=3)
     arm = np.where(np.arange(cfg.n_members) % 2 == 0, "control", "treatment")
-    res = simulate(cfg, seed=1, ranker={"control": RandomRanker(), "treatment": SoftmaxRanker(RandomRanker(), 1.0)}, member_arm=arm)
+    res = simulate(cfg, seed=1, ranker={"control": RandomRanker(), "treatment": ExplorationRanker(RandomRanker(), 1.0)}, member_arm=arm)
     members = res.tables["members"]
     assert members["arm"].to_list() == arm.tolist()
 
 
 def test_shown_order_is_descending_score_with_ties_in_candidate_order():
-    """Reference: numpy's stable argsort of -score per request (the engine sorts faster and re-sorts only tied rows)."""
+    """Reference: numpy's stable argsort of -score per request (serving sorts unstably and re-sorts only the rows with ties)."""
     from dwellrank_logs.protocol import RankOutput
 
     seen: list[pl.DataFrame] = []
@@ -130,7 +130,7 @@ def test_candidate_columns_projection_builds_only_listed_columns_and_changes_not
         assert projected.tables[name].equals(full.tables[name]), name
     # A wrapper reads what its base reads; a ranker without the attribute gets every column.
     seen.clear()
-    simulate(cfg.replace(n_days=2), seed=6, ranker=SoftmaxRanker(Projected(), 1.0))
+    simulate(cfg.replace(n_days=2), seed=6, ranker=ExplorationRanker(Projected(), 1.0))
     assert set(seen) == {("request_id", "update_id", "created_ts")}
     cols: list[tuple[str, ...]] = []
 

@@ -1,0 +1,57 @@
+"""Offline A/B tests in the simulator: one population, two arms, one closed loop.
+
+Statistics are computed on per-member aggregates (one row per member), which
+respects that one member's impressions are correlated: Welch two-sample
+t-tests with statsmodels, CUPED variance reduction, a chi-square
+sample-ratio-mismatch check and the minimum detectable effect at the chosen
+size.
+
+The work is done by pure functions, one module per concern:
+
+* :mod:`simulate.ab.config` -- :class:`ABConfig` and the arm names;
+* :mod:`simulate.ab.assign` -- :func:`assign_arms` by a stable hash;
+* :mod:`simulate.ab.power` -- :func:`minimum_detectable_effect`, :func:`check_size`;
+* :mod:`simulate.ab.aggregates` -- :func:`member_aggregates`, :func:`daily_trajectories` from the logs;
+* :mod:`simulate.ab.metrics` -- :data:`METRICS` and :func:`member_metrics`;
+* :mod:`simulate.ab.stats` -- :func:`compare_arms` (Welch, CUPED), :func:`srm_test`;
+* :mod:`simulate.ab.result` -- :class:`ABResult`;
+* :mod:`simulate.ab.run` -- :func:`run_ab`, which wires them.
+"""
+
+from simulate.ab.aggregates import daily_trajectories
+from simulate.ab.aggregates import member_aggregates
+from simulate.ab.assign import assign_arms
+from simulate.ab.assign import assignment_units
+from simulate.ab.assign import splitmix64
+from simulate.ab.config import ARMS
+from simulate.ab.config import ABConfig
+from simulate.ab.metrics import METRICS
+from simulate.ab.metrics import Metric
+from simulate.ab.metrics import member_metrics
+from simulate.ab.power import SmallExperimentWarning
+from simulate.ab.power import check_size
+from simulate.ab.power import minimum_detectable_effect
+from simulate.ab.result import ABResult
+from simulate.ab.run import run_ab
+from simulate.ab.stats import compare_arms
+from simulate.ab.stats import srm_test
+
+__all__ = [
+    "ARMS",
+    "METRICS",
+    "ABConfig",
+    "ABResult",
+    "Metric",
+    "SmallExperimentWarning",
+    "assign_arms",
+    "assignment_units",
+    "check_size",
+    "compare_arms",
+    "daily_trajectories",
+    "member_aggregates",
+    "member_metrics",
+    "minimum_detectable_effect",
+    "run_ab",
+    "splitmix64",
+    "srm_test",
+]
