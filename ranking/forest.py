@@ -11,17 +11,22 @@ with numpy:
   thresholds are histogram-bin boundaries shared by trees and boosters);
 * each tree's (<= 8) split outcomes are packed into a small integer code;
   a per-tree lookup table maps the code to the leaf value;
-* leaf values are summed tree by tree in LightGBM's order, from 0.0, so the
-  raw scores are bit-identical to ``Booster.predict(X, raw_score=True)``.
+* leaf values are summed tree by tree in LightGBM's order, from 0.0.
 
-LightGBM's input conventions are reproduced: values with ``|x| <= 1e-35`` are
-read as 0; NaN is read as 0 unless a split's missing type is NaN (then it
-takes the default direction); with missing type Zero, 0 (and NaN) take the
-default direction.  Anything else (categorical or linear trees, more than 8
-split nodes, several trees per iteration) is refused with
-:class:`UnsupportedForest`, and :func:`compile_forest` also checks bitwise
-agreement with LightGBM on probe rows built from the split thresholds;
-callers then fall back to ``Booster.predict``.
+Invariant: :meth:`CompiledForest.raw_scores` equals LightGBM's
+``Booster.predict(X, raw_score=True)`` bit for bit, for every booster it
+accepts and every input, so a model scores the same whichever of the two
+serves it (:class:`ranking.model.RankerModel` picks by batch size and
+threads).  It holds because LightGBM's input conventions are reproduced
+(values with ``|x| <= 1e-35`` are read as 0; NaN is read as 0 unless a
+split's missing type is NaN, then it takes the default direction; with
+missing type Zero, 0 and NaN take the default direction), the leaf values
+are added in LightGBM's order, and anything else (categorical or linear
+trees, more than 8 split nodes, several trees per iteration) is refused with
+:class:`UnsupportedForest`.  :func:`compile_forest` also checks bitwise
+agreement on probe rows built from the split thresholds and returns None
+otherwise; callers then use ``Booster.predict``.  :func:`exp_exact` keeps the
+invariant for the regressions' ``exp`` of the raw score.
 """
 
 from __future__ import annotations
@@ -143,7 +148,7 @@ class CompiledForest:
             idx = cm.astype(np.intp)
             idx += self.lut_base
             V = self.lut_flat.take(idx)  # (n_trees, m): each tree's leaf value
-            for out, (s, e) in zip(outs, self.tree_slices):
+            for out, (s, e) in zip(outs, self.tree_slices, strict=True):
                 # Trees added in order, as LightGBM does (0.0 + tree 0 + tree 1 + ...): a reduction
                 # over the slow axis is sequential in numpy (pairwise summation is for the fast axis only).
                 # A one-row block has no fast axis left: numpy would sum that column pairwise.
@@ -214,7 +219,7 @@ def compile_forest(boosters: Sequence[lgb.Booster]) -> CompiledForest | None:
         return None
     X = _probe_rows(forest)
     mine = forest.raw_scores(X)
-    for booster, got in zip(boosters, mine):
+    for booster, got in zip(boosters, mine, strict=True):
         ref = booster.predict(X, raw_score=True, num_threads=1)
         if not np.array_equal(ref, got):
             return None

@@ -16,38 +16,29 @@ logit; the raw-feature part is a dense dot product.
 
 One class, :class:`GBDTLRHead`, serves P(click), P(react), P(comment),
 P(share) and P(skip).  :class:`LogisticHead` (LR alone) and
-:func:`fit_trees` (GBDT alone) are the baselines of :func:`compare_heads`.
+:func:`fit_trees` (GBDT alone) are the baselines of
+:func:`ranking.metrics.compare_heads`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from dwellrank_logs.checks import check_int, is_finite_number
 from dwellrank_logs.errors import ConfigError
 
-__all__ = [
-    "GBDTLRHead",
-    "HeadConfig",
-    "LogisticHead",
-    "binary_metrics",
-    "calibration_bins",
-    "compare_heads",
-    "fit_trees",
-    "leaf_one_hot",
-    "normalized_entropy",
-]
+__all__ = ["GBDTLRHead", "HeadConfig", "LogisticHead", "fit_trees", "leaf_one_hot"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +104,7 @@ class HeadConfig:
         return math.sqrt(self.leaf_c / self.lr_c)
 
 
-_TRANSFORMS = {"standard": lambda X: X, "asinh": np.arcsinh}
+_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"standard": lambda X: X, "asinh": np.arcsinh}
 
 
 def _seed(seed: int | np.random.Generator) -> int:
@@ -254,7 +245,7 @@ class GBDTLRHead:
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y).astype(np.float64)
         n = X.shape[0]
-        cut = int(round(n * self.config.tree_fraction))
+        cut = round(n * self.config.tree_fraction)
         for part, rows in (("trees", y[:cut]), ("logistic regression", y[cut:])):
             if rows.size == 0 or rows.min() == rows.max():
                 raise ConfigError(
@@ -273,7 +264,8 @@ class GBDTLRHead:
         return self
 
     def _one_hot(self, X: np.ndarray) -> sp.csr_matrix:
-        leaves = self.booster_.predict(X, pred_leaf=True, num_threads=1).astype(np.int64).reshape(X.shape[0], -1)
+        # LightGBM returns an ndarray for dense input (its annotation also allows sparse results).
+        leaves = cast(np.ndarray, self.booster_.predict(X, pred_leaf=True, num_threads=1)).astype(np.int64).reshape(X.shape[0], -1)
         return leaf_one_hot(leaves, self.leaves_per_tree_) * self.config.leaf_scale
 
     def _fold(self) -> None:
@@ -295,11 +287,11 @@ class GBDTLRHead:
         ``transformed`` may pass ``raw_transform`` already applied to ``X``
         (several heads share it; asinh of a large matrix is not free).
         ``leaf_part`` may pass the folded trees' raw score of ``X``, computed
-        elsewhere (:class:`ranking.forest.CompiledForest`, bit-identical).
+        elsewhere (:class:`ranking.forest.CompiledForest`).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         if leaf_part is None:
-            leaf_part = self.folded_.predict(X, raw_score=True, num_threads=num_threads)
+            leaf_part = cast(np.ndarray, self.folded_.predict(X, raw_score=True, num_threads=num_threads))
         Z = self.scaler_.f(X) if transformed is None else transformed
         return leaf_part + Z @ self.raw_coef_ + self.intercept_
 
@@ -314,10 +306,6 @@ class GBDTLRHead:
         X = np.ascontiguousarray(X, dtype=np.float64)
         design = sp.hstack([sp.csr_matrix(self.scaler_.transform(X)), self._one_hot(X)], format="csr")
         return self.lr_.predict_proba(design)[:, 1]
-
-    def predict_proba_trees(self, X: np.ndarray) -> np.ndarray:
-        """P(label) from the trees alone (trained on the tree part of the rows)."""
-        return self.booster_.predict(np.ascontiguousarray(X, dtype=np.float64), num_threads=1)
 
     # ---------------------------------------------------------------- persistence
 
@@ -367,84 +355,3 @@ def _fold_booster(booster: lgb.Booster, leaf_weights: list[np.ndarray]) -> lgb.B
         for leaf, value in enumerate(w):  # one call per leaf: a few hundred at load time, not per row
             folded.set_leaf_output(t, leaf, float(value))
     return folded
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def normalized_entropy(y: np.ndarray, p: np.ndarray, background: float | None = None) -> float:
-    """Normalised entropy of He et al. (2014): log loss over the entropy of the background rate.
-
-    ``background`` defaults to the empirical positive rate of ``y``; below 1
-    means better than predicting that constant rate.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    rate = float(y.mean()) if background is None else float(background)
-    rate = min(max(rate, 1e-12), 1 - 1e-12)
-    h = -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
-    return float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0.0, 1.0]) / h)
-
-
-def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, list[float]]:
-    """Reliability diagram on quantile bins of ``p``: mean prediction vs observed rate per bin."""
-    order = np.argsort(p, kind="stable")
-    parts = np.array_split(order, n_bins)
-    return {
-        "mean_pred": [float(p[i].mean()) for i in parts if i.size],
-        "observed": [float(np.asarray(y, dtype=np.float64)[i].mean()) for i in parts if i.size],
-        "count": [int(i.size) for i in parts if i.size],
-    }
-
-
-def binary_metrics(y: np.ndarray, p: np.ndarray, background: float | None = None) -> dict[str, float]:
-    """AUC, normalised entropy, calibration ratio (mean p / rate, He et al.) and ECE (10 quantile bins)."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    bins = calibration_bins(y, p)
-    cnt = np.asarray(bins["count"], dtype=np.float64)
-    ece = float(np.sum(cnt * np.abs(np.asarray(bins["mean_pred"]) - np.asarray(bins["observed"]))) / cnt.sum())
-    return {
-        "auc": float(roc_auc_score(y, p)),
-        "ne": normalized_entropy(y, p, background),
-        "calibration": float(p.mean() / max(y.mean(), 1e-12)),
-        "ece": ece,
-        "rate": float(y.mean()),
-        "n": int(y.size),
-    }
-
-
-def compare_heads(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    config: HeadConfig | None = None,
-    seed: int | np.random.Generator = 0,
-    head: GBDTLRHead | None = None,
-    lr_standard: bool = False,
-) -> dict[str, dict[str, float]]:
-    """Held-out metrics of constant, LR-only, GBDT-only and GBDT+LR models.
-
-    The constant predicts the training positive rate; LR-only (the head's LR
-    without leaves: asinh + z-scored raw features), optionally
-    ``lr_standard`` (LR on z-scored untransformed features) and GBDT-only are
-    fitted on all training rows; GBDT+LR splits them (trees, then LR).
-    A fitted ``head`` is reused instead of fitting a new one.  The background
-    rate of normalised entropy is the training rate for every model.
-    """
-    cfg = config or HeadConfig()
-    rate = float(np.mean(y_train))
-    if head is None:
-        head = GBDTLRHead(cfg).fit(X_train, y_train, seed)
-    preds = {
-        "constant": np.full(len(y_test), rate),
-        "lr_only": LogisticHead(cfg).fit(X_train, y_train).predict_proba(X_test),
-        "gbdt_only": fit_trees(X_train, y_train, cfg, seed).predict(X_test, num_threads=1),
-        "gbdt_lr": head.predict_proba(X_test),
-    }
-    if lr_standard:  # slow: lbfgs converges slowly on heavy-tailed untransformed counts
-        preds["lr_standard"] = LogisticHead(replace(cfg, raw_transform="standard")).fit(X_train, y_train).predict_proba(X_test)
-    out = {}
-    for name, p in preds.items():
-        out[name] = binary_metrics(y_test, p, background=rate)
-    return out

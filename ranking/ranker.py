@@ -1,7 +1,7 @@
 """FeedRanker: scores candidate rows with a trained model; plugs into the simulator.
 
-``FeedRanker.rank(candidates, history, rng)`` is the simulator's ranker
-protocol (:class:`simulate.rankers.Ranker`): features of every candidate come
+``FeedRanker.rank(candidates, history, rng)`` is the ranker protocol the
+simulator calls (:class:`dwellrank_logs.protocol.Ranker`): features of every candidate come
 from the history snapshot (:func:`ranking.features.candidate_features`, with
 position 0 since it is unknown before ranking), the heads and regressions
 predict, and the value function scores.  :meth:`FeedRanker.rank_frame` returns
@@ -16,6 +16,8 @@ Two presets for A/B tests (:func:`preset_rankers`):
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,12 +27,14 @@ from dwellrank_logs.errors import ConfigError, SchemaError, first_line
 from dwellrank_logs.io import scan_logs, write_parquet
 from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput, validate_candidates
 from ranking.features import (
+    FeatureSet,
     candidate_features,
     history_from_logs,
     member_profiles,
     validate_feature_matrix,
 )
-from ranking.train import RankerModel, TrainConfig, load_model, train_ranker
+from ranking.model import RankerModel, load_model
+from ranking.train import TrainConfig, TrainingLogs, train_ranker
 from ranking.value import ValueWeights, value_function
 
 __all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests"]
@@ -51,7 +55,7 @@ def rank_within_requests(scores: pl.DataFrame, top_k: int | None = None, key: st
 
 
 class FeedRanker(RankerBase):
-    """Scores (member, candidate update) rows with a :class:`~ranking.train.RankerModel`.
+    """Scores (member, candidate update) rows with a :class:`~ranking.model.RankerModel`.
 
     Parameters
     ----------
@@ -92,7 +96,8 @@ class FeedRanker(RankerBase):
         return cls(load_model(directory), **kwargs)
 
     @property
-    def feature_set(self) -> Any:
+    def feature_set(self) -> FeatureSet:
+        """The feature set of the model (its input columns)."""
         return self.model.feature_set
 
     def features(self, candidates: pl.DataFrame, history: HistoryTables, source: str = "candidates") -> np.ndarray:
@@ -159,7 +164,7 @@ class FeedRanker(RankerBase):
 
 
 def preset_rankers(
-    logs: Any,
+    logs: TrainingLogs,
     *,
     t_skip_s: float = 2.5,
     seed: int = 0,
@@ -175,8 +180,6 @@ def preset_rankers(
         including lambda > 0.  Both use ``t_skip_s`` for their labels.
     """
     base_cfg = config or TrainConfig(t_skip_s=t_skip_s, seed=seed, baselines=False, skip_lift=False)
-    from dataclasses import replace
-
     base = train_ranker(logs, config=replace(base_cfg, feature_set="base"))
     dwell = train_ranker(logs, config=replace(base_cfg, feature_set="dwell"))
     return {
@@ -186,8 +189,6 @@ def preset_rankers(
 
 
 def _read_candidates(path: str | os.PathLike[str]) -> pl.DataFrame:
-    from pathlib import Path
-
     p = Path(path)
     if not p.exists():
         raise SchemaError(f"{p}: no such candidates file (expected Parquet)")

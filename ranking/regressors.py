@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -23,12 +24,7 @@ import numpy as np
 from dwellrank_logs.errors import ConfigError
 from ranking.heads import HeadConfig, fit_trees
 
-__all__ = ["ACTIONS", "TARGETS", "ActionRegressor", "RegressorConfig", "poisson_deviance"]
-
-#: Actions with a downstream/upstream effect, in value-function order.
-ACTIONS: tuple[str, ...] = ("click", "react", "comment", "share")
-#: Regression targets.
-TARGETS: tuple[str, ...] = ("downstream", "upstream")
+__all__ = ["ActionRegressor", "RegressorConfig", "poisson_deviance"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class ActionRegressor:
         """Expected target, shape (n_rows,), >= 0."""
         if self.booster_ is None:
             return np.full(X.shape[0], self.constant_)
-        return self.booster_.predict(np.ascontiguousarray(X, dtype=np.float64), num_threads=num_threads)
+        return cast(np.ndarray, self.booster_.predict(np.ascontiguousarray(X, dtype=np.float64), num_threads=num_threads))
 
     def save(self, directory: Path, name: str) -> None:
         """Write ``<name>.json`` and, when trees were fitted, ``<name>.trees.txt``."""

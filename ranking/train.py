@@ -1,73 +1,55 @@
-"""Training pipeline and the model directory.
+"""The training driver: logs in, a fitted :class:`~ranking.model.RankerModel` and its report out.
 
 :func:`train_ranker` reads logs, builds the batch features of a feature set,
 holds out the last days (by time), fits the GBDT+LR heads (click, react,
 comment, share, skip, and the optional long dwell) and the regressions
 (downstream and upstream per action, and the optional expected dwell) on the
-earlier days, evaluates everything on
-the held-out days against constant, LR-only and GBDT-only baselines, and sets
-the default value weights (:func:`ranking.value.default_weights`).
-
-A model directory holds::
-
-    metadata.json      schema + feature-set name/version/columns, T_skip, seed, data sizes
-    weights.json       value-function weights (edit, or pass others to FeedRanker)
-    heads/<h>.trees.txt, heads/<h>.lr.json          LightGBM trees, LR coefficients
-    regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]; regressors/dwell.*: E[dwell_s]
-    profiles.parquet   member profile snapshot (member-side features at serving time)
-    report.json, report.png                          held-out metrics, calibration and ROC
-
-:func:`load_model` refuses a directory written for another feature-set
-version, naming what differs.
+earlier days, evaluates everything on the held-out days against constant,
+LR-only and GBDT-only baselines, and sets the default value weights
+(:func:`ranking.value.default_weights`).  :mod:`ranking.model` saves and
+loads the result.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from dwellrank_logs.errors import ConfigError, SchemaError
-from dwellrank_logs.io import atomic_dir, scan_logs, write_json, write_parquet
-from dwellrank_logs.schema import SCHEMA_VERSION
-from ranking.features import (
-    FEATURE_SETS,
-    FeatureSet,
-    IncompatibleModelError,
-    get_feature_set,
-    member_profiles,
-    training_frame,
-)
-from ranking.forest import CompiledForest, compile_forest, exp_exact
-from ranking.heads import GBDTLRHead, HeadConfig, binary_metrics, calibration_bins, compare_heads
-from ranking.regressors import ACTIONS, ActionRegressor, RegressorConfig, poisson_deviance
-from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, value_function
+from dwellrank_logs.io import scan_logs
+from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION
+from ranking.features import FEATURE_SETS, get_feature_set, member_profiles, training_frame
+from ranking.heads import GBDTLRHead, HeadConfig
+from ranking.metrics import binary_metrics, calibration_bins, compare_heads
+from ranking.model import HEADS, MODEL_FORMAT, REGRESSORS, RankerModel
+from ranking.regressors import ActionRegressor, RegressorConfig, poisson_deviance
+from ranking.report import roc_points
+from ranking.value import default_weights
 
-__all__ = ["HEADS", "MODEL_FORMAT", "REGRESSORS", "RankerModel", "TrainConfig", "load_model", "load_training_tables", "train_ranker"]
+__all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
 
-#: The binary heads, in order (``long_dwell``: dwell_s > T_long, an optional value term).
-HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
-#: The regressions: E[downstream | a], E[upstream | a] per action, and E[dwell_s] (optional value term).
-REGRESSORS: tuple[str, ...] = (*(f"{t}_{a}" for t in ("down", "up") for a in ACTIONS), "dwell")
-#: Version of the model-directory layout.
-MODEL_FORMAT = 1
 _TABLES = ("impressions", "sessions", "updates", "members")
-#: The compiled forest is single-threaded numpy.  Measured with bench/rank.py's model (13
-#: boosters, 230 trees) on 2 cores, it beats LightGBM's predict at every batch size from 1
-#: row (0.26 vs 0.37 ms) through 1,000 (2.5 vs 4.1 ms) to 1M rows (2.9 s vs 5.9 s at one
-#: LightGBM thread, 2.4 vs 2.7 s at two).  LightGBM scales with threads, so with more than
-#: two it gets large batches (from _FOREST_MIN_ROWS_THREADED rows).
-_FOREST_MAX_THREADS = 2
-_FOREST_MIN_ROWS_THREADED = 2048
+
+
+@runtime_checkable
+class LogTables(Protocol):
+    """Anything holding log tables by name, as :class:`simulate.SimulationResult` does."""
+
+    @property
+    def tables(self) -> Mapping[str, pl.DataFrame | pl.LazyFrame]:
+        """Log tables by name (at least ``impressions``, ``sessions``, ``updates``, ``members``)."""
+        ...
+
+
+#: What training reads: a logs directory, a mapping of table name to frame, or an object with ``tables``.
+TrainingLogs: TypeAlias = str | os.PathLike[str] | Mapping[str, pl.DataFrame | pl.LazyFrame] | LogTables
 
 
 @dataclass(frozen=True)
@@ -117,197 +99,11 @@ class TrainConfig:
             raise ConfigError(f"holdout_days must be an integer >= 1, got {self.holdout_days!r}")
 
 
-class RankerModel:
-    """Trained heads, regressions, default weights and profile snapshot.
-
-    Attributes
-    ----------
-    feature_set : FeatureSet
-    t_skip_s : float, seconds
-    heads : dict of str to GBDTLRHead
-        ``click``, ``react``, ``comment``, ``share``, ``skip``, ``long_dwell``.
-    regressors : dict of str to ActionRegressor
-        ``down_<a>`` and ``up_<a>`` for each action ``a``, and ``dwell``.
-    weights : ValueWeights
-        Default weights (the rule in :mod:`ranking.value`).
-    profiles : polars.DataFrame
-        member_id and profile columns, from the training logs.
-    metadata, report : dict
-    """
-
-    def __init__(
-        self,
-        feature_set: FeatureSet,
-        t_skip_s: float,
-        heads: dict[str, GBDTLRHead],
-        regressors: dict[str, ActionRegressor],
-        weights: ValueWeights,
-        profiles: pl.DataFrame,
-        metadata: dict[str, Any],
-        report: dict[str, Any] | None = None,
-    ) -> None:
-        self.feature_set = feature_set
-        self.t_skip_s = float(t_skip_s)
-        self.heads = heads
-        self.regressors = regressors
-        self.weights = weights
-        self.profiles = profiles
-        self.metadata = metadata
-        self.report = report or {}
-        self._forests: dict[tuple[str, ...] | None, CompiledForest | None] = {}
-
-    def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        """Every head's P and every regression's expectation.
-
-        Parameters
-        ----------
-        X : ndarray, shape (n_rows, n_features)
-            Columns in the order of ``feature_set.columns``.
-        num_threads : int
-            LightGBM prediction threads.
-        only : tuple of str, optional
-            Compute just these outputs (e.g. :func:`ranking.value.needed_predictions`).
-
-        Returns
-        -------
-        dict name -> ndarray, shape (n_rows,)
-            ``p_<head>`` for the six heads, ``down_<a>``, ``up_<a>`` and ``dwell`` (seconds).
-        """
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        heads, regs, boosters = self._outputs(only)
-        # All trees in one vectorised pass (bit-identical to LightGBM's raw scores, checked when
-        # compiled); LightGBM's predict for unsupported trees and many-thread large batches.
-        raw: dict[int, np.ndarray] = {}
-        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
-        if threads <= _FOREST_MAX_THREADS or X.shape[0] < _FOREST_MIN_ROWS_THREADED:
-            forest = self._forest(only, boosters)
-            if forest is not None and X.ndim == 2 and X.shape[1] == forest.n_features:
-                raw = {id(b): r for b, r in zip(boosters, forest.raw_scores(X))}
-        shared: dict[str, np.ndarray] = {}  # raw_transform(X), computed once for all heads
-        out = {}
-        for h, head in heads:
-            kind = head.config.raw_transform
-            if kind not in shared:
-                shared[kind] = head.scaler_.f(X)
-            out[f"p_{h}"] = head.predict_proba(X, num_threads, transformed=shared[kind], leaf_part=raw.get(id(head.folded_)))
-        for name, reg in regs:
-            r = raw.get(id(reg.booster_)) if reg.booster_ is not None else None
-            out[name] = exp_exact(r) if r is not None else reg.predict(X, num_threads)
-        return out
-
-    def _outputs(self, only: tuple[str, ...] | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[Any]]:
-        """The heads and regressions ``only`` asks for, and their boosters in the forest's order."""
-        heads = [(h, head) for h, head in self.heads.items() if only is None or f"p_{h}" in only]
-        regs = [(n, reg) for n, reg in self.regressors.items() if only is None or n in only]
-        # Both regression objectives (poisson, tweedie) predict exp(raw score).
-        boosters = [head.folded_ for _, head in heads] + [reg.booster_ for _, reg in regs if reg.booster_ is not None]
-        return heads, regs, boosters
-
-    def _forest(self, only: tuple[str, ...] | None, boosters: list[Any]) -> CompiledForest | None:
-        """The compiled forest of ``boosters``, cached by ``only`` (which decides the boosters)."""
-        if only not in self._forests:
-            self._forests[only] = compile_forest(boosters)
-        return self._forests[only]
-
-    def prepare(self, weights: ValueWeights | None = None) -> bool:
-        """Compile the forest that :meth:`score` under ``weights`` uses, ahead of the first request.
-
-        Compiling (and checking against LightGBM) takes tens of milliseconds,
-        which would otherwise fall on the first scored request.  Returns
-        whether the trees compiled (False: LightGBM's predict serves them).
-        """
-        only = needed_predictions(weights or self.weights)
-        return self._forest(only, self._outputs(only)[2]) is not None
-
-    def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
-        """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
-        w = weights or self.weights
-        return value_function(self.predict(X, num_threads, only=needed_predictions(w)), w)
-
-    # ---------------------------------------------------------------- persistence
-
-    def save(self, directory: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Write the model directory atomically (see the module docstring)."""
-        with atomic_dir(directory, overwrite=overwrite) as tmp:
-            (tmp / "heads").mkdir()
-            (tmp / "regressors").mkdir()
-            for name, head in self.heads.items():
-                head.save(tmp / "heads", name)
-            for name, reg in self.regressors.items():
-                reg.save(tmp / "regressors", name)
-            write_parquet(self.profiles, tmp / "profiles.parquet")
-            write_json(tmp / "weights.json", self.weights.to_dict())
-            write_json(tmp / "metadata.json", self.metadata)
-            write_json(tmp / "report.json", self.report)
-            if self.report:
-                _plot_report(self.report, tmp / "report.png")
-        return Path(directory)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> RankerModel:
-        """Alias of :func:`load_model`."""
-        return load_model(directory)
-
-
-def load_model(directory: str | os.PathLike[str]) -> RankerModel:
-    """Read a model directory, checking its format and feature-set version.
-
-    Raises
-    ------
-    IncompatibleModelError
-        Not a model directory, a file is missing, or the feature set recorded
-        differs from this library's definition of that set.
-    """
-    d = Path(directory)
-    meta_path = d / "metadata.json"
-    if not d.is_dir():
-        raise IncompatibleModelError(f"{d}: not a model directory (train one with `dwellrank train`)")
-    if not meta_path.exists():
-        raise IncompatibleModelError(f"{d}: no metadata.json; not a model directory written by `dwellrank train`")
-    try:
-        meta = json.loads(meta_path.read_text())
-        fs_doc = meta["feature_set"]
-        name, version, columns = fs_doc["name"], int(fs_doc["version"]), tuple(fs_doc["columns"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise IncompatibleModelError(f"{meta_path}: unreadable model metadata ({type(exc).__name__}: {exc})") from None
-    if meta.get("model_format") != MODEL_FORMAT:
-        raise IncompatibleModelError(f"{meta_path}: model_format {meta.get('model_format')!r}, this library reads {MODEL_FORMAT}")
-    if name not in FEATURE_SETS:
-        raise IncompatibleModelError(f"{meta_path}: feature set '{name}' is unknown to this library ({', '.join(FEATURE_SETS)})")
-    current = FEATURE_SETS[name]
-    if version != current.version or columns != current.columns:
-        diff = sorted(set(columns) ^ set(current.columns))
-        raise IncompatibleModelError(
-            f"{meta_path}: model was trained on feature set '{name}' v{version}, this library defines v{current.version}"
-            + (f" (columns differ: {diff[:6]})" if diff else "")
-            + "; retrain the model"
-        )
-    needed = [d / "heads" / f"{h}.{ext}" for h in HEADS for ext in ("trees.txt", "lr.json")]
-    needed += [d / "regressors" / f"{r}.json" for r in REGRESSORS]
-    needed += [d / "profiles.parquet", d / "weights.json"]
-    missing = [str(p.relative_to(d)) for p in needed if not p.exists()]
-    if missing:
-        raise IncompatibleModelError(f"{d}: incomplete model directory, missing {', '.join(missing[:4])}")
-    try:
-        heads = {h: GBDTLRHead.load(d / "heads", h) for h in HEADS}
-        regs = {r: ActionRegressor.load(d / "regressors", r) for r in REGRESSORS}
-        profiles = pl.read_parquet(d / "profiles.parquet")
-    except (OSError, json.JSONDecodeError, KeyError, lgb.basic.LightGBMError) as exc:
-        raise IncompatibleModelError(f"{d}: incomplete model directory ({type(exc).__name__}: {exc})") from None
-    weights = load_weights(d / "weights.json")
-    report_path = d / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
-
-
-# --------------------------------------------------------------------------- training
-
-
-def load_training_tables(logs: Any) -> dict[str, pl.DataFrame | pl.LazyFrame]:
+def load_training_tables(logs: TrainingLogs) -> dict[str, pl.DataFrame | pl.LazyFrame]:
     """The four tables training reads, from a logs directory, a mapping or a SimulationResult."""
     if isinstance(logs, (str, os.PathLike)):
         return dict(scan_logs(logs, _TABLES))
-    tables = getattr(logs, "tables", logs)
+    tables = logs.tables if isinstance(logs, LogTables) else logs
     if not isinstance(tables, Mapping):
         raise ConfigError(f"logs must be a logs directory, a mapping of tables or a SimulationResult, got {type(logs).__name__}")
     missing = [t for t in _TABLES if t not in tables]
@@ -317,7 +113,7 @@ def load_training_tables(logs: Any) -> dict[str, pl.DataFrame | pl.LazyFrame]:
 
 
 def train_ranker(
-    logs: Any,
+    logs: TrainingLogs,
     *,
     feature_set: str = "dwell",
     t_skip_s: float = 2.5,
@@ -347,8 +143,8 @@ def train_ranker(
     frame = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to train on")
-    last = int(frame["day"].max())
-    first = int(frame["day"].min())
+    last = int(cast(int, frame["day"].max()))  # Int32 without nulls: a Python int
+    first = int(cast(int, frame["day"].min()))
     if last - first + 1 < cfg.holdout_days + 2:
         raise ConfigError(f"logs span {last - first + 1} day(s); training needs at least holdout_days + 2 = {cfg.holdout_days + 2}")
     train = frame.filter(pl.col("day") <= last - cfg.holdout_days)
@@ -367,7 +163,7 @@ def train_ranker(
             metrics = compare_heads(X_tr, y_tr, X_te, y_te, cfg.head, seeds[i], head=heads[h])
         else:
             metrics = {"gbdt_lr": binary_metrics(y_te, p_te, background=float(y_tr.mean()))}
-        report_heads[h] = {"metrics": metrics, "calibration_bins": calibration_bins(y_te, p_te), "roc": _roc(y_te, p_te)}
+        report_heads[h] = {"metrics": metrics, "calibration_bins": calibration_bins(y_te, p_te), "roc": roc_points(y_te, p_te)}
 
     regs: dict[str, ActionRegressor] = {}
     report_regs: dict[str, Any] = {}
@@ -390,8 +186,8 @@ def train_ranker(
             "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
         }
 
-    # Every head and regression on the training rows, through the compiled forest (bit-identical
-    # to each head's and regression's own predict, one vectorised pass over all trees).
+    # Every head and regression on the training rows, in one vectorised pass over all trees
+    # (the compiled forest, equal to each head's and regression's own predict).
     model_preds = RankerModel(fs, cfg.t_skip_s, heads, regs, None, None, {}).predict(X_tr)  # type: ignore[arg-type]
     weights = default_weights(model_preds)
 
@@ -443,43 +239,3 @@ def train_ranker(
 def _iso(day: int) -> str:
     """ISO date of a day number (days since 1970-01-01)."""
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
-
-
-def _roc(y: np.ndarray, p: np.ndarray, n_points: int = 50) -> dict[str, list[float]]:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(y, p)
-    idx = np.unique(np.linspace(0, fpr.size - 1, min(n_points, fpr.size)).astype(int))
-    return {"fpr": fpr[idx].tolist(), "tpr": tpr[idx].tolist()}
-
-
-def _plot_report(report: dict[str, Any], path: Path) -> None:
-    """Reliability diagrams (top) and ROC curves (bottom), one column per head."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heads = list(report["heads"])
-    fig, axes = plt.subplots(2, len(heads), figsize=(3.2 * len(heads), 6.4), squeeze=False)
-    for j, h in enumerate(heads):
-        r = report["heads"][h]
-        cb = r["calibration_bins"]
-        hi = max(max(cb["mean_pred"]), max(cb["observed"])) * 1.05 or 1.0
-        ax = axes[0][j]
-        ax.plot([0, hi], [0, hi], color="grey", lw=0.8, ls="--")
-        ax.plot(cb["mean_pred"], cb["observed"], marker="o")
-        ax.set_title(f"P({h}) calibration")
-        ax.set_xlabel("mean predicted")
-        ax.set_ylabel("observed rate")
-        ax = axes[1][j]
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"])
-        auc = r["metrics"]["gbdt_lr"]["auc"]
-        ax.set_title(f"P({h}) ROC, AUC {auc:.3f}")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-    fig.suptitle(f"held-out days {report['split']['test_days']}, feature set {report['feature_set']['name']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -35,10 +35,9 @@ import numpy as np
 
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.io import write_json
-from ranking.regressors import ACTIONS
+from dwellrank_logs.schema import ACTIONS
 
 __all__ = [
-    "PREDICTION_COLUMNS",
     "ValueWeights",
     "default_weights",
     "load_weights",
@@ -46,16 +45,6 @@ __all__ = [
     "save_weights",
     "value_function",
 ]
-
-#: Prediction columns the value function may read (shape (n_rows,) each).
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    *(f"p_{a}" for a in ACTIONS),
-    "p_skip",
-    "p_long_dwell",
-    *(f"down_{a}" for a in ACTIONS),
-    *(f"up_{a}" for a in ACTIONS),
-    "dwell",
-)
 
 
 def _per_action(name: str, value: Any, source: str) -> dict[str, float]:
@@ -121,10 +110,6 @@ class ValueWeights:
     def engagement_only(self) -> ValueWeights:
         """The same click/viral weights without the skip penalty (lambda = 0)."""
         return replace(self, skip_penalty=0.0, rule=f"{self.rule}; skip penalty removed (engagement-only)")
-
-    def with_skip_penalty(self, skip_penalty: float) -> ValueWeights:
-        """The same weights with lambda = ``skip_penalty``."""
-        return replace(self, skip_penalty=skip_penalty, rule=f"{self.rule}; skip penalty set to {skip_penalty}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -199,7 +184,7 @@ def value_function(preds: Mapping[str, np.ndarray], weights: ValueWeights) -> np
     for a in ACTIONS:
         if not weights.w[a]:
             continue
-        term = 1.0
+        term: float | np.ndarray = 1.0
         if weights.alpha[a]:
             term = term + weights.alpha[a] * _col(preds, f"down_{a}")
         if weights.beta[a]:

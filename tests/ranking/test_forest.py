@@ -52,7 +52,7 @@ def test_raw_scores_bit_identical_to_lightgbm(seed, objective, use_missing):
     forest = compile_forest(boosters)
     assert forest is not None
     Z = _random_inputs(seed, X.shape[1])
-    for ours, booster in zip(forest.raw_scores(Z), boosters):
+    for ours, booster in zip(forest.raw_scores(Z), boosters, strict=True):
         np.testing.assert_array_equal(ours, booster.predict(Z, raw_score=True))
 
 
@@ -65,10 +65,10 @@ def test_single_row_blocks_sum_trees_in_order(n_rows):
     assert forest is not None
     Z = _random_inputs(5, X.shape[1])
     Z = np.resize(Z, (n_rows, Z.shape[1]))
-    for ours, booster in zip(forest.raw_scores(Z), boosters):
+    for ours, booster in zip(forest.raw_scores(Z), boosters, strict=True):
         np.testing.assert_array_equal(ours, booster.predict(Z, raw_score=True))
     for i in range(min(n_rows, 50)):  # row by row: every row is a one-row block
-        for ours, booster in zip(forest.raw_scores(Z[i : i + 1]), boosters):
+        for ours, booster in zip(forest.raw_scores(Z[i : i + 1]), boosters, strict=True):
             np.testing.assert_array_equal(ours, booster.predict(Z[i : i + 1], raw_score=True))
 
 
@@ -84,7 +84,7 @@ def test_nan_trained_forest_is_exact_or_refused(seed):
     Z[rng.random(Z.shape) < 0.1] = np.nan
     Z[rng.random(Z.shape) < 0.1] = 0.0
     Z[rng.random(Z.shape) < 0.05] = 1e-40  # LightGBM reads |x| <= 1e-35 as zero
-    for ours, booster in zip(forest.raw_scores(Z), boosters):
+    for ours, booster in zip(forest.raw_scores(Z), boosters, strict=True):
         np.testing.assert_array_equal(ours, booster.predict(Z, raw_score=True))
 
 
@@ -97,7 +97,7 @@ def test_exp_exact_matches_math_exp():
 def test_model_predictions_equal_lightgbm_at_every_batch_size(n_rows):
     """RankerModel.predict serves every batch size from the compiled forest (one thread) and large
     batches with several threads from LightGBM; both must give what the boosters themselves give."""
-    from ranking.train import _FOREST_MIN_ROWS_THREADED
+    from ranking.model import _FOREST_MIN_ROWS_THREADED
     from tests.ranking.ranking_worlds import split, tiny_model
 
     model = tiny_model("dwell")

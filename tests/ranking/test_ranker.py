@@ -84,7 +84,7 @@ def test_rank_within_requests_ties_keep_row_order_and_validates_top_k():
 def test_history_threshold_must_match_the_models_t_skip():
     t = world(*TINY).tables
     hist = history_tables(t["impressions"], t["updates"], before=None, t_skip_s=4.0)
-    with pytest.raises(ConfigError, match="history counts not-skipped impressions at 4.0 s but .* T_skip = 2.5 s"):
+    with pytest.raises(ConfigError, match=r"history counts not-skipped impressions at 4\.0 s but .* T_skip = 2\.5 s"):
         FeedRanker(tiny_model("dwell")).rank(_candidates(), hist, np.random.default_rng(0))
 
 

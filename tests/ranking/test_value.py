@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.schema import ACTIONS
 from ranking.value import ValueWeights, default_weights, load_weights, needed_predictions, save_weights, value_function
-
-ACTIONS = ("click", "react", "comment", "share")
 
 
 def _w(**over):
@@ -138,7 +137,7 @@ def test_unreadable_weights_files(tmp_path):
     with pytest.raises(ConfigError, match="no such weights file"):
         load_weights(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="bad.json: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.json: not valid JSON"):
         load_weights(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="value_function needs prediction 'p_skip'"):
         value_function({k: v for k, v in _preds().items() if k != "p_skip"}, ValueWeights.from_dict(_w()))

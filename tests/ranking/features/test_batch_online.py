@@ -10,6 +10,7 @@ import pytest
 
 from dwellrank_logs.errors import SchemaError
 from dwellrank_logs.protocol import validate_candidates
+from dwellrank_logs.schema import ACTION_COLUMNS
 from ranking.features import (
     FEATURE_SETS,
     candidate_features,
@@ -93,7 +94,7 @@ def test_no_leakage_from_the_same_or_later_days(recorded):
     t2 = dict(t)
     t2["impressions"] = t["impressions"].with_columns(
         pl.when(late).then(100.0).otherwise(pl.col("dwell_s")).alias("dwell_s"),
-        *[pl.when(late).then(~pl.col(c)).otherwise(pl.col(c)).alias(c) for c in ("clicked", "reacted", "commented", "shared")],
+        *[pl.when(late).then(~pl.col(c)).otherwise(pl.col(c)).alias(c) for c in ACTION_COLUMNS],
     )
     a, b = training_frame(t, "dwell", 2.5), training_frame(t2, "dwell", 2.5)
     day = int(cut.timestamp() // 86400)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +17,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import ranking.features as features
+import ranking.features.lookup as lookups
+import ranking.features.online as online
 from dwellrank_logs.errors import SchemaError
 from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
 from ranking.features import candidate_features, history_from_logs, member_profiles
@@ -53,13 +55,13 @@ def profiles() -> pl.DataFrame:
 def _joined(monkeypatch, candidates, history, profiles) -> pl.DataFrame:
     """Features by the join path alone (the lookup path declines every request)."""
     with monkeypatch.context() as m:
-        m.setattr(features, "_raw_counts_by_lookup", lambda *args: None)
+        m.setattr(online, "_raw_counts_by_lookup", lambda *args: None)
         return candidate_features(candidates, history, profiles, "dwell")
 
 
 def _check(monkeypatch, candidates, history, profiles, lookup: bool) -> pl.DataFrame:
     """Features of a request equal the joins' exactly; ``lookup``: whether the lookup path answered."""
-    assert (features._raw_counts_by_lookup(candidates, history, profiles) is not None) == lookup
+    assert (lookups._raw_counts_by_lookup(candidates, history, profiles) is not None) == lookup
     got = candidate_features(candidates, history, profiles, "dwell")
     assert_frame_equal(got, _joined(monkeypatch, candidates, history, profiles), check_exact=True)
     return got
@@ -107,7 +109,7 @@ def test_requests_against_one_snapshot_equal_the_joins(monkeypatch, profiles):
     "change",
     [
         {"update_id": pl.lit(-1, pl.Int64)},  # negative ids: outside the dense range
-        {"update_id": pl.lit(features._DENSE_MAX, pl.Int64)},  # too far for a dense array
+        {"update_id": pl.lit(lookups._DENSE_MAX, pl.Int64)},  # too far for a dense array
         {"author_id": pl.lit(1 << 31, pl.Int64)},  # outside the member x author pair keys
         {"topic": pl.lit(-3, pl.Int64)},
         {"update_type": pl.lit(None, pl.String)},  # nulls
@@ -139,8 +141,8 @@ def test_indexes_are_built_once_per_snapshot(monkeypatch, profiles):
 
         return wrapped
 
-    for name, build in list(features._INDEX_BUILDERS.items()):
-        monkeypatch.setitem(features._INDEX_BUILDERS, name, counting(name, build))
+    for name, build in list(lookups._INDEX_BUILDERS.items()):
+        monkeypatch.setitem(lookups._INDEX_BUILDERS, name, counting(name, build))
     hist, cands = _history(DAY), _candidates(DAY)
     for part in cands.partition_by("request_id", maintain_order=True)[:20]:
         candidate_features(part, hist, profiles, "dwell")
@@ -165,27 +167,31 @@ def test_snapshots_never_share_indexes(monkeypatch, profiles):
         assert mine is not None and mine is not after.derived(key, lambda: pytest.fail("index not kept"))
 
 
-def test_a_new_snapshot_at_a_freed_ones_address_sees_its_own_counts(monkeypatch, profiles):
-    """Indexes live on the snapshot, so a new one answers with its own counts whether or not it takes a freed one's id."""
+def test_indexes_are_freed_with_their_snapshot(monkeypatch, profiles):
+    """Indexes live on the snapshot, not in a cache keyed by its id: freeing a snapshot frees its indexes,
+    and a later snapshot (at a freed one's address or not) answers with its own counts."""
     cands = _candidates(DAY + dt.timedelta(days=1)).head(400)
     old = _history(DAY)
-    candidate_features(cands, old, profiles, "dwell")
+    stale = candidate_features(cands, old, profiles, "dwell")
+    indexes = [weakref.ref(old.derived(f"ranking.features.{name}", lambda: pytest.fail("index not kept"))) for name in _TABLES]
     del old
     gc.collect()
-    _check(monkeypatch, cands, _history(DAY + dt.timedelta(days=1)), profiles, lookup=True)
+    assert [ref() for ref in indexes] == [None] * len(_TABLES)  # nothing outside the snapshot holds them
+    got = _check(monkeypatch, cands, _history(DAY + dt.timedelta(days=1)), profiles, lookup=True)
+    assert (got["u_impressions"] > stale["u_impressions"]).any()  # the later day's counts, not the freed snapshot's
 
 
 def test_profiles_tables_are_told_apart_on_one_snapshot(monkeypatch, profiles):
     """Profiles indexes are keyed by the table object: a new table (even at a freed table's id) is indexed anew."""
     hist, cands = _history(DAY), _candidates(DAY).head(300)
-    for k in range(features._PROFILE_TABLES_KEPT + 3):
+    for k in range(lookups._PROFILE_TABLES_KEPT + 3):
         changed = profiles.with_columns(pl.col("connections") + k).sample(fraction=1.0, shuffle=True, seed=k)
         got = _check(monkeypatch, cands, hist, changed, lookup=True)
         ref = cands.select("member_id").join(changed, on="member_id", how="left", maintain_order="left")
         np.testing.assert_array_equal(got["connections"].to_numpy(), ref["connections"].to_numpy())
         del changed
         gc.collect()
-    assert len(hist.derived("ranking.features.profiles", dict)) <= features._PROFILE_TABLES_KEPT
+    assert len(hist.derived("ranking.features.profiles", dict)) <= lookups._PROFILE_TABLES_KEPT
 
 
 def test_history_objects_of_other_types_are_indexed_per_request(monkeypatch, profiles):
@@ -242,22 +248,22 @@ def _grid_request(member: int, update_type: str, topic: int = 1) -> pl.DataFrame
     )
 
 
-def test_new_types_and_topics_widen_the_dense_layout_as_before(monkeypatch):
+def test_new_types_and_topics_widen_the_dense_layout(monkeypatch):
     """A request's new update type or topic lays the pairs out wider (member * n + code, n codes of table
     and request); where that layout reaches _DENSE_MAX the joins answer, though the kept index fits."""
     hist, prof = _grid_history()
     # Types 'b', 'd' (codes 0, 1): largest key 9 * 2 + 1 = 19; topics 0..1 likewise.
-    monkeypatch.setattr(features, "_DENSE_MAX", 25)
+    monkeypatch.setattr(lookups, "_DENSE_MAX", 25)
     _check(monkeypatch, _grid_request(3, "d"), hist, prof, lookup=True)
     _check(monkeypatch, _grid_request(0, "c"), hist, prof, lookup=False)  # 'b', 'c', 'd': member 9 x 'd' at 9 * 3 + 2 = 29
     _check(monkeypatch, _grid_request(0, "e"), hist, prof, lookup=False)  # 'b', 'd', 'e': member 9 x 'd' at 9 * 3 + 1 = 28
     _check(monkeypatch, _grid_request(0, "b", topic=2), hist, prof, lookup=False)  # topics 0..2: member 9 x 1 at 28
-    monkeypatch.setattr(features, "_DENSE_MAX", 30)
+    monkeypatch.setattr(lookups, "_DENSE_MAX", 30)
     got = _check(monkeypatch, _grid_request(9, "c"), hist, prof, lookup=True)  # 29 < 30: served from the kept index
     assert got["mt_impressions"].to_list() == [0.0, 1.0]
     got = _check(monkeypatch, _grid_request(9, "d", topic=2), hist, prof, lookup=True)  # member 9 x topic 2 at 29
     assert got["mt_impressions"].to_list() == [1.0, 1.0] and got["mp_impressions"].to_list() == [0.0, 1.0]
-    monkeypatch.setattr(features, "_DENSE_MAX", 29)
+    monkeypatch.setattr(lookups, "_DENSE_MAX", 29)
     # 'b', 'd', 'e': the table reaches 9 * 3 + 1 = 28, so the request's own keys decide.
     _check(monkeypatch, _grid_request(8, "e"), hist, prof, lookup=True)  # 8 * 3 + 2 = 26
     _check(monkeypatch, _grid_request(9, "e"), hist, prof, lookup=False)  # 9 * 3 + 2 = 29

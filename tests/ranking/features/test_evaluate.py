@@ -1,6 +1,6 @@
 """The numpy evaluator of one request's features against the polars one, value for value.
 
-Both read the same feature definitions (``ranking.features._DEFS``); the polars
+Both read the same feature definitions (``ranking.features.catalogue._DEFS``); the polars
 evaluator is the one training uses, so the reference here is what a model was
 trained on.
 """
@@ -14,16 +14,19 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import ranking.features as features
 from dwellrank_logs.schema import CLIENTS, UPDATE_TYPES
+from ranking.features import get_feature_set
+from ranking.features.catalogue import _RAW
+from ranking.features.evaluate import _derive, _derive_rows
 
-RAW = [v for _, (_, cols) in features._RAW.items() for v in cols.values()]
+RAW = [v for _, (_, cols) in _RAW.items() for v in cols.values()]
+_STRING = pl.String()
 
 
-def _columns(n: int, seed: int, ts_unit: str = "us", tz: str | None = "UTC", types: pl.DataType = pl.String()) -> dict[str, pl.Series]:
+def _columns(n: int, seed: int, ts_unit: str = "us", tz: str | None = "UTC", types: pl.DataType = _STRING) -> dict[str, pl.Series]:
     rng = np.random.default_rng(seed)
     created = [dt.datetime(2026, 1, 5) + dt.timedelta(seconds=int(x)) for x in rng.integers(0, 10**7, n)]
-    req = [c + dt.timedelta(microseconds=int(x)) for c, x in zip(created, rng.integers(0, 10**11, n))]
+    req = [c + dt.timedelta(microseconds=int(x)) for c, x in zip(created, rng.integers(0, 10**11, n), strict=True)]
 
     def ts(name: str, values: list) -> pl.Series:
         s = pl.Series(name, values).dt.cast_time_unit(ts_unit)
@@ -59,23 +62,23 @@ def _columns(n: int, seed: int, ts_unit: str = "us", tz: str | None = "UTC", typ
 )
 def test_numpy_evaluator_equals_polars(feature_set, seed, unit, tz, types):
     cols = _columns(1000, seed, unit, tz, types)
-    fs = features.get_feature_set(feature_set)
-    ours = features._derive_rows(cols, fs)
-    ref = features._derive(pl.DataFrame(cols), fs).collect()
+    fs = get_feature_set(feature_set)
+    ours = _derive_rows(cols, fs)
+    ref = _derive(pl.DataFrame(cols), fs).collect()
     assert ours is not None
     assert_frame_equal(ours, ref, check_exact=True)
 
 
 def test_nulls_and_strings_are_left_to_polars():
-    fs = features.get_feature_set("dwell")
+    fs = get_feature_set("dwell")
     cols = _columns(50, 4)
     nulls = {**cols, "client": cols["client"].scatter(3, None)}
-    assert features._derive_rows(nulls, fs) is None
+    assert _derive_rows(nulls, fs) is None
     text = {**cols, "connections": cols["connections"].cast(pl.String)}
-    assert features._derive_rows(text, fs) is None
+    assert _derive_rows(text, fs) is None
 
 
 def test_one_row():
     cols = _columns(1, 5)
-    fs = features.get_feature_set("dwell")
-    assert_frame_equal(features._derive_rows(cols, fs), features._derive(pl.DataFrame(cols), fs).collect(), check_exact=True)
+    fs = get_feature_set("dwell")
+    assert_frame_equal(_derive_rows(cols, fs), _derive(pl.DataFrame(cols), fs).collect(), check_exact=True)

@@ -1,0 +1,137 @@
+"""Online features: candidate rows of one request and a history snapshot.
+
+:func:`candidate_features` joins candidate rows with the
+:class:`dwellrank_logs.protocol.HistoryTables` a ranker receives (the
+simulator's incrementally maintained counters, or :func:`history_from_logs`)
+and derives the features with :mod:`ranking.features.evaluate`.  The raw
+counts come from the lookup indexes kept with the snapshot
+(:mod:`ranking.features.lookup`) where they answer, else from the joins below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from dwellrank_logs.checks import require_columns
+from dwellrank_logs.history import history_tables
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
+from ranking.features.catalogue import _RAW, FeatureSet, get_feature_set
+from ranking.features.evaluate import _derive, _derive_rows
+from ranking.features.lookup import _raw_counts_by_lookup
+from ranking.features.validate import _check_profiles
+
+__all__ = ["candidate_features", "history_from_logs"]
+
+
+def candidate_features(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    feature_set: str | FeatureSet,
+    position: int | np.ndarray | pl.Series | None = 0,
+    source: str = "candidates",
+) -> pl.DataFrame:
+    """Features of candidate rows from a history snapshot (the online path).
+
+    Parameters
+    ----------
+    candidates : polars.DataFrame, shape (n_rows, ...)
+        At least :data:`CANDIDATE_COLUMNS` (the simulator's candidate layout).
+    history : HistoryTables
+        Counts of impressions before the day of every candidate's request.
+    profiles : polars.DataFrame
+        ``member_id`` and :data:`~ranking.features.catalogue.PROFILE_COLUMNS`
+        (see :func:`~ranking.features.catalogue.member_profiles`).
+    feature_set : str or FeatureSet
+    position : int, array of shape (n_rows,) or None
+        Feed slot; unknown before ranking, so scoring uses 0 (the default).
+        ``None`` takes it from a ``position`` column of ``candidates``.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    polars.DataFrame, shape (n_rows, len(feature_set.columns))
+        Float64 features, row-aligned with ``candidates``.
+
+    Raises
+    ------
+    SchemaError
+        A required candidate column is missing, or a candidate's member has no profile.
+
+    Notes
+    -----
+    Lookup indexes of ``history``'s tables and of ``profiles`` are built on the
+    first request against a snapshot and kept with it for the next ones
+    (:meth:`dwellrank_logs.protocol.HistoryTables.derived`), so neither may be modified in
+    place after that (polars' ``extend``, item assignment); build a new snapshot
+    or profiles table instead.
+    """
+    fs = get_feature_set(feature_set)
+    require_columns(candidates.columns, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
+    if position is None:
+        pos = pl.col("position")
+    elif isinstance(position, (int, np.integer)):
+        pos = pl.lit(int(position))
+    else:
+        pos = pl.lit(pl.Series("position", np.asarray(position)))
+    fast = _raw_counts_by_lookup(candidates, history, profiles)
+    if fast is not None:
+        # The joins' raw counts (the invariant of ranking.features.lookup), row-aligned, 0 = no history.
+        if isinstance(position, (int, np.integer)):
+            posc = pl.Series("position", np.full(candidates.height, int(position), dtype=np.int32))
+        else:
+            posc = candidates.select(pos.cast(pl.Int32).alias("position")).to_series()
+        columns = {c: candidates[c] for c in ("update_type", "client", "created_ts", "request_ts")}
+        columns.update({s.name: s for s in fast}, position=posc)
+        rows = _derive_rows(columns, fs)
+        if rows is not None:
+            return rows
+        frame = candidates.select("update_type", "client", "created_ts", "request_ts", pos.cast(pl.Int32).alias("position"))
+        return _derive(frame.with_columns(fast), fs).collect()
+    lf = (
+        candidates.lazy()
+        .select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position"))
+        .with_columns(pl.col("topic").cast(pl.Int64))
+        .with_row_index("_row")
+    )
+    wanted = {k: candidates[k].unique().implode() for k in ("member_id", "update_id")}
+    for name, (keys, cols) in _RAW.items():
+        # Keep only the candidates' members/updates first: a filter scan is far cheaper than
+        # hashing a large table (member x author grows with the log) for a small request.
+        table = (
+            getattr(history, name)
+            .lazy()
+            .filter(pl.col(keys[0]).is_in(wanted[keys[0]]))
+            .select(*keys, *[pl.col(k).alias(v) for k, v in cols.items()])
+        )
+        lf = lf.join(table, on=list(keys), how="left", maintain_order="left")
+    lf = lf.join(profiles.lazy(), on="member_id", how="left", maintain_order="left")
+    frame = lf.sort("_row").collect()
+    _check_profiles(frame, source)
+    return _derive(frame, fs).collect()
+
+
+def history_from_logs(
+    impressions: pl.LazyFrame | pl.DataFrame,
+    sessions: pl.LazyFrame | pl.DataFrame,
+    updates: pl.LazyFrame | pl.DataFrame,
+    day: dt.date,
+    t_skip_s: float,
+) -> HistoryTables:
+    """History counts from logs as a ranker would see them at the start of ``day``.
+
+    Impressions are dated by their session's start (the request), as the
+    simulator's daily state update does, then counted with
+    :func:`dwellrank_logs.history.history_tables` before midnight UTC of ``day``.
+    """
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    imp = (
+        impressions.lazy()
+        .drop("ts")
+        .join(sessions.lazy().select("session_id", pl.col("start_ts").alias("ts")), on="session_id", how="left")
+    )
+    return history_tables(imp, updates, before=start, t_skip_s=t_skip_s)
