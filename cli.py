@@ -9,7 +9,17 @@ from typing import Any
 
 import click
 
+from dwellrank_logs.engine import ENGINES
 from dwellrank_logs.errors import DwellrankError
+from dwellrank_pipeline.demo import DemoSizes
+from dwellrank_pipeline.presets import PRESETS, PresetContext
+from engagement.config import TASKS, ForecastTrainConfig, LdaConfig, WindowConfig
+from ranking.features import FEATURE_SETS
+from ranking.train import TrainConfig
+from ranking.tskip import TskipConfig
+from simulate.ab import ABConfig
+from simulate.config import WorldConfig
+from simulate.ope import OPE_REWARDS
 
 __all__ = ["main"]
 
@@ -51,11 +61,21 @@ def main() -> None:
     """Dwell-time-aware feed ranking, engagement forecasting and simulation."""
 
 
+_WORLD = WorldConfig()
+_TSKIP = TskipConfig()
+_AB = ABConfig()
+_DEMO = DemoSizes()
+_TRAIN = TrainConfig()
+_WINDOW = WindowConfig()
+_LDA = LdaConfig()
+_FIT = ForecastTrainConfig()
+
+
 @main.command()
-@click.option("--members", "n_members", type=int, default=5000, show_default=True, help="Members in the world.")
-@click.option("--days", "n_days", type=int, default=28, show_default=True, help="Days to simulate.")
+@click.option("--members", "n_members", type=int, default=_WORLD.n_members, show_default=True, help="Members in the world.")
+@click.option("--days", "n_days", type=int, default=_WORLD.n_days, show_default=True, help="Days to simulate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same bytes.")
-@click.option("--t-skip", "t_skip_s", type=float, default=None, help="Ground-truth T_skip in seconds (default 2.5).")
+@click.option("--t-skip", "t_skip_s", type=float, default=_WORLD.t_skip_s, show_default=True, help="Ground-truth T_skip, seconds.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory for the logs.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option(
@@ -67,18 +87,14 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def simulate(
-    n_members: int, n_days: int, seed: int, t_skip_s: float | None, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
+    n_members: int, n_days: int, seed: int, t_skip_s: float, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
 ) -> None:
     """Simulate a feed and write the six log tables, ground truth and a summary."""
-    from simulate import WorldConfig, simulate_to
+    from simulate import simulate_to
     from simulate.config import parse_overrides
 
-    changes: dict[str, Any] = {**parse_overrides(overrides), "n_members": n_members, "n_days": n_days}
-    if t_skip_s is not None:
-        changes["t_skip_s"] = t_skip_s
-    cfg = WorldConfig(**changes)
-    # simulate_to refuses a non-empty --out before simulating and writes each day's logs as the next one runs;
-    # the tables are not kept in memory (only the summary is printed).
+    cfg = WorldConfig(**{**parse_overrides(overrides), "n_members": n_members, "n_days": n_days, "t_skip_s": t_skip_s})
+    # Refuses a non-empty --out before simulating; the tables are not kept in memory (only the summary is printed).
     with _progress(cfg.n_days, "simulating days", quiet) as bar:
         result = simulate_to(out, cfg, seed=seed, progress=bar, overwrite=overwrite, keep_tables=False)
     if not quiet:
@@ -102,19 +118,24 @@ def simulate(
     required=True,
     help="Impressions table: a Parquet file, or a directory of Parquet part files (Hive key=value directories become columns).",
 )
-@click.option("--dwell-col", default="dwell_s", show_default=True, help="Dwell column, seconds.")
+@click.option("--dwell-col", default=_TSKIP.dwell_col, show_default=True, help="Dwell column, seconds.")
 @click.option(
     "--action-cols",
-    default="clicked,reacted,commented,shared",
+    default=",".join(_TSKIP.action_cols),
     show_default=True,
     help="Comma-separated action columns (any true = action).",
 )
-@click.option("--by", default="update_type", show_default=True, help="Column for per-group curves; 'none' for the pooled curve only.")
-@click.option("--bin-width", "bin_width_s", type=float, default=0.25, show_default=True, help="Dwell bin width, seconds.")
-@click.option("--eps", type=float, default=0.002, show_default=True, help="Tolerance on the lower CI bound of P(action | dwell).")
-@click.option("--persist", type=int, default=3, show_default=True, help="Informative bins in a row that must exceed eps.")
-@click.option("--min-rows", "min_rows", type=int, default=1000, show_default=True, help="Impressions each group needs.")
+@click.option("--by", default=_TSKIP.by, show_default=True, help="Column for per-group curves; 'none' for the pooled curve only.")
+@click.option("--bin-width", "bin_width_s", type=float, default=_TSKIP.bin_width_s, show_default=True, help="Dwell bin width, seconds.")
+@click.option("--eps", type=float, default=_TSKIP.eps, show_default=True, help="Tolerance on the lower CI bound of P(action | dwell).")
+@click.option("--persist", type=int, default=_TSKIP.persist, show_default=True, help="Informative bins in a row that must exceed eps.")
+@click.option(
+    "--min-rows", "min_rows", type=int, default=_TSKIP.min_rows_per_group, show_default=True, help="Impressions each group needs."
+)
 @click.option("--strict", is_flag=True, help="Fail on null/NaN/negative/infinite dwell instead of dropping those rows.")
+@click.option(
+    "--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True, help="polars on this machine, or Apache Spark."
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the estimate and curves as JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the CDF and P(action | dwell) panels as PNG here.")
 @click.option("--quiet", is_flag=True, help="No summary.")
@@ -128,17 +149,16 @@ def estimate_tskip(
     persist: int,
     min_rows: int,
     strict: bool,
+    engine: str,
     out: str | None,
     plot: str | None,
     quiet: bool,
 ) -> None:
     """Estimate T_skip by Bayes' rule from an impressions table, overall and per update type."""
     import warnings
-    from pathlib import Path
 
-    from dwellrank_logs.errors import ConfigError
-    from dwellrank_logs.io import write_json
-    from ranking.tskip import TskipConfig, estimate_tskip_file
+    from dwellrank_logs.io import check_output_file
+    from ranking.tskip import write_tskip_outputs
 
     cfg = TskipConfig(
         dwell_col=dwell_col,
@@ -151,24 +171,14 @@ def estimate_tskip(
         strict=strict,
     )
     for opt, p in (("--out", out), ("--plot", plot)):
-        if p is not None and Path(p).is_dir():
-            raise ConfigError(f"{opt} {p}: is a directory, expected a file path")
+        if p is not None:
+            check_output_file(p, opt)  # before reading anything
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = estimate_tskip_file(impressions, cfg)
+        result = _estimate_tskip(impressions, cfg, engine)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
-    if plot is not None:
-        from ranking.tskip_plot import plot_tskip
-
-        plot_tskip(result, plot)
-    if out is not None:
-        try:
-            write_json(out, result.to_dict())
-        except BaseException:
-            if plot is not None:  # all outputs or none
-                Path(plot).unlink(missing_ok=True)
-            raise
+    write_tskip_outputs(result, out, plot)
     if not quiet:
         click.echo(result.summary())
         for label, p in (("json", out), ("plot", plot)):
@@ -176,11 +186,24 @@ def estimate_tskip(
                 click.echo(f"  wrote {label}: {p}")
 
 
+def _estimate_tskip(impressions: str, cfg: TskipConfig, engine: str) -> Any:
+    if engine == "spark":
+        from dwellrank_logs.spark import local_session
+        from ranking.tskip import estimate_tskip_spark
+
+        # The one place a SparkSession is built: library functions take the caller's.
+        with local_session("dwellrank estimate-tskip") as spark:
+            return estimate_tskip_spark(impressions, cfg, spark=spark)
+    from ranking.tskip import estimate_tskip_file
+
+    return estimate_tskip_file(impressions, cfg)
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="Output directory (replaced).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the world, training and the A/B test.")
-@click.option("--members", type=int, default=5000, show_default=True, help="Members of the simulated world and of the A/B test.")
-@click.option("--days", type=int, default=28, show_default=True, help="Days of the simulated world and of the A/B test.")
+@click.option("--members", type=int, default=_DEMO.members, show_default=True, help="Members of the simulated world and of the A/B test.")
+@click.option("--days", type=int, default=_DEMO.days, show_default=True, help="Days of the simulated world and of the A/B test.")
 @click.option("--quiet", is_flag=True, help="No progress bars or stage lines.")
 def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
     """The main job on built-in defaults: simulate, estimate T_skip, train, rank, A/B report.
@@ -188,7 +211,7 @@ def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
     Writes logs/, tskip.json/png, model/, ranked.parquet, ab/ and demo.json under
     --out, which is replaced only when every stage has succeeded.
     """
-    from dwellrank_pipeline.demo import DemoSizes, run_demo
+    from dwellrank_pipeline.demo import run_demo
 
     sizes = DemoSizes(members=members, days=days, ab_members=members, ab_days=days)
     echo = (lambda _m: None) if quiet else click.echo
@@ -201,36 +224,50 @@ def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
     "--control",
     "control",
     required=True,
-    help="Control ranker: a preset (popularity, random, oracle, engagement-only, with-pskip) or a model directory.",
+    help=f"Control ranker: a preset ({', '.join(PRESETS)}) or a model directory.",
 )
 @click.option("--treatment", "treatment", required=True, help="Treatment ranker: a preset or a model directory.")
-@click.option("--members", "n_members", type=int, default=5000, show_default=True, help="Members in the simulated population.")
-@click.option("--days", "n_days", type=int, default=28, show_default=True, help="Days of the experiment period.")
+@click.option(
+    "--members", "n_members", type=int, default=_AB.world.n_members, show_default=True, help="Members in the simulated population."
+)
+@click.option("--days", "n_days", type=int, default=_AB.world.n_days, show_default=True, help="Days of the experiment period.")
 @click.option(
     "--pre-days",
     "pre_days",
     type=int,
-    default=7,
+    default=_AB.pre_days,
     show_default=True,
     help="Pre-period days on the control ranker (CUPED covariates; 0 = off).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the world and the assignment hash.")
-@click.option("--split", type=float, default=0.5, show_default=True, help="Expected share of members in the treatment arm, in (0, 1).")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided significance level.")
+@click.option("--seed", type=int, default=_AB.seed, show_default=True, help="Seeds the world and the assignment hash.")
+@click.option(
+    "--split", type=float, default=_AB.split, show_default=True, help="Expected share of members in the treatment arm, in (0, 1)."
+)
+@click.option("--alpha", type=float, default=_AB.alpha, show_default=True, help="Two-sided significance level.")
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip of the skip metrics, seconds (default: the world's truth).")
 @click.option("--ope", is_flag=True, help="Also run off-policy evaluation from an exploring control ranker, with the simulator's truth.")
 @click.option(
     "--ope-reward",
-    type=click.Choice(["click", "viral", "not_skipped"]),
-    default="click",
+    type=click.Choice(OPE_REWARDS),
+    default=_AB.ope_reward,
     show_default=True,
     help="Top-slot reward for OPE.",
 )
-@click.option("--ope-temperature", type=float, default=1.0, show_default=True, help="Exploration temperature of the OPE logging ranker.")
 @click.option(
-    "--warmup-members", type=int, default=2000, show_default=True, help="Members of the warm-up run that trained presets learn from."
+    "--ope-temperature",
+    type=float,
+    default=_AB.ope_temperature,
+    show_default=True,
+    help="Exploration temperature of the OPE logging ranker.",
 )
-@click.option("--warmup-days", type=int, default=14, show_default=True, help="Days of the warm-up run.")
+@click.option(
+    "--warmup-members",
+    type=int,
+    default=PresetContext.warmup_members,
+    show_default=True,
+    help="Members of the warm-up run that trained presets learn from.",
+)
+@click.option("--warmup-days", type=int, default=PresetContext.warmup_days, show_default=True, help="Days of the warm-up run.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table.")
@@ -254,14 +291,8 @@ def simulate_ab(
     quiet: bool,
 ) -> None:
     """Offline A/B test in the simulator: two rankers, one population, closed loop, statistics."""
-    import warnings
-    from pathlib import Path
-
-    from dwellrank_logs.errors import OutputExistsError
-    from dwellrank_pipeline.presets import PresetContext, resolve_ranker
-    from simulate import WorldConfig
-    from simulate.ab import ABConfig, check_size, run_ab
-    from simulate.ab_report import format_table, write_ab
+    from dwellrank_pipeline.ab import run_named_ab
+    from simulate.ab_report import format_ab_table
 
     cfg = ABConfig(
         world=WorldConfig(n_members=n_members, n_days=n_days),
@@ -274,29 +305,22 @@ def simulate_ab(
         ope_reward=ope_reward,
         ope_temperature=ope_temperature,
     )
-    # Fail fast, before any training or simulating, and without creating anything: output dir, size, rankers.
-    target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise OutputExistsError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{target}: directory is not empty (pass --overwrite to replace it)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # run_ab records the size warning in the report
-        check_size(n_members, split, cfg.alpha, cfg.power, cfg.max_mde_sd, cfg.warn_mde_sd)
-    ctx = PresetContext(world=cfg.simulation, seed=seed, warmup_members=warmup_members, warmup_days=warmup_days, t_skip_s=t_skip_s)
-    if not quiet and {control, treatment} & {"engagement-only", "with-pskip"}:
-        click.echo(f"training the ranking presets on a warm-up run of {warmup_members} members x {warmup_days} days ...", err=True)
-    rankers = {"control": resolve_ranker(control, ctx, "--control"), "treatment": resolve_ranker(treatment, ctx, "--treatment")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with _progress(cfg.simulation.n_days, "simulating A/B days", quiet) as bar:
-            result = run_ab(cfg, rankers["control"], rankers["treatment"], progress=bar, names={"control": control, "treatment": treatment})
-    write_ab(result, out, overwrite=overwrite)
+    result = run_named_ab(
+        cfg,
+        control,
+        treatment,
+        out,
+        overwrite=overwrite,
+        warmup_members=warmup_members,
+        warmup_days=warmup_days,
+        log=(lambda _m: None) if quiet else (lambda m: click.echo(m, err=True)),
+        progress=lambda total, label: _progress(total, label, quiet),
+    )
     if quiet:
         for w in result.warnings:
             click.echo(f"warning: {w}", err=True)
     else:
-        click.echo(format_table(result))
+        click.echo(format_ab_table(result))
         click.echo(f"wrote {out} (seed {seed}, {n_members} members x {pre_days}+{n_days} days)")
 
 
@@ -311,12 +335,26 @@ def forecast() -> None:
 def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(
         [
-            click.option("--history-days", type=int, default=14, show_default=True, help="History window, days."),
-            click.option("--future-days", type=int, default=14, show_default=True, help="Future (label) window, days."),
-            click.option("--min-sessions", type=int, default=7, show_default=True, help="Drop members with fewer valid history sessions."),
-            click.option("--max-sessions", type=int, default=64, show_default=True, help="Most recent history sessions kept per member."),
-            click.option("--k-min", type=int, default=2, show_default=True, help="Fewest LDA intents searched."),
-            click.option("--k-max", type=int, default=10, show_default=True, help="Most LDA intents searched (by held-out perplexity)."),
+            click.option("--history-days", type=int, default=_WINDOW.history_days, show_default=True, help="History window, days."),
+            click.option("--future-days", type=int, default=_WINDOW.future_days, show_default=True, help="Future (label) window, days."),
+            click.option(
+                "--min-sessions",
+                type=int,
+                default=_WINDOW.min_history_sessions,
+                show_default=True,
+                help="Drop members with fewer valid history sessions.",
+            ),
+            click.option(
+                "--max-sessions",
+                type=int,
+                default=_WINDOW.max_sessions,
+                show_default=True,
+                help="Most recent history sessions kept per member.",
+            ),
+            click.option("--k-min", type=int, default=_LDA.k_min, show_default=True, help="Fewest LDA intents searched."),
+            click.option(
+                "--k-max", type=int, default=_LDA.k_max, show_default=True, help="Most LDA intents searched (by held-out perplexity)."
+            ),
         ]
     ):
         f = opt(f)
@@ -325,13 +363,13 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @forecast.command("train")
 @click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Directory with members, sessions, events, deliveries.")
-@click.option("--task", type=click.Choice(["day", "session"]), required=True, help="Day-level (3-class) or session-level (2-class).")
+@click.option("--task", type=click.Choice(TASKS), required=True, help="Day-level (3-class) or session-level (2-class).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @_window_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split, LDA and torch.")
-@click.option("--epochs", type=int, default=60, show_default=True, help="Maximum epochs (early stopping on validation).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N] or auto.")
+@click.option("--epochs", type=int, default=_FIT.max_epochs, show_default=True, help="Maximum epochs (early stopping on validation).")
+@click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
+@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @click.option("--quiet", is_flag=True, help="No progress or summary.")
 def forecast_train(
@@ -352,26 +390,22 @@ def forecast_train(
     quiet: bool,
 ) -> None:
     """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
-    from dwellrank_logs.io import check_output_dir
-    from engagement import LdaConfig, TrainConfig, WindowConfig, build_dataset, read_logs, train_forecaster
+    from engagement import train_on_logs
 
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
-    tc = TrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
+    tc = ForecastTrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
     lda = LdaConfig(k_min=k_min, k_max=k_max)
-    check_output_dir(out, overwrite)  # refuse a non-empty --out before any work, creating nothing
-    data = build_dataset(read_logs(logs_dir), window)
 
     def show(epoch: int, train_loss: float, val_loss: float) -> None:
         if not quiet:
             click.echo(f"  epoch {epoch:>3}  train loss {train_loss:.4f}  val loss {val_loss:.4f}", err=True)
 
-    fc, history, pca_input = train_forecaster(data, task, seed=seed, train_config=tc, lda_config=lda, progress=show)
-    fc.save(out, overwrite=overwrite, history=history, pca=pca_input)
+    fc = train_on_logs(logs_dir, out, task, seed=seed, window=window, train_config=tc, lda_config=lda, overwrite=overwrite, progress=show)
     if not quiet:
         m = fc.meta["test_metrics"]
         click.echo(
-            f"wrote {out} ({task}-level, seed {seed}, {data.n_members} members, K = {fc.intents.k} intents, "
-            f"{fc.meta['n_params']:,} parameters, best epoch {history['best_epoch']})"
+            f"wrote {out} ({task}-level, seed {seed}, {fc.meta['n_members']} members, K = {fc.intents.k} intents, "
+            f"{fc.meta['n_params']:,} parameters, best epoch {fc.meta['history']['best_epoch']})"
         )
         click.echo(f"  test macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  accuracy {m['accuracy']:.3f}")
 
@@ -380,37 +414,29 @@ def forecast_train(
 @click.option("--model", "model_dir", type=click.Path(), required=True, help="Model directory from 'forecast train'.")
 @click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Logs to score.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Parquet file of per-member scores.")
-@click.option("--task", type=click.Choice(["day", "session"]), default=None, help="Expected task; an error if the model's differs.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N] or auto.")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Expected task; an error if the model's differs.")
+@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--quiet", is_flag=True)
 def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, device: str, overwrite: bool, quiet: bool) -> None:
     """Per-member class probabilities and dynamic-intent vectors for the members of some logs."""
-    from pathlib import Path
+    from engagement import score_logs
 
-    from dwellrank_logs.errors import OutputExistsError
-    from engagement import Forecaster, build_dataset, read_logs
-    from engagement.forecaster import write_scores
-
-    if Path(out).exists() and (Path(out).is_dir() or not overwrite):
-        raise OutputExistsError(f"{out}: exists (pass --overwrite to replace a file)")
-    fc = Forecaster.load(model_dir, task=task)
-    data = build_dataset(read_logs(logs_dir), fc.window)
-    scores = fc.score(data, device=device)
-    write_scores(scores, out, overwrite=overwrite)
+    fc, scores = score_logs(model_dir, logs_dir, out, task=task, device=device, overwrite=overwrite)
     if not quiet:
         click.echo(f"wrote {out}: {scores.height} members scored for the {fc.task}-level task")
 
 
 @forecast.command("compare")
 @click.option("--logs", "logs_dir", type=click.Path(), required=True)
-@click.option("--task", type=click.Choice(["day", "session"]), required=True)
+@click.option("--task", type=click.Choice(TASKS), required=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for comparison.json, table.txt and PNGs.")
 @_window_options
 @click.option("--seeds", type=int, default=5, show_default=True, help="Replicates; replicate s uses seed s.")
 @click.option("--models", default="all", show_default=True, help="Comma-separated subset of the models, or 'all'.")
-@click.option("--epochs", type=int, default=60, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--epochs", type=int, default=_FIT.max_epochs, show_default=True, help="Maximum epochs (early stopping on validation).")
+@click.option("--lda-seed", type=int, default=0, show_default=True, help="Seeds the LDA intent mining (once, shared by every replicate).")
+@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--quiet", is_flag=True)
 def forecast_compare(
@@ -426,44 +452,51 @@ def forecast_compare(
     seeds: int,
     models: str,
     epochs: int,
+    lda_seed: int,
     device: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Every method of the paper's Tables 3, 4 and 6 over several seeds; prints a Table-3-style table."""
-    import numpy as np
-
     from dwellrank_logs.errors import ConfigError
-    from dwellrank_logs.io import check_output_dir
-    from engagement import MODELS, LdaConfig, TrainConfig, WindowConfig, build_dataset, compare, format_table, mine_intents, read_logs
-    from engagement.report import write_comparison
+    from engagement import MODELS, compare_on_logs, format_comparison_table
 
     names = MODELS if models.strip() == "all" else tuple(m.strip() for m in models.split(",") if m.strip())
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
-    tc = TrainConfig(max_epochs=epochs, device=device)
+    tc = ForecastTrainConfig(max_epochs=epochs, device=device)
     lda = LdaConfig(k_min=k_min, k_max=k_max)
-    check_output_dir(out, overwrite)
-    data = build_dataset(read_logs(logs_dir), window)
-    # Intents are mined once, unsupervised, from every member's history sessions (no labels, no future data).
-    intents = mine_intents(data.session_counts, np.random.default_rng(0), lda)
-    if not quiet:
-        click.echo(f"{data.n_members} members pass the filter; LDA chose K = {intents.k} intents", err=True)
+
+    def mined(data: Any, intents: Any) -> None:
+        if not quiet:
+            click.echo(f"{data.n_members} members pass the filter; LDA chose K = {intents.k} intents", err=True)
 
     def show(seed: int, name: str, res: Any) -> None:
         if not quiet:
             m = res.metrics
             click.echo(f"  seed {seed}  {name:<26} macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  ({res.seconds:.0f} s)", err=True)
 
-    result = compare(data, intents, task, seeds=range(seeds), models=names, train_config=tc, progress=show)
-    write_comparison(result, intents.to_dict(), out, overwrite=overwrite)
+    result = compare_on_logs(
+        logs_dir,
+        out,
+        task,
+        seeds=range(seeds),
+        models=names,
+        window=window,
+        lda_config=lda,
+        lda_seed=lda_seed,
+        train_config=tc,
+        overwrite=overwrite,
+        on_intents=mined,
+        progress=show,
+    )
     if not quiet:
-        click.echo(format_table(result))
+        click.echo(format_comparison_table(result))
         click.echo(f"wrote {out}")
 
 
-# --- ranking: train and rank (issue 4) ---------------------------------------------------------
+# --- ranking: train and rank -----------------------------------------------------------------
 
 
 @main.command("train")
@@ -473,10 +506,14 @@ def forecast_compare(
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip in seconds; default: estimated from the logs' impressions.")
 @click.option(
-    "--feature-set", type=click.Choice(["dwell", "base"]), default="dwell", show_default=True, help="Features: with or without dwell."
+    "--feature-set",
+    type=click.Choice(tuple(FEATURE_SETS)),
+    default=_TRAIN.feature_set,
+    show_default=True,
+    help="Features: with or without dwell.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--holdout-days", type=int, default=3, show_default=True, help="Last days held out for the report.")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True, help="Random seed.")
+@click.option("--holdout-days", type=int, default=_TRAIN.holdout_days, show_default=True, help="Last days held out for the report.")
 @click.option("--no-baselines", is_flag=True, help="Skip the LR-only/GBDT-only baselines in the report (faster).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @click.option("--quiet", is_flag=True, help="No summary.")
@@ -492,37 +529,27 @@ def train(
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
-    from dwellrank_logs.io import table_path
-    from ranking.train import TrainConfig, train_ranker
+    from dwellrank_logs.io import check_output_dir
+    from ranking.train import train_ranker
+    from ranking.tskip import tskip_from_logs
 
+    check_output_dir(out, overwrite)  # before estimating or training, creating nothing
     estimated = t_skip_s is None
-    if estimated:
-        from ranking.tskip import estimate_tskip_file
-
-        t_skip_s = estimate_tskip_file(table_path(logs_dir, "impressions")).t_skip_s
-    from pathlib import Path
-
-    from dwellrank_logs.errors import OutputExistsError
-
     cfg = TrainConfig(
         feature_set=feature_set,
-        t_skip_s=t_skip_s,
+        t_skip_s=tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s,
         seed=seed,
         holdout_days=holdout_days,
         baselines=not no_baselines,
         skip_lift=not no_baselines,
     )
-    target = Path(out)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not overwrite)):
-        # Refuse before training, without creating anything.
-        raise OutputExistsError(f"{target}: exists and is not an empty directory (pass --overwrite to replace it)")
     model = train_ranker(logs_dir, config=cfg)
     model.save(out, overwrite=overwrite)
     if not quiet:
         r = model.report
         click.echo(
             f"wrote {out} (seed {seed}, feature set {feature_set} v{model.feature_set.version}, "
-            f"T_skip {t_skip_s:.2f} s{' estimated' if estimated else ''}, "
+            f"T_skip {cfg.t_skip_s:.2f} s{' estimated' if estimated else ''}, "
             f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)"
         )
         for h, d in r["heads"].items():
@@ -558,7 +585,7 @@ def rank(model_dir: str, candidates: str, out: str, top_k: int | None, logs_dir:
     result = rank_candidates_file(model_dir, candidates, out, top_k=top_k, logs_dir=logs_dir, weights=weights)
     if not quiet:
         n_req = result["request_id"].n_unique() if "request_id" in result.columns else 1
-        click.echo(f"wrote {out}: {result.height:,} rows, {n_req:,} request(s), mean score {result['score'].mean():.4f}")
+        click.echo(f"wrote {out}: {result.height:,} rows, {n_req:,} request(s), mean score {result['score'].to_numpy().mean():.4f}")
 
 
 if __name__ == "__main__":

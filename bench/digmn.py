@@ -6,7 +6,7 @@
   members plus the validation loss, as in ``fit_torch``.
 * LDA: sessions drawn from the simulator's seven default intents (one intent
   per session, 1 + Poisson(3) events), deduplicated and fitted with the
-  weighted batch VB of ``engagement.intents``; reports one fit at K = 7, the
+  weighted batch VB of ``engagement.lda``; reports one fit at K = 7, the
   full perplexity search over 2..10, and the matched cosine to the
   generating intents.
 
@@ -27,10 +27,12 @@ import time
 import numpy as np
 import torch
 
-from engagement.config import DigmnConfig, LdaConfig, TrainConfig
+from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig
 from engagement.digmn import DIGMN, count_parameters
-from engagement.intents import dedupe_counts, fit_lda, match_intents, mine_intents
-from engagement.train import fit_torch, split_members
+from engagement.inputs import split_members
+from engagement.intents import match_intents, mine_intents
+from engagement.lda import dedupe_counts, fit_lda
+from engagement.train import fit_torch
 from simulate.intents import make_intents
 
 
@@ -60,7 +62,7 @@ def bench_digmn(users: int, epochs: int, device: str, batch_size: int, seed: int
     profiles = torch.as_tensor(make_intents(7, rng).profiles, dtype=torch.float32)
     model = DIGMN(10, 7, 13, 11, 2, profiles, DigmnConfig())
     split = split_members(users, rng)
-    cfg = TrainConfig(max_epochs=epochs, patience=epochs + 1, batch_size=batch_size, device=device)
+    cfg = ForecastTrainConfig(max_epochs=epochs, patience=epochs + 1, batch_size=batch_size, device=device)
     hist = fit_torch(model, tensors, y, split, cfg, rng, beta=1e-2)
     mean_len = float(tensors["lengths"].float().mean())
     print(

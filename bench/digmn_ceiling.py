@@ -61,11 +61,20 @@ import numpy as np
 import polars as pl
 
 from dwellrank_logs.io import table_path
-from engagement import MODELS, LdaConfig, WindowConfig, build_dataset, read_logs
-from engagement.intents import Intents, match_intents, mine_intents
-from engagement.protocol import baseline_features, fit_feature_baseline
-from engagement.sessions import EngagementData
-from engagement.train import primary_metric, split_members
+from engagement import (
+    MODELS,
+    EngagementData,
+    Intents,
+    LdaConfig,
+    WindowConfig,
+    build_dataset,
+    match_intents,
+    mine_intents,
+    read_logs,
+    split_members,
+)
+from engagement.experiment import baseline_features, fit_feature_baseline
+from engagement.metrics import primary_metric
 
 FEATURE_SETS = ("macro", "+now", "+future")
 

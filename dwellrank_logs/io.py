@@ -14,7 +14,9 @@ from dwellrank_logs.read import scan_table
 from dwellrank_logs.read import table_path
 from dwellrank_logs.write import atomic_dir
 from dwellrank_logs.write import atomic_file
+from dwellrank_logs.write import atomic_files
 from dwellrank_logs.write import check_output_dir
+from dwellrank_logs.write import check_output_file
 from dwellrank_logs.write import sweep_stale
 from dwellrank_logs.write import write_json
 from dwellrank_logs.write import write_parquet
@@ -22,7 +24,9 @@ from dwellrank_logs.write import write_parquet
 __all__ = [
     "atomic_dir",
     "atomic_file",
+    "atomic_files",
     "check_output_dir",
+    "check_output_file",
     "open_parquet",
     "parquet_parts",
     "scan_logs",

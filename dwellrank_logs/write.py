@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,16 @@ except ImportError:  # not on Windows: temporaries of killed runs are then left 
 
 from dwellrank_logs.errors import OutputExistsError
 
-__all__ = ["atomic_dir", "atomic_file", "check_output_dir", "sweep_stale", "write_json", "write_parquet"]
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "atomic_files",
+    "check_output_dir",
+    "check_output_file",
+    "sweep_stale",
+    "write_json",
+    "write_parquet",
+]
 
 
 _TMP, _OLD, _LOCK = "tmp", "old", "lock"
@@ -162,6 +171,36 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     with _temporary(target, directory=False) as tmp:
         yield tmp
         os.replace(tmp, target)
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Refuse, before any work, a file output whose path is a directory.
+
+    Raises
+    ------
+    OutputExistsError
+        ``<what> <path>: is a directory, expected a file path``.
+    """
+    if Path(path).is_dir():
+        raise OutputExistsError(f"{what} {path}: is a directory, expected a file path")
+
+
+@contextlib.contextmanager
+def atomic_files(paths: Mapping[str, str | os.PathLike[str] | None]) -> Iterator[dict[str, Path]]:
+    """Temporaries for several file outputs, renamed into place together when the block succeeds.
+
+    ``paths`` maps a label (an option name such as ``"--out"``, used in messages) to
+    a path or None (that output is not wanted).  Each path is checked with
+    :func:`check_output_file` before anything is written.  Yields label -> temporary
+    path for the wanted outputs.  On any exception every temporary is removed and no
+    output is touched: all outputs or none (only a failing rename itself, after the
+    block, can leave the earlier ones renamed).
+    """
+    wanted = {k: p for k, p in paths.items() if p is not None}
+    for label, p in wanted.items():
+        check_output_file(p, label)
+    with contextlib.ExitStack() as stack:
+        yield {label: stack.enter_context(atomic_file(p)) for label, p in wanted.items()}
 
 
 def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:

@@ -96,11 +96,10 @@ def run_demo(
     from dwellrank_pipeline.presets import PresetContext, resolve_ranker
     from ranking.ranker import rank_candidates_file
     from ranking.train import TrainConfig, train_ranker
-    from ranking.tskip import TskipConfig, estimate_tskip_file
-    from ranking.tskip_plot import plot_tskip
+    from ranking.tskip import TskipConfig, estimate_tskip_file, write_tskip_outputs
     from simulate import WorldConfig, simulate, write_simulation
     from simulate.ab import ABConfig, run_ab
-    from simulate.ab_report import format_table, write_ab
+    from simulate.ab_report import format_ab_table, write_ab
 
     sizes = sizes or DemoSizes()
     bar = progress or (lambda _total, _label: nullcontext(None))
@@ -119,8 +118,7 @@ def run_demo(
         )
 
         tskip = estimate_tskip_file(table_path(logs_dir, "impressions"), TskipConfig())
-        write_json(tmp / "tskip.json", tskip.to_dict())
-        plot_tskip(tskip, tmp / "tskip.png")
+        write_tskip_outputs(tskip, tmp / "tskip.json", tmp / "tskip.png")
         headline["t_skip_s"] = {
             "estimate": tskip.t_skip_s,
             "truth": world.t_skip_s,
@@ -154,7 +152,7 @@ def run_demo(
             ab = run_ab(ab_cfg, control, treatment, progress=step, names={"control": "engagement-only", "treatment": "with-pskip"})
         write_ab(ab, tmp / "ab")
         headline["ab"] = ab.effects.select("metric", "diff", "ci_low", "ci_high", "rel_diff", "p_value").to_dicts()
-        log("[5/5] A/B with-pskip (treatment) vs engagement-only (control) -> ab/report.json, ab/report.png\n" + format_table(ab))
+        log("[5/5] A/B with-pskip (treatment) vs engagement-only (control) -> ab/report.json, ab/report.png\n" + format_ab_table(ab))
         headline["seconds"] = round(time.perf_counter() - t_start, 1)
         write_json(tmp / "demo.json", headline)
     return headline

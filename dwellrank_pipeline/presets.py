@@ -33,7 +33,7 @@ from ranking import FeedRanker, preset_rankers
 from ranking.features import member_profiles
 from simulate import ExplorationRanker, OracleRanker, PopularityRanker, RandomRanker, WorldConfig, simulate, world_members
 
-__all__ = ["PRESETS", "PresetContext", "resolve_ranker"]
+__all__ = ["PRESETS", "TRAINED_PRESETS", "PresetContext", "resolve_ranker"]
 
 
 @dataclass
@@ -115,6 +115,9 @@ PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
     "engagement-only": (_trained("engagement-only", "engagement_only"), "click/viral heads, base features, no skip penalty"),
     "with-pskip": (_trained("with-pskip", "with_pskip"), "click/viral + P(skip) heads, dwell features, skip penalty"),
 }
+
+#: The presets that train on a warm-up simulation before the experiment.
+TRAINED_PRESETS: tuple[str, ...] = ("engagement-only", "with-pskip")
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -3,18 +3,55 @@
 Pipeline: :func:`read_logs` -> :func:`build_dataset` (windows, labels, padded
 sessions) -> :func:`mine_intents` (LDA) -> :class:`DIGMN` trained by
 :func:`train_forecaster`, or every method of the paper's tables by
-:func:`compare`.
+:func:`compare`.  :func:`train_on_logs`, :func:`score_logs` and
+:func:`compare_on_logs` run each ``dwellrank forecast`` verb end to end.
 """
 
-from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel
-from engagement.config import TASKS, DigmnConfig, LdaConfig, TrainConfig, WindowConfig
-from engagement.digmn import DIGMN, FCD, intent_cosine_torch, orthogonality
-from engagement.forecaster import Forecaster, train_forecaster
-from engagement.intents import Intents, intent_cosine, match_intents, mine_intents
-from engagement.protocol import MODELS, compare, run_model
-from engagement.report import format_table
-from engagement.sessions import EngagementData, build_dataset, day_label, read_logs, session_label
-from engagement.train import evaluate, fit_class_offsets, split_members
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+# Names are resolved on first use (PEP 562), as in ``ranking``: ``from engagement.config import
+# WindowConfig`` (the CLI's option defaults) should not pay for importing torch.
+_SOURCES: dict[str, str] = {
+    "MLP": "engagement.baselines",
+    "ActivityLSTM": "engagement.baselines",
+    "DeepMultiChannel": "engagement.baselines",
+    "TASKS": "engagement.config",
+    "DigmnConfig": "engagement.config",
+    "ForecastTrainConfig": "engagement.config",
+    "LdaConfig": "engagement.config",
+    "WindowConfig": "engagement.config",
+    "EngagementData": "engagement.dataset",
+    "build_dataset": "engagement.dataset",
+    "read_logs": "engagement.dataset",
+    "DIGMN": "engagement.digmn",
+    "FCD": "engagement.digmn",
+    "intent_cosine_torch": "engagement.digmn",
+    "orthogonality": "engagement.digmn",
+    "MODELS": "engagement.experiment",
+    "compare": "engagement.experiment",
+    "run_model": "engagement.experiment",
+    "Forecaster": "engagement.forecaster",
+    "train_forecaster": "engagement.forecaster",
+    "write_scores": "engagement.forecaster",
+    "split_members": "engagement.inputs",
+    "Intents": "engagement.intents",
+    "intent_cosine": "engagement.intents",
+    "match_intents": "engagement.intents",
+    "mine_intents": "engagement.intents",
+    "day_label": "engagement.labels",
+    "session_label": "engagement.labels",
+    "evaluate": "engagement.metrics",
+    "fit_class_offsets": "engagement.metrics",
+    "format_comparison_table": "engagement.report",
+    "write_comparison": "engagement.report",
+    "compare_on_logs": "engagement.workflows",
+    "score_logs": "engagement.workflows",
+    "train_on_logs": "engagement.workflows",
+}
 
 __all__ = [
     "DIGMN",
@@ -26,17 +63,18 @@ __all__ = [
     "DeepMultiChannel",
     "DigmnConfig",
     "EngagementData",
+    "ForecastTrainConfig",
     "Forecaster",
     "Intents",
     "LdaConfig",
-    "TrainConfig",
     "WindowConfig",
     "build_dataset",
     "compare",
+    "compare_on_logs",
     "day_label",
     "evaluate",
     "fit_class_offsets",
-    "format_table",
+    "format_comparison_table",
     "intent_cosine",
     "intent_cosine_torch",
     "match_intents",
@@ -44,7 +82,26 @@ __all__ = [
     "orthogonality",
     "read_logs",
     "run_model",
+    "score_logs",
     "session_label",
     "split_members",
     "train_forecaster",
+    "train_on_logs",
+    "write_comparison",
+    "write_scores",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        # Submodules resolve as attributes too (``engagement.dataset``), as after an explicit import.
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module 'engagement' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

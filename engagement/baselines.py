@@ -11,9 +11,16 @@ over the 14 x 10 daily event counts, its last output with D into an MLP
 
 from __future__ import annotations
 
+import itertools
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    from sklearn.linear_model import LogisticRegression
 
 __all__ = [
     "MLP",
@@ -29,7 +36,7 @@ def mlp_head(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
     """Linear-ReLU stack ``n_in -> hidden... -> n_out`` (no activation on the output)."""
     layers: list[nn.Module] = []
     widths = [n_in, *hidden]
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(widths[-1], n_out))
     return nn.Sequential(*layers)
@@ -83,14 +90,14 @@ class DeepMultiChannel(nn.Module):
         return self.head(torch.cat([out[:, -1], macro, delivery], dim=-1))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int):
+def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int) -> LogisticRegression:
     """Multinomial logistic regression on standardised features (scikit-learn, lbfgs)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=2000, random_state=seed).fit(x, y)
 
 
-def fit_lightgbm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int):
+def fit_lightgbm(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int) -> lgb.LGBMClassifier:
     """LightGBM classifier with early stopping on the validation split (the GBDT baseline)."""
     import lightgbm as lgb
 

@@ -3,8 +3,8 @@
 One dataclass per concern: the observation windows and filter
 (:class:`WindowConfig`), intent mining (:class:`LdaConfig`), the DIGMN
 architecture (:class:`DigmnConfig`) and the optimiser schedule
-(:class:`TrainConfig`).  Every value is checked in ``__post_init__`` by the
-helpers at the bottom of this module; messages name the argument, the rule and
+(:class:`ForecastTrainConfig`).  Every value is checked in ``__post_init__``
+with :mod:`dwellrank_logs.checks`; messages name the argument, the rule and
 what arrived.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from dwellrank_logs.checks import check_int, check_number, check_positive_int
 from dwellrank_logs.errors import ConfigError
 
-__all__ = ["TASKS", "DigmnConfig", "LdaConfig", "TrainConfig", "WindowConfig", "check_task"]
+__all__ = ["TASKS", "DigmnConfig", "ForecastTrainConfig", "LdaConfig", "WindowConfig", "check_task"]
 
 #: The two forecasting tasks of the paper's section 3.2.
 TASKS: tuple[str, ...] = ("day", "session")
@@ -58,8 +58,9 @@ class WindowConfig:
     start_date: str | None = None
 
     def __post_init__(self) -> None:
-        _positive_int(self, "history_days", "future_days", "max_sessions")
-        _nonnegative_int(self, "min_history_sessions")
+        for name in ("history_days", "future_days", "max_sessions"):
+            check_positive_int(name, getattr(self, name))
+        check_int("min_history_sessions", self.min_history_sessions, 0)
         if self.start_date is not None:
             try:
                 dt.date.fromisoformat(self.start_date)
@@ -89,7 +90,7 @@ class LdaConfig:
         ``max_doc_update_iter`` and ``mean_change_tol``).
     restarts : int
         Restarts per K (the first from scikit-learn's random start, the others from
-        :func:`engagement.intents.seeded_topics`); the lowest training perplexity is kept.
+        :func:`engagement.lda.seeded_topics`); the lowest training perplexity is kept.
     doc_topic_prior, topic_word_prior : float, optional
         alpha and eta; default 1 / K (scikit-learn's defaults).
     search_sessions : int or None
@@ -116,17 +117,19 @@ class LdaConfig:
     n_jobs: int = 2
 
     def __post_init__(self) -> None:
-        _positive_int(self, "k_min", "k_max", "max_iter", "doc_iter", "restarts", "n_jobs")
+        for name in ("k_min", "k_max", "max_iter", "doc_iter", "restarts", "n_jobs"):
+            check_positive_int(name, getattr(self, name))
         if self.search_sessions is not None:
             check_int("search_sessions", self.search_sessions, 1000)
         for name in ("doc_topic_prior", "topic_word_prior"):
             if getattr(self, name) is not None:
-                _positive_float(self, name)
+                check_number(name, getattr(self, name))
         if self.k_min < 2 or self.k_max < self.k_min:
             raise ConfigError(f"k_min and k_max must satisfy 2 <= k_min <= k_max, got {self.k_min} and {self.k_max}")
         if not 0.0 < self.holdout < 0.5:
             raise ConfigError(f"holdout must be in (0, 0.5), got {self.holdout!r}")
-        _positive_float(self, "tol", "doc_tol")
+        check_number("tol", self.tol)
+        check_number("doc_tol", self.doc_tol)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,8 @@ class DigmnConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden must be a tuple of positive integers, got {self.hidden!r}")
-        _positive_int(self, "n_bases", "lstm_hidden", "meta_hidden")
+        for name in ("n_bases", "lstm_hidden", "meta_hidden"):
+            check_positive_int(name, getattr(self, name))
         check_number("beta", self.beta, allow_zero=True)
         if self.predictor not in ("dynamic", "static"):
             raise ConfigError(f"predictor must be 'dynamic' or 'static', got {self.predictor!r}")
@@ -184,8 +188,8 @@ class DigmnConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimiser and early stopping (paper section 6.1.4).
+class ForecastTrainConfig:
+    """Optimiser and early stopping of the forecasting models (paper section 6.1.4).
 
     Parameters
     ----------
@@ -213,27 +217,10 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_epochs", "batch_size", "lr_halving_epochs", "patience")
-        _positive_float(self, "lr")
+        for name in ("max_epochs", "batch_size", "lr_halving_epochs", "patience"):
+            check_positive_int(name, getattr(self, name))
+        check_number("lr", self.lr)
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.device, str) or not (self.device in ("cpu", "auto") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'auto' or 'cuda[:N]', got {self.device!r}")
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _positive_int(cfg: object, *names: str) -> None:
-    for name in names:
-        check_positive_int(name, getattr(cfg, name))
-
-
-def _nonnegative_int(cfg: object, *names: str) -> None:
-    for name in names:
-        check_int(name, getattr(cfg, name), 0)
-
-
-def _positive_float(cfg: object, *names: str) -> None:
-    for name in names:
-        check_number(name, getattr(cfg, name))

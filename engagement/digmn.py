@@ -17,6 +17,7 @@ depend on what the padding holds.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -152,7 +153,9 @@ class DIGMN(nn.Module):
     config : DigmnConfig
     """
 
-    inputs = ("nu", "ctx", "lengths", "macro", "delivery")
+    inputs: tuple[str, ...] = ("nu", "ctx", "lengths", "macro", "delivery")
+    intents: Tensor  # the registered buffer of the LDA intents, (K, V)
+    meta: nn.Sequential | None
 
     def __init__(
         self,
@@ -233,7 +236,7 @@ class DIGMN(nn.Module):
         terms = [orthogonality(layer.weight) for layer in self.layers if isinstance(layer, FCD)]
         return torch.stack(terms).sum() if terms else torch.zeros((), device=self.intents.device)
 
-    def param_groups(self, weight_decay: float) -> list[dict[str, object]]:
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser groups: L2 decay on everything except the FC-D bases W^l (section 6.1.4)."""
         bases = {id(layer.weight) for layer in self.layers if isinstance(layer, FCD)}
         decay = [p for p in self.parameters() if id(p) not in bases]

@@ -21,29 +21,20 @@ import polars as pl
 import torch
 
 from dwellrank_logs.errors import ConfigError, DwellrankError
-from dwellrank_logs.io import atomic_dir, check_output_dir, write_json
+from dwellrank_logs.io import atomic_dir, write_json
 from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
-from engagement.config import DigmnConfig, LdaConfig, TrainConfig, WindowConfig, check_task
+from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
+from engagement.dataset import EngagementData
 from engagement.digmn import DIGMN, count_parameters
+from engagement.experiment import build_digmn
+from engagement.features import CONTEXT_NAMES
+from engagement.inputs import Scaler, make_tensors, split_members
 from engagement.intents import Intents, mine_intents, most_frequent_intent
-from engagement.protocol import build_digmn
+from engagement.metrics import decide, evaluate, fit_class_offsets
 from engagement.report import plot_intent_pca, plot_loss
-from engagement.sessions import CONTEXT_NAMES, EngagementData
-from engagement.train import (
-    Scaler,
-    decide,
-    dynamic_intents,
-    evaluate,
-    fit_class_offsets,
-    fit_torch,
-    make_tensors,
-    predict_proba,
-    resolve_device,
-    split_members,
-    torch_seed,
-)
+from engagement.train import dynamic_intents, fit_torch, predict_proba, resolve_device, torch_seed
 
-__all__ = ["MODEL_KIND", "Forecaster", "check_output_dir", "train_forecaster", "write_scores"]
+__all__ = ["MODEL_KIND", "Forecaster", "train_forecaster", "write_scores"]
 
 MODEL_KIND = "dwellrank.engagement.digmn"
 _FORMAT = 1
@@ -170,7 +161,7 @@ def train_forecaster(
     data: EngagementData,
     task: str,
     seed: int | np.random.Generator = 0,
-    train_config: TrainConfig | None = None,
+    train_config: ForecastTrainConfig | None = None,
     digmn_config: DigmnConfig | None = None,
     lda_config: LdaConfig | None = None,
     intents: Intents | None = None,
@@ -193,7 +184,7 @@ def train_forecaster(
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, np.random.Generator)):
         raise ConfigError(f"seed must be an integer or numpy Generator, got {seed!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(int(seed))
-    tc = train_config if train_config is not None else TrainConfig()
+    tc = train_config if train_config is not None else ForecastTrainConfig()
     dc = digmn_config if digmn_config is not None else DigmnConfig()
     split = split_members(data.n_members, rng)
     lda_rng, model_rng = rng.spawn(2)

@@ -10,15 +10,18 @@ import numpy as np
 
 from dwellrank_logs.io import atomic_file
 
-__all__ = ["format_table", "pca", "plot_comparison", "plot_intent_pca", "plot_loss", "write_comparison"]
+__all__ = ["format_comparison_table", "pca", "plot_comparison", "plot_intent_pca", "plot_loss", "write_comparison"]
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """A text table of mean +- std per model for the task's metric (and the other two), best first line."""
+def format_comparison_table(result: dict[str, Any]) -> str:
+    """A text table of mean +- std per model over seeds (``table.txt``).
+
+    The task's metric first, then the other three metrics and the parameter
+    count; a last line gives DIGMN's gain over the best baseline (a model
+    whose name does not start with "DIGMN") when both were run.
+    """
     metric = result["metric"]
-    others = [
-        m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax") if m != metric and all(m in s for s in result["summary"].values())
-    ]
+    others = [m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax") if m != metric]
     head = f"{'Model':<26} {metric:>16} " + " ".join(f"{m:>16}" for m in others) + f" {'# params':>9}"
     lines = [f"task: {result['task']}-level, {result['n_members']} members, seeds {result['seeds']}", head, "-" * len(head)]
     for name, s in result["summary"].items():
@@ -35,7 +38,7 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,8 +108,8 @@ def plot_comparison(result: dict[str, Any], path: str | os.PathLike[str]) -> Non
     std = [result["summary"][n][metric]["std"] for n in names]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     ax.barh(names, mean, xerr=std, color=["C1" if n == "DIGMN" else "C0" for n in names])
-    lo = min(m - s for m, s in zip(mean, std))
-    ax.set_xlim(max(0.0, lo - 0.02), max(m + s for m, s in zip(mean, std)) + 0.01)
+    lo = min(m - s for m, s in zip(mean, std, strict=True))
+    ax.set_xlim(max(0.0, lo - 0.02), max(m + s for m, s in zip(mean, std, strict=True)) + 0.01)
     ax.set_xlabel(f"{metric} (test, mean ± std over {len(result['seeds'])} seeds)")
     ax.invert_yaxis()
     fig.tight_layout()
@@ -123,7 +126,7 @@ def write_comparison(result: dict[str, Any], intents_dict: dict[str, Any], out: 
     record = {k: v for k, v in result.items() if k != "pca_input"}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "comparison.json", record)
-        (tmp / "table.txt").write_text(format_table(result) + "\n")
+        (tmp / "table.txt").write_text(format_comparison_table(result) + "\n")
         write_json(tmp / "intents.json", intents_dict)
         plot_comparison(result, tmp / "comparison.png")
         if pca_input is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
+from simulate import SimulationResult, WorldConfig, simulate
+
 # Property tests draw the same examples on every run: CI must not flake on a new random draw.
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.load_profile("deterministic")
-
-from simulate import SimulationResult, WorldConfig, simulate
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -44,7 +45,7 @@ def test_score_writes_probabilities_and_dynamic_intents(session_model: Path, eng
     s = pl.read_parquet(out)
     assert s.columns[:4] == ["member_id", "p_decrease", "p_not_decrease", "predicted"]
     assert len([c for c in s.columns if c.startswith("intent_")]) == 32
-    assert (s["p_decrease"] + s["p_not_decrease"] - 1.0).abs().max() < 1e-6
+    np.testing.assert_allclose((s["p_decrease"] + s["p_not_decrease"]).to_numpy(), 1.0, atol=1e-6)
     assert s["member_id"].is_unique().all()
 
 
@@ -145,7 +146,7 @@ def test_score_bad_arguments(args, pattern, session_model: Path, eng_logs: Path,
     existing.write_bytes(b"keep")
     sub = {"{tmp}": str(tmp_path), "{model}": str(session_model), "{file}": str(existing)}
     base = {"--model": str(session_model), "--out": str(tmp_path / "s.parquet")}
-    opts = dict(zip(args[::2], [sub.get(a, a) for a in args[1::2]]))
+    opts = dict(zip(args[::2], [sub.get(a, a) for a in args[1::2]], strict=True))
     argv = ["forecast", "score", "--logs", str(eng_logs)] + [x for k, v in {**base, **opts}.items() for x in (k, v)]
     res = CliRunner().invoke(main, argv)
     assert res.exit_code == 2 and pattern in res.output

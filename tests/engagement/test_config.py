@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dwellrank_logs.errors import ConfigError
-from engagement import DigmnConfig, LdaConfig, TrainConfig, WindowConfig
+from engagement import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig
 from engagement.config import check_task
 
 
@@ -32,10 +32,10 @@ from engagement.config import check_task
         (DigmnConfig, {"predictor": "meta"}, "predictor must be 'dynamic' or 'static', got 'meta'"),
         (DigmnConfig, {"intents": "lda"}, "intents must be 'prior' or 'learned', got 'lda'"),
         (DigmnConfig, {"activity_channel": "yes"}, "activity_channel must be true or false, got 'yes'"),
-        (TrainConfig, {"lr": 0}, "lr must be a finite number > 0, got 0"),
-        (TrainConfig, {"batch_size": -5}, "batch_size must be a positive integer, got -5"),
-        (TrainConfig, {"weight_decay": -1e-5}, "weight_decay must be >= 0, got -1e-05"),
-        (TrainConfig, {"device": "tpu"}, "device must be 'cpu', 'auto' or 'cuda\\[:N\\]', got 'tpu'"),
+        (ForecastTrainConfig, {"lr": 0}, "lr must be a finite number > 0, got 0"),
+        (ForecastTrainConfig, {"batch_size": -5}, "batch_size must be a positive integer, got -5"),
+        (ForecastTrainConfig, {"weight_decay": -1e-5}, "weight_decay must be >= 0, got -1e-05"),
+        (ForecastTrainConfig, {"device": "tpu"}, "device must be 'cpu', 'auto' or 'cuda\\[:N\\]', got 'tpu'"),
     ],
 )
 def test_config_errors(cls, kwargs, pattern) -> None:
@@ -44,7 +44,7 @@ def test_config_errors(cls, kwargs, pattern) -> None:
 
 
 def test_defaults_are_the_papers() -> None:
-    d, t, w, lda = DigmnConfig(), TrainConfig(), WindowConfig(), LdaConfig()
+    d, t, w, lda = DigmnConfig(), ForecastTrainConfig(), WindowConfig(), LdaConfig()
     assert (d.hidden, d.n_bases, d.beta, d.lstm_hidden, d.meta_hidden) == ((64, 32), 4, 1e-2, 32, 32)
     assert (t.lr, t.lr_halving_epochs, t.weight_decay) == (1e-3, 20, 1e-5)
     assert (w.history_days, w.future_days, w.min_history_sessions) == (14, 14, 7)

@@ -106,9 +106,10 @@ def test_last_step_picks_the_last_valid_output() -> None:
 
 def test_meta_weights_are_a_distribution_and_bases_skip_decay() -> None:
     model = _model()
-    nu, ctx, lengths, macro, delivery = _batch()
+    nu, ctx, lengths, _, _ = _batch()
     _, h_i = model.encode(nu, ctx, lengths)
     a = model.meta_weights(h_i)
+    assert a is not None
     assert a.shape == (6, 4) and bool(((a > 0) & (a < 1)).all())
     torch.testing.assert_close(a.sum(dim=1), torch.ones(6))
     groups = model.param_groups(1e-5)
@@ -143,9 +144,10 @@ def test_activity_channel_is_optional_and_used() -> None:
     off = DIGMN(10, 7, 13, 11, 2, profiles, DigmnConfig())
     on = DIGMN(10, 7, 13, 11, 2, profiles, DigmnConfig(activity_channel=True))
     assert off.activity is None and off.inputs == ("nu", "ctx", "lengths", "macro", "delivery")
-    assert on.inputs == off.inputs + ("activity",)
+    assert on.inputs == (*off.inputs, "activity")
     h = 32
     lstm2 = 4 * h * (10 + h) + 4 * h * (h + h) + 2 * 2 * 4 * h  # two layers: input and recurrent weights, two biases each
+    assert on.activity is not None
     assert sum(p.numel() for p in on.activity.parameters()) == lstm2
     assert count_parameters(on) > count_parameters(off) + lstm2  # plus the wider mapping and predictor
     nu, ctx, lengths, macro, delivery = _batch()

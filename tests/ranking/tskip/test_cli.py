@@ -192,14 +192,15 @@ def test_out_is_a_directory(logs, tmp_path: Path):
     assert "--out" in res.stderr and "is a directory" in res.stderr
 
 
-def test_failing_plot_leaves_no_json(logs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Outputs are all-or-nothing: a plot failure happens before the JSON is written."""
-    import ranking.tskip as tp
+@pytest.mark.parametrize("failing", ["plot_tskip", "write_json"])
+def test_a_failing_output_leaves_neither(logs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str):
+    """Outputs are all-or-nothing: whichever of the PNG and the JSON fails, neither file appears."""
+    import ranking.tskip.outputs as outputs
 
     def boom(*a, **k):
-        raise RuntimeError("renderer crashed")
+        raise RuntimeError("writer crashed")
 
-    monkeypatch.setattr(tp, "plot_tskip", boom)
+    monkeypatch.setattr(outputs, failing, boom)
     imp, _ = logs
     out = tmp_path / "t.json"
     res = _run("--impressions", str(imp), "--out", str(out), "--plot", str(tmp_path / "t.png"))

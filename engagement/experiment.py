@@ -1,4 +1,4 @@
-"""The experimental protocol (paper section 6.1): models, seeds, 80/10/10 splits, mean +- std.
+"""The paper's evaluation (section 6.1): the compared models, seeds, 80/10/10 splits, mean +- std.
 
 :data:`MODELS` lists the compared methods in the order of Tables 3, 4 and 6.
 :func:`run_model` trains one of them on one split; :func:`compare` repeats
@@ -20,29 +20,20 @@ from torch import nn
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
 from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel, fit_lightgbm, fit_logistic
-from engagement.config import DigmnConfig, TrainConfig, check_task
+from engagement.config import DigmnConfig, ForecastTrainConfig, check_task
+from engagement.dataset import EngagementData
 from engagement.digmn import DIGMN, count_parameters
+from engagement.inputs import Scaler, Split, make_tensors, split_members
 from engagement.intents import Intents, most_frequent_intent
-from engagement.sessions import EngagementData
-from engagement.train import (
-    Scaler,
-    Split,
-    dynamic_intents,
-    evaluate,
-    fit_class_offsets,
-    fit_torch,
-    make_tensors,
-    predict_proba,
-    primary_metric,
-    split_members,
-    torch_seed,
-)
+from engagement.metrics import evaluate, fit_class_offsets, primary_metric
+from engagement.train import dynamic_intents, fit_torch, predict_proba, torch_seed
 
 __all__ = [
     "MODELS",
     "ModelResult",
     "baseline_features",
     "build_digmn",
+    "check_models",
     "compare",
     "fit_feature_baseline",
     "matched_hidden",
@@ -77,6 +68,13 @@ class ModelResult:
     model: Any = None
 
 
+def check_models(models: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` unless every name in ``models`` is one of :data:`MODELS`."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"models must be among {', '.join(MODELS)}, got {unknown}")
+
+
 def build_digmn(data: EngagementData, task: str, intents: Intents, config: DigmnConfig) -> DIGMN:
     """A DIGMN sized for ``data`` and ``task``."""
     return DIGMN(
@@ -96,7 +94,7 @@ def matched_hidden(data: EngagementData, task: str, intents: Intents, config: Di
     best: tuple[int, ...] = config.hidden
     gap = np.inf
     for scale in np.arange(1.0, 6.0, 0.05):
-        hidden = tuple(max(1, int(round(h * scale))) for h in config.hidden)
+        hidden = tuple(max(1, round(h * scale)) for h in config.hidden)
         n = count_parameters(build_digmn(data, task, intents, replace(config, predictor="static", hidden=hidden)))
         if abs(n - target) < gap:
             best, gap = hidden, abs(n - target)
@@ -140,7 +138,7 @@ def fit_feature_baseline(
     """Fit ``"LR"`` or ``"LightGBM"`` on rows ``split.train`` of ``x`` and evaluate on ``split.test``.
 
     LightGBM stops early on ``split.val``; both use the decision rule fitted on
-    ``split.val`` (:func:`engagement.train.fit_class_offsets`).  Returns the
+    ``split.val`` (:func:`engagement.metrics.fit_class_offsets`).  Returns the
     test metrics and the parameter count (None for trees).
     """
     if name == "LR":
@@ -162,13 +160,13 @@ def run_model(
     intents: Intents,
     split: Split,
     rng: np.random.Generator,
-    train_config: TrainConfig | None = None,
+    train_config: ForecastTrainConfig | None = None,
     digmn_config: DigmnConfig | None = None,
     tensors: dict[str, torch.Tensor] | None = None,
 ) -> ModelResult:
     """Fit model ``name`` on ``split.train`` (early stopping on ``split.val``) and score ``split.test``."""
     check_task(task)
-    tc = train_config if train_config is not None else TrainConfig()
+    tc = train_config if train_config is not None else ForecastTrainConfig()
     dc = digmn_config if digmn_config is not None else DigmnConfig()
     y = data.labels(task)
     t0 = time.perf_counter()
@@ -200,7 +198,7 @@ def compare(
     task: str,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     models: Sequence[str] = MODELS,
-    train_config: TrainConfig | None = None,
+    train_config: ForecastTrainConfig | None = None,
     digmn_config: DigmnConfig | None = None,
     progress: Callable[[int, str, ModelResult], None] | None = None,
 ) -> dict[str, Any]:
@@ -223,9 +221,7 @@ def compare(
         for the task), sizes.
     """
     check_task(task)
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise ConfigError(f"models must be among {', '.join(MODELS)}, got {unknown}")
+    check_models(models)
     runs = []
     pca_input = None
     for seed in seeds:
@@ -255,7 +251,7 @@ def compare(
         "n_intents": intents.k,
         "seeds": list(seeds),
         "n_members": data.n_members,
-        "split_sizes": {"train": int(round(0.8 * data.n_members)), "val": int(round(0.1 * data.n_members))},
+        "split_sizes": {"train": round(0.8 * data.n_members), "val": round(0.1 * data.n_members)},
         "runs": runs,
         "summary": summarize_runs(runs, models),
         "pca_input": pca_input,
@@ -271,8 +267,6 @@ def summarize_runs(runs: list[dict[str, Any]], models: Sequence[str]) -> dict[st
             continue
         entry: dict[str, Any] = {"n_params": rs[0]["n_params"], "n_runs": len(rs)}
         for metric in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax"):
-            if any(metric not in r for r in rs):  # runs saved before the decision rule have no argmax column
-                continue
             v = np.array([r[metric] for r in rs], dtype=np.float64)
             entry[metric] = {"mean": float(np.mean(v)), "std": float(np.std(v))}
         out[m] = entry

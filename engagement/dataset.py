@@ -1,15 +1,13 @@
-"""Sessions, windows, labels and model inputs, computed from the log tables.
+"""The forecasting dataset: the log tables read, windowed and filtered into :class:`EngagementData`.
 
-Everything is vectorised: polars for the joins and group-bys, numpy fancy
-indexing to scatter rows into padded arrays.  Definitions follow the paper
-(section 3.1 and 6.1.1):
+Everything is vectorised: polars for the joins and group-bys, numpy for the
+arrays (:mod:`engagement.features`).  Definitions follow the paper
+(sections 3.1 and 6.1.1):
 
 * a *valid session* has at least one event of the 10 types of Table 1;
 * an *active day* has at least one valid session;
-* ``s = # valid sessions / # days`` and ``d = # active days / # days`` over the
-  history window (``s_h``, ``d_h``) and the future window (``s_f``, ``d_f``);
-* day-level label: -1 if ``d_h > d_f``, 0 if equal, 1 if ``d_h < d_f``;
-* session-level label: 0 if ``s_h > s_f``, else 1.
+* members with fewer than ``min_history_sessions`` valid sessions in the
+  history window are dropped; labels are :mod:`engagement.labels`.
 
 Days are UTC calendar days counted from the window start.
 """
@@ -28,21 +26,27 @@ import polars as pl
 
 from dwellrank_logs.errors import DwellrankError, SchemaError
 from dwellrank_logs.io import scan_table, table_path
-from dwellrank_logs.schema import CHANNELS, CLIENTS, CONTENTS, EVENT_TYPES, validate_frame
+from dwellrank_logs.schema import EVENT_TYPES, validate_frame
 from engagement.config import WindowConfig, check_task
+from engagement.features import (
+    CONTEXT_NAMES,
+    DELIVERY_NAMES,
+    MACRO_NAMES,
+    RECENT_DAYS,
+    delivery_features,
+    macro_features,
+    sequence_inputs,
+)
+from engagement.labels import day_label, session_label
 
 __all__ = [
-    "CONTEXT_NAMES",
     "NEEDED_COLUMNS",
     "EngagementData",
     "build_dataset",
-    "day_label",
     "read_logs",
-    "session_label",
 ]
 
 _US_PER_DAY = 86_400 * 1_000_000
-_RECENT_DAYS = 7
 #: The columns each table must have for this stage (others are ignored).
 NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "members": ("member_id", "connections", "tenure_days", "client", "seniority", "is_premium"),
@@ -50,70 +54,6 @@ NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("session_id", "event_type"),
     "deliveries": ("member_id", "ts", "channel", "content"),
 }
-#: Session context c (paper section 5.1: start time, duration, client).
-CONTEXT_NAMES: tuple[str, ...] = (
-    "hour_sin",
-    "hour_cos",
-    "day_in_history",
-    "log1p_duration_min",
-    *(f"client_{c}" for c in CLIENTS),
-)
-_MACRO_NAMES: tuple[str, ...] = (
-    "log1p_connections",
-    "log1p_tenure_days",
-    "seniority",
-    "is_premium",
-    *(f"main_client_{c}" for c in CLIENTS),
-    "sessions_per_day",
-    "active_day_rate",
-    "sessions_per_day_last7",
-    "active_day_rate_last7",
-    "log1p_events_per_session",
-    "mean_log1p_duration_min",
-)
-_DELIVERY_NAMES: tuple[str, ...] = (
-    "has_delivery",
-    *(f"channel_{c}" for c in CHANNELS),
-    *(f"content_{c}" for c in CONTENTS),
-    "log1p_hours_before_end",
-    "log1p_deliveries_in_history",
-)
-
-
-def day_label(active_h: np.ndarray, active_f: np.ndarray, history_days: int = 14, future_days: int = 14) -> np.ndarray:
-    """Day-level trend label from active-day counts (paper Table 2).
-
-    ``d_h = active_h / history_days`` and ``d_f = active_f / future_days`` are
-    compared exactly, in integers (``active_h * future_days`` vs
-    ``active_f * history_days``), so equal rates never differ by rounding.
-
-    Parameters
-    ----------
-    active_h, active_f : array of int, shape (N,)
-        Active days in the history and future windows.
-    history_days, future_days : int, days
-
-    Returns
-    -------
-    ndarray of int64, shape (N,)
-        -1 where ``d_h > d_f``, 0 where equal, 1 where ``d_h < d_f``.
-    """
-    lhs = np.asarray(active_h, dtype=np.int64) * future_days
-    rhs = np.asarray(active_f, dtype=np.int64) * history_days
-    return np.sign(rhs - lhs).astype(np.int64)
-
-
-def session_label(n_h: np.ndarray, n_f: np.ndarray, history_days: int = 14, future_days: int = 14) -> np.ndarray:
-    """Session-level trend label from valid-session counts (paper Table 2).
-
-    Returns
-    -------
-    ndarray of int64, shape (N,)
-        0 where ``s_h > s_f`` (engagement decreases), else 1.
-    """
-    lhs = np.asarray(n_h, dtype=np.int64) * future_days
-    rhs = np.asarray(n_f, dtype=np.int64) * history_days
-    return (lhs <= rhs).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -166,8 +106,8 @@ class EngagementData:
     session_counts: np.ndarray
     window: WindowConfig
     start: dt.datetime
-    macro_names: tuple[str, ...] = _MACRO_NAMES
-    delivery_names: tuple[str, ...] = _DELIVERY_NAMES
+    macro_names: tuple[str, ...] = MACRO_NAMES
+    delivery_names: tuple[str, ...] = DELIVERY_NAMES
     context_names: tuple[str, ...] = CONTEXT_NAMES
 
     @property
@@ -282,8 +222,8 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
         n_f=(~is_h).sum(),
         a_h=pl.col("day").filter(is_h).n_unique(),
         a_f=pl.col("day").filter(~is_h).n_unique(),
-        n_h7=(is_h & (pl.col("day") >= H - _RECENT_DAYS)).sum(),
-        a_h7=pl.col("day").filter(is_h & (pl.col("day") >= H - _RECENT_DAYS)).n_unique(),
+        n_h7=(is_h & (pl.col("day") >= H - RECENT_DAYS)).sum(),
+        a_h7=pl.col("day").filter(is_h & (pl.col("day") >= H - RECENT_DAYS)).n_unique(),
     )
     kept = (
         members.join(stats, on="member_id", how="left")
@@ -304,7 +244,7 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     pc = per_session.join(hist.select("session_id", "sidx"), on="session_id", how="inner")
     counts[pc["sidx"].to_numpy(), pc["type"].to_numpy()] = pc["n"].to_numpy()
 
-    seq = _sequences(hist, kept, counts, w)
+    seq = sequence_inputs(hist, kept, counts, w)
     n = kept.height
     activity = np.zeros((n, H, len(EVENT_TYPES)), dtype=np.float32)
     hk = hist.join(kept.select("member_id", "row"), on="member_id", how="inner")
@@ -321,8 +261,8 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
         nu=seq["nu"],
         ctx=seq["ctx"],
         lengths=seq["lengths"],
-        macro=_macro(kept, hk, counts, w),
-        delivery=_delivery(lf["deliveries"], kept, start, w),
+        macro=macro_features(kept, hk, counts, w),
+        delivery=delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w),
         activity=activity,
         session_counts=counts,
         window=w,
@@ -335,88 +275,3 @@ def _window_start(sessions: pl.DataFrame, w: WindowConfig) -> dt.datetime:
         return dt.datetime.combine(dt.date.fromisoformat(w.start_date), dt.time(), tzinfo=dt.timezone.utc)
     first = sessions["start_ts"].min()
     return dt.datetime.combine(first.date(), dt.time(), tzinfo=dt.timezone.utc)  # type: ignore[union-attr]
-
-
-def _sequences(hist: pl.DataFrame, kept: pl.DataFrame, counts: np.ndarray, w: WindowConfig) -> dict[str, np.ndarray]:
-    """Padded (N, T, .) arrays of the most recent ``max_sessions`` history sessions per member."""
-    hs = hist.join(kept.select("member_id", "row"), on="member_id", how="inner").sort("row", "start_ts", "session_id")
-    hs = hs.with_columns(pos=pl.int_range(pl.len(), dtype=pl.Int64).over("row"), n=pl.len().over("row").cast(pl.Int64))
-    # Keep the last max_sessions steps, shifted so that they start at position 0.
-    hs = hs.filter(pl.col("pos") >= pl.col("n") - w.max_sessions).with_columns(
-        pos=pl.col("pos") - (pl.col("n") - pl.min_horizontal(pl.col("n"), pl.lit(w.max_sessions)))
-    )
-    n = kept.height
-    lengths = np.minimum(kept["n_h"].to_numpy(), w.max_sessions).astype(np.int64)
-    t = int(lengths.max())
-    row, pos = hs["row"].to_numpy(), hs["pos"].to_numpy()
-    c = counts[hs["sidx"].to_numpy()].astype(np.float32)
-    nu = np.zeros((n, t, counts.shape[1]), dtype=np.float32)
-    nu[row, pos] = c / c.sum(axis=1, keepdims=True)
-    hour = (hs["start_ts"].dt.hour().cast(pl.Float64) + hs["start_ts"].dt.minute() / 60.0).to_numpy()
-    client = hs["client"].to_numpy()
-    ctx_rows = np.column_stack(
-        [
-            np.sin(2 * np.pi * hour / 24.0),
-            np.cos(2 * np.pi * hour / 24.0),
-            hs["t_days"].to_numpy() / w.history_days,
-            np.log1p(np.maximum(hs["duration_s"].to_numpy(), 0.0) / 60.0),
-            *((client == c).astype(np.float64) for c in CLIENTS),
-        ]
-    ).astype(np.float32)
-    ctx = np.zeros((n, t, len(CONTEXT_NAMES)), dtype=np.float32)
-    ctx[row, pos] = ctx_rows
-    return {"nu": nu, "ctx": ctx, "lengths": lengths}
-
-
-def _macro(kept: pl.DataFrame, hk: pl.DataFrame, counts: np.ndarray, w: WindowConfig) -> np.ndarray:
-    """Macroscopic features M, shape (N, len(_MACRO_NAMES)), in :data:`_MACRO_NAMES` order."""
-    n = kept.height
-    rows = hk["row"].to_numpy()
-    n_ev = np.bincount(rows, weights=counts[hk["sidx"].to_numpy()].sum(axis=1), minlength=n)
-    dur = np.bincount(rows, weights=np.log1p(np.maximum(hk["duration_s"].to_numpy(), 0.0) / 60.0), minlength=n)
-    n_h = kept["n_h"].to_numpy().astype(np.float64)
-    recent = min(_RECENT_DAYS, w.history_days)
-    client = kept["client"].to_numpy()
-    cols = [
-        np.log1p(np.maximum(kept["connections"].to_numpy(), 0)),
-        np.log1p(np.maximum(kept["tenure_days"].to_numpy(), 0)),
-        kept["seniority"].to_numpy().astype(np.float64),
-        kept["is_premium"].to_numpy().astype(np.float64),
-        *((client == c).astype(np.float64) for c in CLIENTS),
-        n_h / w.history_days,
-        kept["a_h"].to_numpy() / w.history_days,
-        kept["n_h7"].to_numpy() / recent,
-        kept["a_h7"].to_numpy() / recent,
-        np.log1p(n_ev / n_h),
-        dur / n_h,
-    ]
-    return np.column_stack(cols).astype(np.float32)
-
-
-def _delivery(deliveries: pl.LazyFrame, kept: pl.DataFrame, start: dt.datetime, w: WindowConfig) -> np.ndarray:
-    """Latest delivery D before the end of the history window, shape (N, len(_DELIVERY_NAMES))."""
-    end = start + dt.timedelta(days=w.history_days)
-    dl = (
-        deliveries.select(NEEDED_COLUMNS["deliveries"])
-        .filter((pl.col("ts") >= pl.lit(start)) & (pl.col("ts") < pl.lit(end)))
-        .join(kept.select("member_id", "row").lazy(), on="member_id", how="inner")
-        .sort("row", "ts")
-        .group_by("row")
-        .agg(pl.col("ts", "channel", "content").last(), n=pl.len())
-        .collect()
-    )
-    out = np.zeros((kept.height, len(_DELIVERY_NAMES)), dtype=np.float32)
-    if dl.height == 0:
-        return out
-    r = dl["row"].to_numpy()
-    hours = dl.select(h=(pl.lit(end).cast(dl.schema["ts"]) - pl.col("ts")).dt.total_seconds())["h"].to_numpy() / 3600.0
-    channel, content = dl["channel"].to_numpy(), dl["content"].to_numpy()
-    cols = [
-        np.ones(r.size),
-        *((channel == c).astype(np.float64) for c in CHANNELS),
-        *((content == c).astype(np.float64) for c in CONTENTS),
-        np.log1p(np.maximum(hours, 0.0)),
-        np.log1p(dl["n"].to_numpy()),
-    ]
-    out[r] = np.column_stack(cols)
-    return out

@@ -1,0 +1,185 @@
+"""The dataset: windows, filter and model inputs on a hand-made log, and a per-member reference on simulated logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.schema import EVENT_TYPES
+from engagement import WindowConfig, build_dataset
+
+
+def _ts(day: float, start: dt.datetime) -> dt.datetime:
+    return start + dt.timedelta(days=day)
+
+
+def _tiny_logs() -> dict[str, pl.DataFrame]:
+    """Three members over 4 + 4 days (window 4 + 4), built by hand.
+
+    member 1: history sessions on days 0, 0, 1, 3 (3 active days, 4 sessions);
+              future sessions on day 5 (1 active day, 1 session) -> day -1, session 0.
+    member 2: history sessions on days 0, 2 (2 sessions) -> filtered out with min 3.
+    member 3: history sessions on days 1, 2, 3 (3 / 3); future on days 4, 5, 6, 7 and 7 -> day 1, session 1.
+    A session with no events (member 3, day 2) is not valid and is ignored.
+    """
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    sess = [  # member, session, day, duration, client, events
+        (1, 10, 0.25, 60.0, "ios", ["feed", "feed", "jobs"]),
+        (1, 11, 0.75, 30.0, "ios", ["jobs"]),
+        (1, 12, 1.5, 90.0, "web", ["message", "message"]),
+        (1, 13, 3.2, 10.0, "ios", ["pymk"]),
+        (1, 14, 5.5, 10.0, "ios", ["feed"]),
+        (2, 20, 0.1, 10.0, "android", ["feed"]),
+        (2, 21, 2.1, 10.0, "android", ["feed"]),
+        (3, 30, 1.5, 10.0, "web", ["search"]),
+        (3, 31, 2.5, 10.0, "web", ["follow"]),
+        (3, 32, 2.6, 10.0, "web", []),
+        (3, 33, 3.5, 10.0, "web", ["notification", "feed"]),
+        (3, 34, 4.5, 10.0, "web", ["feed"]),
+        (3, 35, 5.5, 10.0, "web", ["feed"]),
+        (3, 36, 6.5, 10.0, "web", ["feed"]),
+        (3, 37, 7.1, 10.0, "web", ["feed"]),
+        (3, 38, 7.9, 10.0, "web", ["feed"]),
+    ]
+    sessions = pl.DataFrame(
+        {
+            "member_id": [s[0] for s in sess],
+            "session_id": [s[1] for s in sess],
+            "start_ts": [_ts(s[2], start) for s in sess],
+            "duration_s": [s[3] for s in sess],
+            "client": [s[4] for s in sess],
+        }
+    )
+    ev = [(s[0], s[1], _ts(s[2], start), e) for s in sess for e in s[5]]
+    events = pl.DataFrame(
+        {"member_id": [e[0] for e in ev], "session_id": [e[1] for e in ev], "ts": [e[2] for e in ev], "event_type": [e[3] for e in ev]}
+    )
+    members = pl.DataFrame(
+        {
+            "member_id": [1, 2, 3],
+            "connections": [100, 5, 20],
+            "tenure_days": [400, 40, 1000],
+            "client": ["ios", "android", "web"],
+            "arm": [None, None, None],
+            "industry": [1, 2, 3],
+            "seniority": [2, 0, 5],
+            "is_premium": [False, False, True],
+        }
+    )
+    deliveries = pl.DataFrame(
+        {
+            "member_id": [1, 1, 3, 1],
+            "ts": [_ts(0.5, start), _ts(2.5, start), _ts(1.0, start), _ts(6.0, start)],
+            "channel": ["email", "push", "sms", "email"],
+            "content": ["jobs", "feed", "pymk", "other"],
+        }
+    )
+    return {"members": members, "sessions": sessions, "events": events, "deliveries": deliveries}
+
+
+def test_build_dataset_on_a_hand_made_log() -> None:
+    data = build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=3))
+    assert data.member_id.tolist() == [1, 3]
+    assert data.n_sessions.tolist() == [[4, 1], [3, 5]]
+    assert data.active_days.tolist() == [[3, 1], [3, 4]]
+    assert data.y_day.tolist() == [-1, 1]
+    assert data.y_session.tolist() == [0, 1]
+    assert data.lengths.tolist() == [4, 3]
+    # nu: event frequencies per session, in time order, zero-padded.
+    e = {t: i for i, t in enumerate(EVENT_TYPES)}
+    want = np.zeros((4, 10))
+    want[0, e["feed"]], want[0, e["jobs"]] = 2 / 3, 1 / 3
+    want[1, e["jobs"]] = want[2, e["message"]] = want[3, e["pymk"]] = 1.0
+    np.testing.assert_allclose(data.nu[0], want, atol=1e-6)
+    np.testing.assert_allclose(data.nu[1, 2, [e["notification"], e["feed"]]], [0.5, 0.5])
+    assert data.nu[1, 3:].sum() == 0  # padding
+    # Context: start hour 06:00 for day 0.25, client one-hot, duration.
+    c = dict(zip(data.context_names, data.ctx[0, 0], strict=True))
+    assert c["hour_sin"] == pytest.approx(1.0, abs=1e-6) and c["hour_cos"] == pytest.approx(0.0, abs=1e-6)
+    assert c["client_ios"] == 1.0 and c["client_web"] == 0.0
+    assert c["log1p_duration_min"] == pytest.approx(np.log1p(1.0))
+    assert c["day_in_history"] == pytest.approx(0.25 / 4)
+    # Activity: daily event counts (history days x event types).
+    assert data.activity[0, 0, e["feed"]] == 2 and data.activity[0, 0, e["jobs"]] == 2 and data.activity[0, 3, e["pymk"]] == 1
+    assert data.activity.shape == (2, 4, 10) and data.activity[0].sum() == 7
+    # Latest delivery in the history window: member 1's push/feed at day 2.5 (day 6 is in the future window).
+    dv = dict(zip(data.delivery_names, data.delivery[0], strict=True))
+    assert dv["has_delivery"] == 1 and dv["channel_push"] == 1 and dv["content_feed"] == 1
+    assert dv["log1p_hours_before_end"] == pytest.approx(np.log1p(36.0))
+    assert dv["log1p_deliveries_in_history"] == pytest.approx(np.log1p(2))
+    m = dict(zip(data.macro_names, data.macro[1], strict=True))
+    assert m["sessions_per_day"] == pytest.approx(3 / 4) and m["active_day_rate"] == pytest.approx(3 / 4)
+    assert m["is_premium"] == 1 and m["log1p_connections"] == pytest.approx(np.log1p(20))
+    # The LDA corpus holds every valid history session (member 2 included, invalid session excluded).
+    assert data.session_counts.shape == (4 + 2 + 3, 10)
+
+
+def test_max_sessions_keeps_the_most_recent() -> None:
+    data = build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=3, max_sessions=2))
+    e = {t: i for i, t in enumerate(EVENT_TYPES)}
+    assert data.lengths.tolist() == [2, 2]
+    assert data.nu[0, 0, e["message"]] == 1.0 and data.nu[0, 1, e["pymk"]] == 1.0
+
+
+def test_row_order_does_not_change_the_dataset() -> None:
+    logs = _tiny_logs()
+    shuffled = {k: v.sample(fraction=1.0, shuffle=True, seed=3) for k, v in logs.items()}
+    w = WindowConfig(history_days=4, future_days=4, min_history_sessions=3)
+    a, b = build_dataset(logs, w), build_dataset(shuffled, w)
+    for name in ("member_id", "n_sessions", "active_days", "nu", "ctx", "macro", "delivery", "activity"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_counts_match_a_per_member_reference(eng_world, eng_data) -> None:
+    """Reference: a plain Python count over the raw simulator tables for 30 members."""
+    t = eng_world.tables
+    start = eng_data.start
+    valid = set(t["events"]["session_id"].unique().to_list())
+    days: dict[int, list[int]] = {}
+    for m, sid, ts in t["sessions"].select("member_id", "session_id", "start_ts").iter_rows():
+        if sid in valid:
+            days.setdefault(m, []).append((ts - start).days)
+    for row in range(0, eng_data.n_members, eng_data.n_members // 30):
+        m = int(eng_data.member_id[row])
+        d = np.array(days[m])
+        n_h, n_f = int((d < 14).sum()), int(((d >= 14) & (d < 28)).sum())
+        a_h, a_f = len(set(d[d < 14])), len(set(d[(d >= 14) & (d < 28)]))
+        assert eng_data.n_sessions[row].tolist() == [n_h, n_f]
+        assert eng_data.active_days[row].tolist() == [a_h, a_f]
+        assert eng_data.y_day[row] == (0 if a_h == a_f else (1 if a_f > a_h else -1))
+        assert eng_data.y_session[row] == (0 if n_h > n_f else 1)
+    assert (eng_data.n_sessions[:, 0] >= 7).all()
+    np.testing.assert_allclose(eng_data.nu.sum(-1)[np.arange(eng_data.nu.shape[1])[None] < eng_data.lengths[:, None]], 1.0, atol=1e-5)
+
+
+def _drop_col(frames, table, col):
+    return {**frames, table: frames[table].drop(col)}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "exc", "pattern"),
+    [
+        (lambda f: {k: v for k, v in f.items() if k != "events"}, DwellrankError, "the events table is missing"),
+        (lambda f: _drop_col(f, "sessions", "duration_s"), DwellrankError, "sessions table is missing column.*'duration_s'"),
+        (lambda f: {**f, "sessions": f["sessions"].head(0)}, DwellrankError, "no valid session"),
+        (lambda f: {**f, "members": f["members"].head(0)}, DwellrankError, "members table has no rows"),
+        (lambda f: {**f, "events": f["events"].with_columns(event_type=pl.lit("like"))}, DwellrankError, "event_type.*unknown value"),
+        (
+            lambda f: {**f, "sessions": f["sessions"].filter(pl.col("start_ts") < _ts(3, dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))},
+            DwellrankError,
+            "needs sessions up to day 7",
+        ),
+    ],
+)
+def test_bad_tables(mutate, exc, pattern) -> None:
+    with pytest.raises(exc, match=pattern):
+        build_dataset(mutate(_tiny_logs()), WindowConfig(history_days=4, future_days=4, min_history_sessions=3))
+
+
+def test_filter_leaving_nobody_names_the_option() -> None:
+    with pytest.raises(DwellrankError, match="min_history_sessions = 50"):
+        build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=50))
