@@ -12,8 +12,8 @@ import click
 from dwellrank_logs.engine import ENGINES
 from dwellrank_logs.errors import DwellrankError
 from dwellrank_pipeline.demo import DemoSizes
+from dwellrank_pipeline.forecast_cli import forecast
 from dwellrank_pipeline.presets import PRESETS, PresetContext
-from engagement.config import TASKS, ForecastTrainConfig, LdaConfig, WindowConfig
 from ranking.features import FEATURE_SETS
 from ranking.train import TrainConfig
 from ranking.tskip import TskipConfig
@@ -61,14 +61,14 @@ def main() -> None:
     """Dwell-time-aware feed ranking, engagement forecasting and simulation."""
 
 
+main.add_command(forecast)
+
+
 _WORLD = WorldConfig()
 _TSKIP = TskipConfig()
 _AB = ABConfig()
 _DEMO = DemoSizes()
 _TRAIN = TrainConfig()
-_WINDOW = WindowConfig()
-_LDA = LdaConfig()
-_FIT = ForecastTrainConfig()
 
 
 @main.command()
@@ -322,178 +322,6 @@ def simulate_ab(
     else:
         click.echo(format_ab_table(result))
         click.echo(f"wrote {out} (seed {seed}, {n_members} members x {pre_days}+{n_days} days)")
-
-
-# --- forecast: engagement-trend forecasting (engagement/) ---------------------------------------
-
-
-@main.group()
-def forecast() -> None:
-    """Engagement-trend forecasting: DIGMN and the baselines of the paper."""
-
-
-def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(
-        [
-            click.option("--history-days", type=int, default=_WINDOW.history_days, show_default=True, help="History window, days."),
-            click.option("--future-days", type=int, default=_WINDOW.future_days, show_default=True, help="Future (label) window, days."),
-            click.option(
-                "--min-sessions",
-                type=int,
-                default=_WINDOW.min_history_sessions,
-                show_default=True,
-                help="Drop members with fewer valid history sessions.",
-            ),
-            click.option(
-                "--max-sessions",
-                type=int,
-                default=_WINDOW.max_sessions,
-                show_default=True,
-                help="Most recent history sessions kept per member.",
-            ),
-            click.option("--k-min", type=int, default=_LDA.k_min, show_default=True, help="Fewest LDA intents searched."),
-            click.option(
-                "--k-max", type=int, default=_LDA.k_max, show_default=True, help="Most LDA intents searched (by held-out perplexity)."
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
-
-
-@forecast.command("train")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Directory with members, sessions, events, deliveries.")
-@click.option("--task", type=click.Choice(TASKS), required=True, help="Day-level (3-class) or session-level (2-class).")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
-@_window_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split, LDA and torch.")
-@click.option("--epochs", type=int, default=_FIT.max_epochs, show_default=True, help="Maximum epochs (early stopping on validation).")
-@click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
-@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
-@click.option("--quiet", is_flag=True, help="No progress or summary.")
-def forecast_train(
-    logs_dir: str,
-    task: str,
-    out: str,
-    history_days: int,
-    future_days: int,
-    min_sessions: int,
-    max_sessions: int,
-    k_min: int,
-    k_max: int,
-    seed: int,
-    epochs: int,
-    batch_size: int,
-    device: str,
-    overwrite: bool,
-    quiet: bool,
-) -> None:
-    """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
-    from engagement import train_on_logs
-
-    window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
-    tc = ForecastTrainConfig(max_epochs=epochs, batch_size=batch_size, device=device)
-    lda = LdaConfig(k_min=k_min, k_max=k_max)
-
-    def show(epoch: int, train_loss: float, val_loss: float) -> None:
-        if not quiet:
-            click.echo(f"  epoch {epoch:>3}  train loss {train_loss:.4f}  val loss {val_loss:.4f}", err=True)
-
-    fc = train_on_logs(logs_dir, out, task, seed=seed, window=window, train_config=tc, lda_config=lda, overwrite=overwrite, progress=show)
-    if not quiet:
-        m = fc.meta["test_metrics"]
-        click.echo(
-            f"wrote {out} ({task}-level, seed {seed}, {fc.meta['n_members']} members, K = {fc.intents.k} intents, "
-            f"{fc.meta['n_params']:,} parameters, best epoch {fc.meta['history']['best_epoch']})"
-        )
-        click.echo(f"  test macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  accuracy {m['accuracy']:.3f}")
-
-
-@forecast.command("score")
-@click.option("--model", "model_dir", type=click.Path(), required=True, help="Model directory from 'forecast train'.")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Logs to score.")
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Parquet file of per-member scores.")
-@click.option("--task", type=click.Choice(TASKS), default=None, help="Expected task; an error if the model's differs.")
-@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@click.option("--quiet", is_flag=True)
-def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, device: str, overwrite: bool, quiet: bool) -> None:
-    """Per-member class probabilities and dynamic-intent vectors for the members of some logs."""
-    from engagement import score_logs
-
-    fc, scores = score_logs(model_dir, logs_dir, out, task=task, device=device, overwrite=overwrite)
-    if not quiet:
-        click.echo(f"wrote {out}: {scores.height} members scored for the {fc.task}-level task")
-
-
-@forecast.command("compare")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True)
-@click.option("--task", type=click.Choice(TASKS), required=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for comparison.json, table.txt and PNGs.")
-@_window_options
-@click.option("--seeds", type=int, default=5, show_default=True, help="Replicates; replicate s uses seed s.")
-@click.option("--models", default="all", show_default=True, help="Comma-separated subset of the models, or 'all'.")
-@click.option("--epochs", type=int, default=_FIT.max_epochs, show_default=True, help="Maximum epochs (early stopping on validation).")
-@click.option("--lda-seed", type=int, default=0, show_default=True, help="Seeds the LDA intent mining (once, shared by every replicate).")
-@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
-@click.option("--overwrite", is_flag=True)
-@click.option("--quiet", is_flag=True)
-def forecast_compare(
-    logs_dir: str,
-    task: str,
-    out: str,
-    history_days: int,
-    future_days: int,
-    min_sessions: int,
-    max_sessions: int,
-    k_min: int,
-    k_max: int,
-    seeds: int,
-    models: str,
-    epochs: int,
-    lda_seed: int,
-    device: str,
-    overwrite: bool,
-    quiet: bool,
-) -> None:
-    """Every method of the paper's Tables 3, 4 and 6 over several seeds; prints a Table-3-style table."""
-    from dwellrank_logs.errors import ConfigError
-    from engagement import MODELS, compare_on_logs, format_comparison_table
-
-    names = MODELS if models.strip() == "all" else tuple(m.strip() for m in models.split(",") if m.strip())
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
-    tc = ForecastTrainConfig(max_epochs=epochs, device=device)
-    lda = LdaConfig(k_min=k_min, k_max=k_max)
-
-    def mined(data: Any, intents: Any) -> None:
-        if not quiet:
-            click.echo(f"{data.n_members} members pass the filter; LDA chose K = {intents.k} intents", err=True)
-
-    def show(seed: int, name: str, res: Any) -> None:
-        if not quiet:
-            m = res.metrics
-            click.echo(f"  seed {seed}  {name:<26} macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  ({res.seconds:.0f} s)", err=True)
-
-    result = compare_on_logs(
-        logs_dir,
-        out,
-        task,
-        seeds=range(seeds),
-        models=names,
-        window=window,
-        lda_config=lda,
-        lda_seed=lda_seed,
-        train_config=tc,
-        overwrite=overwrite,
-        on_intents=mined,
-        progress=show,
-    )
-    if not quiet:
-        click.echo(format_comparison_table(result))
-        click.echo(f"wrote {out}")
 
 
 # --- ranking: train and rank -----------------------------------------------------------------
