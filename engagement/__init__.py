@@ -9,9 +9,7 @@ sessions) -> :func:`mine_intents` (LDA) -> :class:`DIGMN` trained by
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import Any
+from dwellrank_logs.lazy import lazy_exports
 
 # Names are resolved on first use (PEP 562), as in ``ranking``: ``from engagement.config import
 # WindowConfig`` (the CLI's option defaults) should not pay for importing torch.
@@ -91,17 +89,4 @@ __all__ = [
     "write_scores",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        # Submodules resolve as attributes too (``engagement.dataset``), as after an explicit import.
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'engagement' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, __all__)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import Any
+from dwellrank_logs.lazy import lazy_exports
 
 # Names are resolved on first use (PEP 562): ``dwellrank estimate-tskip`` or ``from ranking import
 # estimate_tskip`` should not pay for importing LightGBM, scikit-learn and matplotlib.
@@ -105,17 +103,4 @@ __all__ = [
     "value_function",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        # Submodules resolve as attributes too (``ranking.features``), as after an explicit import.
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'ranking' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCES[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES, __all__)
