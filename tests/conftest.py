@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from hypothesis import settings
 
@@ -16,3 +19,16 @@ settings.load_profile("deterministic")
 def small_world() -> SimulationResult:
     """1,500 members x 21 days, seed 7 (about 250K impressions)."""
     return simulate(WorldConfig(n_members=1500, n_days=21), seed=7)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The one ``local[2]`` SparkSession of the whole run (:func:`dwellrank_logs.spark.local_session`); skips without pyspark."""
+    pytest.importorskip("pyspark")
+    from dwellrank_logs.spark import local_session
+
+    # C1-only JIT and the serial collector: half the JVM's start-up and first-query time on small test data.
+    fast_start = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+    session = local_session("dwellrank-tests", threads=2, driver_memory="1g", conf=fast_start)
+    yield session
+    session.stop()

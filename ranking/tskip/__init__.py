@@ -16,6 +16,8 @@ The modules, in the order the data flows:
 * :mod:`~ranking.tskip.polars_counts`: :func:`bin_counts`, one streaming polars
   ``group_by`` over ``(group, floor(dwell / bin_width))``, so a Parquet file is
   never materialised;
+* :mod:`~ranking.tskip.spark_counts`: :func:`bin_counts_spark`, the same
+  reduction as one Spark aggregation (pyspark is optional and imported lazily);
 * :mod:`~ranking.tskip.counts`: :class:`BinnedCounts`, the engine-neutral
   sufficient statistics, and the accounting of unusable dwell
   (:func:`binned_counts` of an engine's :class:`DwellKeyCounts`);
@@ -23,10 +25,14 @@ The modules, in the order the data flows:
   :func:`empirical_cdfs` and the per-bin binomial intervals;
 * :mod:`~ranking.tskip.estimate`: the threshold rule (:func:`threshold_from_curve`),
   :func:`estimate_tskip` and :func:`estimate_tskip_file`;
+* :mod:`~ranking.tskip.spark`: :func:`estimate_tskip_spark`, the estimate from a
+  Spark DataFrame or a Parquet path read by Spark;
 * :mod:`~ranking.tskip.result`: :class:`TskipResult` and :class:`GroupThreshold`, with their JSON and text reports;
 * :mod:`~ranking.tskip.label`: :func:`skip_label_expr`, :func:`add_skip_label`
   and :class:`TskipEstimator`, a thin fitted-state wrapper;
-* :mod:`~ranking.tskip.plot`: :func:`plot_tskip`, the figures of the post.
+* :mod:`~ranking.tskip.plot`: :func:`plot_tskip`, the figures of the post;
+* :mod:`~ranking.tskip.outputs`: :func:`write_tskip_outputs` (JSON and PNG, all or
+  nothing) and :func:`tskip_from_logs` (T_skip of a logs directory).
 """
 
 from ranking.tskip.config import TskipConfig
@@ -44,10 +50,14 @@ from ranking.tskip.estimate import threshold_from_curve
 from ranking.tskip.label import TskipEstimator
 from ranking.tskip.label import add_skip_label
 from ranking.tskip.label import skip_label_expr
+from ranking.tskip.outputs import tskip_from_logs
+from ranking.tskip.outputs import write_tskip_outputs
 from ranking.tskip.plot import plot_tskip
 from ranking.tskip.polars_counts import bin_counts
 from ranking.tskip.result import GroupThreshold
 from ranking.tskip.result import TskipResult
+from ranking.tskip.spark import estimate_tskip_spark
+from ranking.tskip.spark_counts import bin_counts_spark
 
 __all__ = [
     "BayesCurve",
@@ -62,11 +72,15 @@ __all__ = [
     "add_skip_label",
     "bayes_curve",
     "bin_counts",
+    "bin_counts_spark",
     "binned_counts",
     "empirical_cdfs",
     "estimate_tskip",
     "estimate_tskip_file",
+    "estimate_tskip_spark",
     "plot_tskip",
     "skip_label_expr",
     "threshold_from_curve",
+    "tskip_from_logs",
+    "write_tskip_outputs",
 ]

@@ -14,6 +14,7 @@ from dwellrank_pipeline import demo as pipeline
 SMALL = pipeline.DemoSizes(members=800, days=10, ab_members=800, ab_days=6, ab_pre_days=2, warmup_members=800, warmup_days=8)
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage(tmp_path: Path):
     out = tmp_path / "demo"
     lines: list[str] = []

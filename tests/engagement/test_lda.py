@@ -83,6 +83,7 @@ def test_weighted_perplexity_equals_sklearn_on_the_expanded_corpus() -> None:
     assert ours == pytest.approx(ref, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_reaches_sklearn_perplexity() -> None:
     """At equal K the weighted fit is as good as scikit-learn's batch fit on the expanded corpus.
 

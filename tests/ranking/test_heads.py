@@ -16,6 +16,9 @@ from ranking.metrics import compare_heads
 from ranking.model import HEADS
 from tests.ranking.ranking_worlds import split, xy
 
+# The module fixture trains every head on a simulated world (about 25 s on 2 cores).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def click_head():

@@ -206,6 +206,7 @@ def test_cli_train_bad_input(logs_dir, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_training_report_compares_baselines_and_dwell_lift():
     """With baselines on, the report holds constant / LR-only / GBDT-only / GBDT+LR held-out metrics
     for every head, the P(skip) AUC with and without dwell features, and regression deviances."""
