@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import click
 
 from dwellrank_logs.engine import ENGINES
-from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.errors import DwellrankError, SchemaError
 from dwellrank_pipeline.demo import DemoSizes
+from dwellrank_pipeline.flags import in_flags, one_line_warning
 from dwellrank_pipeline.forecast_cli import forecast
 from dwellrank_pipeline.presets import PRESETS, PresetContext
 from ranking.features import FEATURE_SETS
@@ -51,7 +53,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DwellrankError as exc:
-            click.echo(f"error: {exc}", err=True)
+            text = str(exc)
+            if not isinstance(exc, SchemaError) and ctx.invoked_subcommand:
+                text = in_flags(text, self.get_command(ctx, ctx.invoked_subcommand))
+            click.echo(f"error: {' '.join(text.splitlines())}", err=True)
             ctx.exit(2)
 
 
@@ -59,6 +64,7 @@ class _Group(click.Group):
 @click.version_option("0.1.0", prog_name="dwellrank")
 def main() -> None:
     """Dwell-time-aware feed ranking, engagement forecasting and simulation."""
+    warnings.showwarning = one_line_warning
 
 
 main.add_command(forecast)
@@ -90,10 +96,12 @@ def simulate(
     n_members: int, n_days: int, seed: int, t_skip_s: float, out: str, overwrite: bool, overrides: tuple[str, ...], quiet: bool
 ) -> None:
     """Simulate a feed and write the six log tables, ground truth and a summary."""
+    from dwellrank_logs.io import check_output_dir
     from simulate import simulate_to
     from simulate.config import parse_overrides
 
     cfg = WorldConfig(**{**parse_overrides(overrides), "n_members": n_members, "n_days": n_days, "t_skip_s": t_skip_s})
+    check_output_dir(out, overwrite, "--out")  # writable, and not replaced unasked, before simulating
     # Refuses a non-empty --out before simulating; the tables are not kept in memory (only the summary is printed).
     with _progress(cfg.n_days, "simulating days", quiet) as bar:
         result = simulate_to(out, cfg, seed=seed, progress=bar, overwrite=overwrite, keep_tables=False)
@@ -155,9 +163,10 @@ def estimate_tskip(
     quiet: bool,
 ) -> None:
     """Estimate T_skip by Bayes' rule from an impressions table, overall and per update type."""
-    import warnings
+    import os
 
-    from dwellrank_logs.io import check_output_file
+    from dwellrank_logs.errors import OutputError
+    from dwellrank_logs.io import check_not_input, check_output_file
     from ranking.tskip import write_tskip_outputs
 
     cfg = TskipConfig(
@@ -173,6 +182,9 @@ def estimate_tskip(
     for opt, p in (("--out", out), ("--plot", plot)):
         if p is not None:
             check_output_file(p, opt)  # before reading anything
+            check_not_input(p, {"--impressions": impressions}, opt)
+    if out is not None and plot is not None and os.path.realpath(out) == os.path.realpath(plot):
+        raise OutputError(f"--plot {plot}: is the --out path too; give the JSON and the PNG different paths")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _estimate_tskip(impressions, cfg, engine)
@@ -200,22 +212,28 @@ def _estimate_tskip(impressions: str, cfg: TskipConfig, engine: str) -> Any:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="Output directory (replaced).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="Output directory (new or empty).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the world, training and the A/B test.")
 @click.option("--members", type=int, default=_DEMO.members, show_default=True, help="Members of the simulated world and of the A/B test.")
 @click.option("--days", type=int, default=_DEMO.days, show_default=True, help="Days of the simulated world and of the A/B test.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars or stage lines.")
-def demo(out: str, seed: int, members: int, days: int, quiet: bool) -> None:
+def demo(out: str, seed: int, members: int, days: int, overwrite: bool, quiet: bool) -> None:
     """The main job on built-in defaults: simulate, estimate T_skip, train, rank, A/B report.
 
     Writes logs/, tskip.json/png, model/, ranked.parquet, ab/ and demo.json under
-    --out, which is replaced only when every stage has succeeded.
+    --out, which appears only when every stage has succeeded; an existing
+    non-empty --out is replaced only with --overwrite.
     """
+    from dwellrank_logs.io import check_output_dir
     from dwellrank_pipeline.demo import run_demo
 
     sizes = DemoSizes(members=members, days=days, ab_members=members, ab_days=days)
+    check_output_dir(out, overwrite, "--out")
     echo = (lambda _m: None) if quiet else click.echo
-    result = run_demo(out, seed=seed, sizes=sizes, log=echo, progress=lambda total, label: _progress(total, label, quiet))
+    result = run_demo(
+        out, seed=seed, sizes=sizes, log=echo, progress=lambda total, label: _progress(total, label, quiet), overwrite=overwrite
+    )
     echo(f"wrote {out} in {result['seconds']:.0f} s (seed {seed})")
 
 
@@ -291,8 +309,15 @@ def simulate_ab(
     quiet: bool,
 ) -> None:
     """Offline A/B test in the simulator: two rankers, one population, closed loop, statistics."""
+    import os
+
+    from dwellrank_logs.io import check_not_input, check_output_dir
     from dwellrank_pipeline.ab import run_named_ab
     from simulate.ab_report import format_ab_table
+
+    check_output_dir(out, overwrite, "--out")
+    # A ranker given as a model directory is an input: the output must not replace or sit in it.
+    check_not_input(out, {flag: r for flag, r in (("--control", control), ("--treatment", treatment)) if os.path.exists(r)}, "--out")
 
     cfg = ABConfig(
         world=WorldConfig(n_members=n_members, n_days=n_days),
@@ -357,15 +382,21 @@ def train(
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
-    from dwellrank_logs.io import check_output_dir
+    from dwellrank_logs.io import check_not_input, check_output_dir
     from ranking.train import train_ranker
-    from ranking.tskip import tskip_from_logs
+    from ranking.tskip import InsufficientDataError, tskip_from_logs
 
-    check_output_dir(out, overwrite)  # before estimating or training, creating nothing
+    check_output_dir(out, overwrite, "--out")  # writable, not replaced unasked: before estimating or training, creating nothing
+    check_not_input(out, {"--logs": logs_dir}, "--out")
     estimated = t_skip_s is None
+    if t_skip_s is None:
+        try:
+            t_skip_s = tskip_from_logs(logs_dir)
+        except InsufficientDataError as exc:
+            raise InsufficientDataError(f"{exc}; or pass --t-skip to train with a known T_skip") from None
     cfg = TrainConfig(
         feature_set=feature_set,
-        t_skip_s=tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s,
+        t_skip_s=t_skip_s,
         seed=seed,
         holdout_days=holdout_days,
         baselines=not no_baselines,
@@ -403,14 +434,27 @@ def train(
     help="Logs directory to compute features from history (when the candidates lack feature columns).",
 )
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Value weights JSON (default: the model's).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No summary.")
-def rank(model_dir: str, candidates: str, out: str, top_k: int | None, logs_dir: str | None, weights_path: str | None, quiet: bool) -> None:
+def rank(
+    model_dir: str,
+    candidates: str,
+    out: str,
+    top_k: int | None,
+    logs_dir: str | None,
+    weights_path: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Score candidate rows: every head's prediction, the value score and the rank per request."""
+    from dwellrank_logs.io import check_not_input, check_output_file
     from ranking.ranker import rank_candidates_file
     from ranking.value import load_weights
 
+    check_output_file(out, "--out", overwrite=overwrite)  # before loading the model or scoring
+    check_not_input(out, {"--candidates": candidates, "--model": model_dir, "--logs": logs_dir, "--weights": weights_path}, "--out")
     weights = load_weights(weights_path) if weights_path else None
-    result = rank_candidates_file(model_dir, candidates, out, top_k=top_k, logs_dir=logs_dir, weights=weights)
+    result = rank_candidates_file(model_dir, candidates, out, top_k=top_k, logs_dir=logs_dir, weights=weights, overwrite=overwrite)
     if not quiet:
         n_req = result["request_id"].n_unique() if "request_id" in result.columns else 1
         click.echo(f"wrote {out}: {result.height:,} rows, {n_req:,} request(s), mean score {result['score'].to_numpy().mean():.4f}")

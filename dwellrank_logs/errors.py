@@ -7,7 +7,7 @@ argument, the rule that was broken and what arrived.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DwellrankError", "OutputExistsError", "SchemaError", "first_line"]
+__all__ = ["ConfigError", "DwellrankError", "OutputError", "OutputExistsError", "SchemaError", "first_line"]
 
 
 class DwellrankError(Exception):
@@ -22,7 +22,14 @@ class ConfigError(DwellrankError, ValueError):
     """A configuration value or argument is out of its valid range."""
 
 
-class OutputExistsError(DwellrankError, FileExistsError):
+class OutputError(DwellrankError, OSError):
+    """An output cannot be written: no permission, a read-only or full file system, a file in the way, one of the inputs.
+
+    The message names the path and the system's reason (``strerror``).
+    """
+
+
+class OutputExistsError(OutputError, FileExistsError):
     """An output path already holds data and overwriting was not requested."""
 
 

@@ -42,12 +42,17 @@ def scan_table(
     columns : tuple of str, optional
         Validate only these columns of the schema.
     check_domains : bool
-        Verify string columns with a fixed domain (event types, channels).
+        Check the values in one aggregation pass: no nulls in non-null
+        columns, the table's key (members' ``member_id``, updates'
+        ``update_id``, sessions' ``session_id``) unique, string columns with a
+        fixed domain (event types, channels) within it.  See
+        :func:`dwellrank_logs.schema.validate_frame`.
 
     Raises
     ------
     SchemaError
-        The file does not exist, is empty or not Parquet, or breaks the schema.
+        The file does not exist, is empty or not Parquet, or breaks the
+        schema; the message names the file, the column and how many rows.
     """
     p = Path(path)
     return validate_frame(open_parquet(p, table), table, source=str(p), columns=columns, check_domains=check_domains)
@@ -240,7 +245,7 @@ def _open_dataset(d: Path, table: str) -> pl.LazyFrame:
 
 
 def scan_logs(logs_dir: str | os.PathLike[str], tables: tuple[str, ...] = TABLE_NAMES) -> dict[str, pl.LazyFrame]:
-    """Scan several tables of a logs directory; see :func:`scan_table`."""
+    """Scan and validate several tables of a logs directory (types, nulls, keys, domains); see :func:`scan_table`."""
     d = Path(logs_dir)
     if not d.is_dir():
         raise SchemaError(f"{d}: not a directory of log tables")

@@ -117,11 +117,16 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
-    """Required columns of one table; extra columns are kept as they are."""
+    """Required columns of one table; extra columns are kept as they are.
+
+    ``key`` names the column whose values identify a row (each appears once),
+    or is None for a table of events that may repeat.
+    """
 
     name: str
     columns: tuple[Column, ...]
     doc: str = ""
+    key: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -157,6 +162,7 @@ TABLES: dict[str, TableSchema] = {
                 _c("is_premium", "bool", pl.Boolean(), "premium subscriber (macroscopic feature)"),
             ),
             "one row per member; macroscopic features of the DIGMN paper",
+            key="member_id",
         ),
         TableSchema(
             "updates",
@@ -168,6 +174,7 @@ TABLES: dict[str, TableSchema] = {
                 _c("topic", "int", pl.Int16(), "topic id from the content classifier"),
             ),
             "one row per feed update",
+            key="update_id",
         ),
         TableSchema(
             "impressions",
@@ -214,6 +221,7 @@ TABLES: dict[str, TableSchema] = {
                 _c("client", "str", pl.String(), "client used"),
             ),
             "one row per session",
+            key="session_id",
         ),
         TableSchema(
             "events",
@@ -264,8 +272,8 @@ def validate_frame(
     Parameters
     ----------
     frame : polars.DataFrame or polars.LazyFrame
-        The table as read.  Only its schema is inspected eagerly; domain
-        checks scan just the string columns that have a domain.
+        The table as read.  Its schema is inspected first; the values are then
+        checked in one aggregation pass (no rows are materialised).
     table : str
         One of :data:`TABLE_NAMES`.
     source : str
@@ -274,7 +282,11 @@ def validate_frame(
         Validate only these schema columns (a stage that needs a subset of a
         table should not reject logs lacking the others).  Default: all.
     check_domains : bool
-        Whether to verify string columns against their allowed values.
+        Whether to check the values: no nulls in the columns the schema says
+        are non-null, each value of the table's key (``member_id`` of members,
+        ``update_id`` of updates, ``session_id`` of sessions) once, and string
+        columns with a fixed domain within it.  False checks the schema only,
+        for a stage that treats unusable values itself (and counts them).
 
     Returns
     -------
@@ -285,8 +297,10 @@ def validate_frame(
     Raises
     ------
     SchemaError
-        A required column is missing, has the wrong kind of type, or (for
-        domain columns) holds values outside the allowed set.
+        A required column is missing or has the wrong kind of type; with
+        ``check_domains``, a non-null column holds nulls, a key repeats, or a
+        domain column holds values outside the allowed set.  Each message
+        names ``source``, the column and how many rows are at fault.
     """
     spec = _table(table)
     lf = frame.lazy()
@@ -312,29 +326,62 @@ def validate_frame(
             casts.append(expr.dt.cast_time_unit(TIME_UNIT).dt.convert_time_zone(TIME_ZONE))
         else:
             casts.append(pl.col(col.name).cast(col.dtype))
-    lf = lf.with_columns(casts)
     if check_domains:
-        domain_cols = [c for c in wanted if c.domain is not None]
-        if domain_cols:
-            bad = (
-                lf.select(
-                    [
-                        pl.col(c.name)
-                        .filter(~pl.col(c.name).is_in(list(c.domain or ())) & pl.col(c.name).is_not_null())
-                        .unique()
-                        .sort()
-                        .head(5)
-                        .implode()
-                        .alias(c.name)
-                        for c in domain_cols
-                    ]
-                )
-                .collect()
-                .row(0, named=True)
+        _check_values(lf, spec, wanted, source)
+    return lf.with_columns(casts)
+
+
+def _check_values(lf: pl.LazyFrame, spec: TableSchema, wanted: tuple[Column, ...], source: str) -> None:
+    """Nulls in non-null columns, repeated keys and out-of-domain strings, in one aggregation pass over ``lf``.
+
+    The pass reads the uncast columns (a null count or a distinct count does
+    not need the canonical type); only a failing check looks at the rows again,
+    to quote an example.
+    """
+    non_null = [c.name for c in wanted if not c.nullable]
+    key = spec.key if spec.key is not None and spec.key in {c.name for c in wanted} else None
+    domain_cols = [c for c in wanted if c.domain is not None]
+    aggs = [pl.len().alias("_rows")]
+    aggs += [pl.col(c).null_count().alias(f"null:{c}") for c in non_null]
+    if key is not None:
+        aggs.append((pl.len() - pl.col(key).n_unique()).alias("repeats"))
+    aggs += [
+        pl.col(c.name)
+        .cast(pl.String)
+        .filter(~pl.col(c.name).cast(pl.String).is_in(list(c.domain or ())) & pl.col(c.name).is_not_null())
+        .unique()
+        .sort()
+        .head(5)
+        .implode()
+        .alias(f"domain:{c.name}")
+        for c in domain_cols
+    ]
+    try:
+        got = lf.select(aggs).collect().row(0, named=True)
+    except Exception as exc:  # a part that breaks while read, a cast that fails
+        raise SchemaError(f"{source}: cannot read the {spec.name} table: {first_line(exc)}") from exc
+    rows = got["_rows"]
+    nulls = {c: got[f"null:{c}"] for c in non_null if got[f"null:{c}"]}
+    if nulls:
+        (first, n), *others = nulls.items()
+        also = f"; also null: {', '.join(f'{c!r} ({k:,})' for c, k in others)}" if others else ""
+        raise SchemaError(
+            f"{source}: column '{first}' has {n:,} null value(s) in {rows:,} rows ({_share(n, rows)}); "
+            f"the {spec.name} schema allows none{also}"
+        )
+    if key is not None and got["repeats"]:
+        example = lf.group_by(key).agg(pl.len().alias("n")).filter(pl.col("n") > 1).sort(key).head(1).collect().row(0, named=True)
+        raise SchemaError(
+            f"{source}: column '{key}' is the key of the {spec.name} table, but {got['repeats']:,} of {rows:,} rows repeat "
+            f"a value (e.g. {key} {example[key]} appears {example['n']:,} times); each {key} must appear once"
+        )
+    for c in domain_cols:
+        if got[f"domain:{c.name}"]:
+            raise SchemaError(
+                f"{source}: column '{c.name}' has unknown value(s) {got[f'domain:{c.name}']}; expected one of {', '.join(c.domain or ())}"
             )
-            for c in domain_cols:
-                if bad[c.name]:
-                    raise SchemaError(
-                        f"{source}: column '{c.name}' has unknown value(s) {bad[c.name]}; expected one of {', '.join(c.domain or ())}"
-                    )
-    return lf
+
+
+def _share(n: int, rows: int) -> str:
+    pct = 100 * n / rows if rows else 0.0
+    return f"{pct:.1f}%" if pct >= 0.1 else "<0.1%"

@@ -1,17 +1,25 @@
 """Writing outputs atomically: a temporary sibling first, renamed into place.
 
-A failed run never leaves a half-written result, and a killed run's
-temporaries are recognised by a lock it no longer holds and swept by the next
-write of the same output.
+A failed run never leaves a half-written result: an error, SIGINT or SIGTERM
+removes the run's temporaries, and a run killed outright leaves them behind a
+lock it no longer holds, so the next write of the same output sweeps them.
+An existing output is replaced only when asked, checked again by the final
+rename, so of two runs writing one output without ``overwrite`` one wins and
+the other fails.  Every operating-system error becomes one
+:class:`~dwellrank_logs.errors.OutputError` line naming the path and the
+system's reason.  The checks made before any work are in :mod:`dwellrank_logs.paths`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,7 +32,8 @@ try:
 except ImportError:  # not on Windows: temporaries of killed runs are then left in place
     fcntl = None  # type: ignore[assignment]
 
-from dwellrank_logs.errors import OutputExistsError
+from dwellrank_logs.errors import DwellrankError, OutputError, OutputExistsError
+from dwellrank_logs.paths import check_output_dir, check_output_file, os_reason, output_target
 
 __all__ = [
     "atomic_dir",
@@ -136,16 +145,50 @@ def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+# Signals that would end the process without unwinding the stack: while an output is being
+# written they raise SystemExit instead, so the temporaries go (SIGINT already raises
+# KeyboardInterrupt, unless a parent set it to the default action).
+_EXIT_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, n))
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals() -> Iterator[None]:
+    """For the block, turn a terminating signal left at its default action into ``SystemExit(128 + signum)``.
+
+    Only in the main thread (where Python runs signal handlers), only for
+    signals whose handler is the default (an application's own handler, an
+    ignored signal and an enclosing block's handler are left alone), and the
+    previous handler is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    installed = {}
+    for s in _EXIT_SIGNALS:
+        if signal.getsignal(s) == signal.SIG_DFL:
+            installed[s] = signal.signal(s, _exit_on_signal)
+    try:
+        yield
+    finally:
+        for s, previous in installed.items():
+            signal.signal(s, previous)
+
+
 @contextlib.contextmanager
 def _temporary(target: Path, directory: bool) -> Iterator[Path]:
     """A locked temporary file or folder next to ``target``, removed if the block fails.
 
     Temporaries of ``target`` left by killed runs are removed first.  The
     block renames the temporary into place; permissions follow the umask, as
-    for any file or folder.
+    for any file or folder.  A terminating signal during the block removes
+    the temporary and its lock before the process exits.
     """
     sweep_stale(target)
-    with _run_lock(target) as token:
+    with _cleanup_on_signals(), _run_lock(target) as token:
         tmp = _sibling(target, _TMP, token)
         if directory:
             tmp.mkdir(mode=0o777)
@@ -158,35 +201,103 @@ def _temporary(target: Path, directory: bool) -> Iterator[Path]:
             raise
 
 
+def _write_failure(shown: str, exc: BaseException, tmp: Path) -> OutputError | None:
+    """The one-line error for an operating-system error ``exc`` met while writing ``shown``, or None for any other error."""
+    if isinstance(exc, DwellrankError):
+        return None
+    reason = os_reason(exc)
+    if reason is None:
+        return None
+    where = getattr(exc, "filename", None)
+    if where and not os.fspath(where).startswith(os.fspath(tmp)):
+        reason += f": {where}"
+    return OutputError(f"{shown}: cannot write the output ({reason})")
+
+
+def _in_final_terms(exc: DwellrankError, tmp: Path, shown: str) -> DwellrankError | None:
+    """``exc`` with the temporary directory's path in its message replaced by the output's, or None if it has none."""
+    text = str(exc)
+    if os.fspath(tmp) not in text:
+        return None
+    try:
+        return type(exc)(text.replace(os.fspath(tmp), shown))
+    except Exception:  # an exception type with another constructor: keep the original
+        return None
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is untouched.
     Temporaries of ``path`` left by killed runs are removed first
-    (:func:`sweep_stale`).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary(target, directory=False) as tmp:
-        yield tmp
-        os.replace(tmp, target)
+    (:func:`sweep_stale`).  A symbolic link at ``path`` is written through.
 
-
-def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
-    """Refuse, before any work, a file output whose path is a directory.
+    Parameters
+    ----------
+    path : path-like
+    overwrite : bool
+        Replace an existing file.  Without it a file at ``path``, there before
+        or created by another run meanwhile, raises :class:`OutputExistsError`
+        and is left as it is.
 
     Raises
     ------
-    OutputExistsError
-        ``<what> <path>: is a directory, expected a file path``.
+    OutputError
+        Any operating-system error while creating, writing or renaming
+        (permissions, a read-only or full file system, a file in the way),
+        as one line naming ``path`` and the system's reason.
     """
-    if Path(path).is_dir():
-        raise OutputExistsError(f"{what} {path}: is a directory, expected a file path")
+    shown = os.fspath(path)
+    target = output_target(path)
+    if target.is_dir():
+        raise OutputExistsError(f"{shown}: is a directory, expected a file path")
+    with contextlib.ExitStack() as stack:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(_temporary(target, directory=False))
+        except OSError as exc:
+            raise OutputError(f"{shown}: cannot write output here ({os_reason(exc)})") from exc
+        try:
+            yield tmp
+        except DwellrankError as exc:  # a nested write's error names this temporary: name the output instead
+            renamed = _in_final_terms(exc, tmp, shown)
+            if renamed is None:
+                raise
+            raise renamed from exc
+        except Exception as exc:
+            failure = _write_failure(shown, exc, tmp)
+            if failure is None:
+                raise
+            raise failure from exc
+        try:
+            _commit_file(tmp, target, shown, overwrite)
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(f"{shown}: cannot write the output ({os_reason(exc)})") from exc
+
+
+def _commit_file(tmp: Path, target: Path, shown: str, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # fails if target exists, however it got there: no run replaces another's file
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{shown}: appeared while this run was writing (another run?); left as it is (pass --overwrite to replace it)"
+        ) from None
+    except OSError:  # a file system without hard links: the check and the rename are then two steps
+        if target.exists():
+            raise OutputExistsError(f"{shown}: exists (pass --overwrite to replace it)") from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
 
 
 @contextlib.contextmanager
-def atomic_files(paths: Mapping[str, str | os.PathLike[str] | None]) -> Iterator[dict[str, Path]]:
+def atomic_files(paths: Mapping[str, str | os.PathLike[str] | None], overwrite: bool = True) -> Iterator[dict[str, Path]]:
     """Temporaries for several file outputs, renamed into place together when the block succeeds.
 
     ``paths`` maps a label (an option name such as ``"--out"``, used in messages) to
@@ -194,28 +305,13 @@ def atomic_files(paths: Mapping[str, str | os.PathLike[str] | None]) -> Iterator
     :func:`check_output_file` before anything is written.  Yields label -> temporary
     path for the wanted outputs.  On any exception every temporary is removed and no
     output is touched: all outputs or none (only a failing rename itself, after the
-    block, can leave the earlier ones renamed).
+    block, can leave the earlier ones renamed).  Errors are as for :func:`atomic_file`.
     """
     wanted = {k: p for k, p in paths.items() if p is not None}
     for label, p in wanted.items():
-        check_output_file(p, label)
+        check_output_file(p, label, overwrite=overwrite)
     with contextlib.ExitStack() as stack:
-        yield {label: stack.enter_context(atomic_file(p)) for label, p in wanted.items()}
-
-
-def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Refuse, before any work and without creating anything, an output directory that cannot be written.
-
-    Raises
-    ------
-    OutputExistsError
-        ``path`` is a file, or a non-empty directory while ``overwrite`` is false.
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputExistsError(f"{p}: exists and is not a directory")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{p}: directory is not empty (pass --overwrite to replace it)")
+        yield {label: stack.enter_context(atomic_file(p, overwrite=overwrite)) for label, p in wanted.items()}
 
 
 @contextlib.contextmanager
@@ -225,46 +321,93 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     Parameters
     ----------
     path : path-like
-        The output directory.
+        The output directory.  A symbolic link is written through: the link
+        stays, the directory it points at is what gets replaced.
     overwrite : bool
         Replace an existing non-empty directory.  Without it such a directory
-        raises :class:`OutputExistsError` before any work is done.
+        raises :class:`OutputExistsError` before any work is done, and again
+        at the final rename if one appeared meanwhile (another run finished
+        first): that run's output is left intact and this one's discarded.
 
     Temporaries of ``path`` left by killed runs are removed first
-    (:func:`sweep_stale`).
+    (:func:`sweep_stale`); a terminating signal removes this run's.  Messages
+    of errors raised in the block name the output's path, not the temporary's.
+
+    Raises
+    ------
+    OutputError
+        Any operating-system error while creating, writing or renaming,
+        as one line naming ``path`` and the system's reason.
     """
-    target = Path(path)
-    check_output_dir(target, overwrite)
+    shown = os.fspath(path)
+    check_output_dir(path, overwrite)
+    target = output_target(path)
     parent = target.parent if str(target.parent) else Path(".")
     with contextlib.ExitStack() as stack:
         try:
             parent.mkdir(parents=True, exist_ok=True)
             tmp = stack.enter_context(_temporary(target, directory=True))
         except OSError as exc:
-            raise OutputExistsError(f"{target}: cannot write output here ({exc.strerror})") from exc
-        yield tmp
-        if target.exists():
-            old = _sibling(target, _OLD, _token(target, _TMP, tmp))
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+            raise OutputError(f"{shown}: cannot write output here ({os_reason(exc)})") from exc
+        try:
+            yield tmp
+        except DwellrankError as exc:
+            renamed = _in_final_terms(exc, tmp, shown)
+            if renamed is None:
+                raise
+            raise renamed from exc
+        except Exception as exc:
+            failure = _write_failure(shown, exc, tmp)
+            if failure is None:
+                raise
+            raise failure from exc
+        try:
+            _commit_dir(tmp, target, shown, overwrite)
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(f"{shown}: cannot write the output ({os_reason(exc)})") from exc
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    with atomic_file(path) as tmp:
+def _commit_dir(tmp: Path, target: Path, shown: str, overwrite: bool) -> None:
+    """Rename ``tmp`` onto ``target``; a non-empty ``target`` only with ``overwrite``, checked by the rename itself."""
+    if not overwrite or not target.exists():
+        try:
+            os.replace(tmp, target)  # rename(2) replaces an empty directory only: atomic against another run
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OutputExistsError(
+                    f"{shown}: appeared while this run was writing (another run?); left as it is, this run's output "
+                    "discarded (pass --overwrite to replace it)"
+                ) from None
+            if exc.errno == errno.ENOTDIR:
+                raise OutputExistsError(f"{shown}: exists and is not a directory") from None
+            raise
+        return
+    old = _sibling(target, _OLD, _token(target, _TMP, tmp))
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not target.exists():  # put the previous output back rather than leave nothing
+            os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, overwrite: bool = True) -> None:
+    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_file` for ``overwrite`` and errors)."""
+    with atomic_file(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_parquet(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write ``frame`` as Parquet (zstd), atomically.
+def write_parquet(frame: pl.DataFrame, path: str | os.PathLike[str], overwrite: bool = True) -> None:
+    """Write ``frame`` as Parquet (zstd), atomically (see :func:`atomic_file` for ``overwrite`` and errors).
 
     Statistics are written; the file's bytes depend only on the data, so the
     same seed gives byte-identical files.
     """
-    with atomic_file(path) as tmp:
+    with atomic_file(path, overwrite=overwrite) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from dwellrank_logs.checks import check_int, check_positive_int
+from dwellrank_logs.errors import ConfigError
 
 __all__ = ["DemoSizes", "last_day_candidates", "run_demo"]
 
@@ -65,14 +66,32 @@ def last_day_candidates(logs_dir: str | os.PathLike[str]) -> pl.DataFrame:
     )
 
 
+def _estimate_tskip(impressions: os.PathLike[str], sizes: DemoSizes) -> Any:
+    """T_skip on the default configuration; a world too small for it is refused in the demo's terms."""
+    import re
+
+    from ranking.tskip import InsufficientDataError, TskipConfig, estimate_tskip_file
+
+    try:
+        return estimate_tskip_file(impressions, TskipConfig())
+    except InsufficientDataError as exc:
+        # The demo does not expose the estimator's minimum: say what it is, and what the user can change.
+        detail = re.sub(r"min_rows_per_group=([\d,]+)", r"the \1", str(exc))
+        raise ConfigError(
+            f"the demo's world of {sizes.members} members x {sizes.days} days is too small to estimate T_skip ({detail}); "
+            "use more members or days"
+        ) from None
+
+
 def run_demo(
     out: str | os.PathLike[str],
     seed: int = 0,
     sizes: DemoSizes | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     progress: Callable[[int, str], AbstractContextManager[Callable[[int], None] | None]] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run every stage on one seed and write the artifacts under ``out`` (replaced).
+    """Run every stage on one seed and write the artifacts under ``out``.
 
     Layout: ``logs/`` (simulated tables + truth), ``tskip.json``/``tskip.png``,
     ``model/`` (heads, weights, report.json/png with held-out metrics),
@@ -82,7 +101,9 @@ def run_demo(
     Parameters
     ----------
     out : path-like
-        Output directory; replaced when every stage has succeeded.
+        Output directory, written when every stage has succeeded.  It must
+        not exist or be empty unless ``overwrite`` (checked before any work
+        and again at the final rename).
     seed : int
         Seeds the world, training and the A/B test.
     sizes : DemoSizes, optional
@@ -91,12 +112,22 @@ def run_demo(
     progress : callable, optional
         ``progress(total, label)`` returns a context manager yielding a
         per-step callback (or None), e.g. a terminal progress bar.
+    overwrite : bool
+        Replace a non-empty ``out``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` is a non-empty directory and ``overwrite`` is false, or a file.
+    ConfigError
+        The world is too small for a stage (too few impressions for T_skip,
+        too few days to train, too few members for the A/B test).
     """
     from dwellrank_logs.io import atomic_dir, table_path, write_json
     from dwellrank_pipeline.presets import PresetContext, resolve_ranker
     from ranking.ranker import rank_candidates_file
     from ranking.train import TrainConfig, train_ranker
-    from ranking.tskip import TskipConfig, estimate_tskip_file, write_tskip_outputs
+    from ranking.tskip import write_tskip_outputs
     from simulate import WorldConfig, simulate, write_simulation
     from simulate.ab import ABConfig, run_ab
     from simulate.ab_report import format_ab_table, write_ab
@@ -105,7 +136,7 @@ def run_demo(
     bar = progress or (lambda _total, _label: nullcontext(None))
     headline: dict[str, Any] = {"seed": seed, "sizes": sizes.__dict__}
     t_start = time.perf_counter()
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         world = WorldConfig(n_members=sizes.members, n_days=sizes.days)
         with bar(world.n_days, "simulating") as step:
             sim = simulate(world, seed=seed, progress=step)
@@ -117,7 +148,7 @@ def run_demo(
             f"{s['rows']['impressions']:,} impressions, {s['rows']['sessions']:,} sessions, skip rate {s['skip_rate']:.3f}"
         )
 
-        tskip = estimate_tskip_file(table_path(logs_dir, "impressions"), TskipConfig())
+        tskip = _estimate_tskip(table_path(logs_dir, "impressions"), sizes)
         write_tskip_outputs(tskip, tmp / "tskip.json", tmp / "tskip.png")
         headline["t_skip_s"] = {
             "estimate": tskip.t_skip_s,

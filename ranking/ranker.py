@@ -192,12 +192,17 @@ def _read_candidates(path: str | os.PathLike[str]) -> pl.DataFrame:
     p = Path(path)
     if not p.exists():
         raise SchemaError(f"{p}: no such candidates file (expected Parquet)")
-    if p.is_dir() or p.stat().st_size == 0:
-        raise SchemaError(f"{p}: candidates file is empty or a directory, expected Parquet")
+    if p.is_dir():
+        raise SchemaError(f"{p}: is a directory, expected the candidates as one Parquet file")
     try:
-        frame = pl.read_parquet(p)
+        empty = p.stat().st_size == 0
+        frame = None if empty else pl.read_parquet(p)
+    except OSError as exc:  # no permission, a file removed meanwhile
+        raise SchemaError(f"{p}: cannot read the candidates file ({exc.strerror})") from None
     except Exception as exc:  # polars raises several types for unreadable input
         raise SchemaError(f"{p}: not a readable Parquet file ({first_line(exc)})") from None
+    if frame is None:
+        raise SchemaError(f"{p}: candidates file is empty, expected Parquet")
     if frame.height == 0:
         raise SchemaError(f"{p}: candidates file has no rows")
     return frame
@@ -210,6 +215,7 @@ def rank_candidates_file(
     top_k: int | None = None,
     logs_dir: str | os.PathLike[str] | None = None,
     weights: ValueWeights | None = None,
+    overwrite: bool = False,
 ) -> pl.DataFrame:
     """Score a Parquet candidate file and write every prediction, score and rank.
 
@@ -222,9 +228,22 @@ def rank_candidates_file(
     Output: request_id, member_id, update_id (those present), ``p_*``,
     ``down_*``, ``up_*``, ``score``, ``rank`` (1 = best within request_id),
     only ranks <= ``top_k`` when given; written atomically, nothing on error.
+    An existing ``out`` is replaced only with ``overwrite`` (checked before any
+    work and again at the final rename); ``out`` must not be one of the inputs.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false, or is a directory.
+    OutputError
+        ``out`` is one of the inputs, or cannot be written (the system's reason).
     """
+    from dwellrank_logs.io import check_not_input, check_output_file
+
     if top_k is not None:
         rank_within_requests(pl.DataFrame({"score": [0.0]}), top_k)  # validates top_k before any work
+    check_output_file(out, "out", overwrite=overwrite)
+    check_not_input(out, {"candidates": candidates, "model": model_dir, "logs": logs_dir}, "out")
     ranker = FeedRanker.load(model_dir, weights=weights)
     frame = _read_candidates(candidates)
     source = str(candidates)
@@ -237,5 +256,5 @@ def rank_candidates_file(
         preds = ranker.predict_from_logs(frame, logs_dir, source=source)
     keys = frame.select([c for c in ("request_id", "member_id", "update_id") if c in frame.columns])
     result = rank_within_requests(pl.concat([keys, preds], how="horizontal"), top_k)
-    write_parquet(result, out)
+    write_parquet(result, out, overwrite=overwrite)
     return result

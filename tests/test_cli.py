@@ -53,9 +53,9 @@ def test_summary_printed_without_quiet(tmp_path: Path):
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
-        (["--members", "-5"], "n_members must be a positive integer, got -5"),
-        (["--days", "0"], "n_days must be a positive integer, got 0"),
-        (["--t-skip", "-1"], "t_skip_s must be > 0"),
+        (["--members", "-5"], "--members must be a positive integer, got -5"),
+        (["--days", "0"], "--days must be a positive integer, got 0"),
+        (["--t-skip", "-1"], "--t-skip must be > 0"),
         (["--set", "phase_lengthfixed"], "--set takes FIELD=VALUE, got 'phase_lengthfixed'"),
         (["--set", "nope=1"], "--set: WorldConfig has no field 'nope'; fields: n_members, n_days"),
         (["--set", "phase_rate=abc"], "--set phase_rate: expected float like 1.2, got 'abc'"),

@@ -174,7 +174,7 @@ def _bad_candidates(tmp_path: Path, kind: str) -> Path:
         ("wrong_dtype", [], "feature column 'age_h' must be numeric, got String"),
         ("nan_feature", [], "feature column 'hour' has 1 null/NaN/infinite value"),
         ("keys_wrong_dtype", ["--logs"], "candidate column 'request_ts' must be a Datetime type, got String"),
-        ("no_rows", ["--top-k", "0"], "top_k must be an integer >= 1, got 0"),
+        ("no_rows", ["--top-k", "0"], "--top-k must be an integer >= 1, got 0"),
         ("missing_model", [], "not a model directory"),
         ("old_model", [], "trained on feature set 'dwell' v0"),
     ],
@@ -202,7 +202,7 @@ def test_cli_train_bad_input(logs_dir, tmp_path):
     res = CliRunner().invoke(main, ["train", "--logs", str(tmp_path / "none"), "--out", str(tmp_path / "m"), "--t-skip", "2.5"])
     assert res.exit_code == 2 and "not a directory of log tables" in res.output
     res = CliRunner().invoke(main, ["train", "--logs", str(logs_dir), "--out", str(tmp_path / "m"), "--t-skip", "-1"])
-    assert res.exit_code == 2 and "t_skip_s must be a finite number of seconds > 0, got -1.0" in res.output
+    assert res.exit_code == 2 and "--t-skip must be a finite number of seconds > 0, got -1.0" in res.output
     assert not (tmp_path / "m").exists()
 
 

@@ -79,9 +79,9 @@ def test_same_seed_same_bytes(tmp_path: Path):
             ["--control", "random", "--treatment", "random", "--members", "30"],
             r"members: 30 members .* too few for a meaningful test: the minimum detectable effect would be \d\.\d\d standard deviations",
         ),
-        (["--control", "random", "--treatment", "random", "--days", "0"], r"n_days must be a positive integer, got 0"),
+        (["--control", "random", "--treatment", "random", "--days", "0"], r"--days must be a positive integer, got 0"),
         (["--control", "random", "--treatment", "random", "--alpha", "2"], r"alpha .* got 2.0"),
-        (["--control", "random", "--treatment", "random", "--ope-temperature", "0"], r"ope_temperature must be a number > 0, got 0.0"),
+        (["--control", "random", "--treatment", "random", "--ope-temperature", "0"], r"--ope-temperature must be a number > 0, got 0.0"),
     ],
 )
 def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path: Path, args, pattern):

@@ -168,10 +168,10 @@ def _empty(tmp: Path) -> Path:
         (
             _bad_nan,
             ["--min-rows", "5000"],
-            r"nan\.parquet: the table has 2,999 impressions with usable 'dwell_s', fewer than min_rows_per_group=5,000",
+            r"nan\.parquet: the table has 2,999 impressions with usable 'dwell_s', fewer than --min-rows=5,000",
         ),
-        (_bad_nan, ["--bin-width", "-0.5"], r"bin_width_s must be a finite number > 0, got -0.5"),
-        (_bad_nan, ["--eps", "2"], r"eps must be in \[0, 1\), got 2.0"),
+        (_bad_nan, ["--bin-width", "-0.5"], r"--bin-width must be a finite number > 0, got -0.5"),
+        (_bad_nan, ["--eps", "2"], r"--eps must be in \[0, 1\), got 2.0"),
     ],
 )
 def test_errors_exit_2_one_line_and_write_nothing(tmp_path: Path, make, extra, pattern):
