@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import dwellrank_logs.temporaries as temporaries
 import dwellrank_logs.write as write_module
 from dwellrank_logs import atomic_dir, atomic_file, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(write_module.fcntl is None, reason="needs flock (POSIX)")
+pytestmark = pytest.mark.skipif(temporaries.fcntl is None, reason="needs flock (POSIX)")
 
 _HOLD = textwrap.dedent(
     """

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import dwellrank_logs.write as write_module
+import dwellrank_logs.temporaries as temporaries
 from dwellrank_logs.errors import OutputError, OutputExistsError
 from dwellrank_logs.io import (
     atomic_dir,
@@ -235,7 +235,7 @@ def test_two_concurrent_writers_exactly_one_wins(tmp_path: Path, kind: str):
     assert _names(tmp_path) == [out.name]
 
 
-@pytest.mark.skipif(write_module.fcntl is None, reason="POSIX signals")
+@pytest.mark.skipif(temporaries.fcntl is None, reason="POSIX signals")
 @pytest.mark.parametrize("fn", ["atomic_dir", "atomic_file"])
 def test_sigterm_inside_a_write_removes_its_temporaries_and_restores_the_handler(tmp_path: Path, fn: str):
     before = signal.getsignal(signal.SIGTERM)
@@ -259,7 +259,7 @@ def test_an_application_signal_handler_is_left_alone(tmp_path: Path):
     previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
     try:
         with atomic_dir(tmp_path / "out") as t:
-            assert signal.getsignal(signal.SIGTERM) is not write_module._exit_on_signal
+            assert signal.getsignal(signal.SIGTERM) is not temporaries._exit_on_signal
             (t / "x").write_text("x")
     finally:
         signal.signal(signal.SIGTERM, previous)
