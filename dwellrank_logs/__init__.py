@@ -4,7 +4,7 @@ Logs are the interface between stages: ``simulate`` writes these tables,
 ``ranking`` and ``engagement`` read them.
 """
 
-from dwellrank_logs.errors import ConfigError, DwellrankError, OutputExistsError, SchemaError
+from dwellrank_logs.errors import ConfigError, DwellrankError, OutputError, OutputExistsError, SchemaError
 from dwellrank_logs.io import (
     atomic_dir,
     atomic_file,
@@ -45,6 +45,7 @@ __all__ = [
     "VIRAL_COLUMNS",
     "ConfigError",
     "DwellrankError",
+    "OutputError",
     "OutputExistsError",
     "SchemaError",
     "atomic_dir",
