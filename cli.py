@@ -435,6 +435,13 @@ def train(
 )
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Value weights JSON (default: the model's).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=ENGINES[0],
+    show_default=True,
+    help="polars on this machine, or Apache Spark (--out is then a directory of Parquet part files).",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def rank(
     model_dir: str,
@@ -444,6 +451,7 @@ def rank(
     logs_dir: str | None,
     weights_path: str | None,
     overwrite: bool,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Score candidate rows: every head's prediction, the value score and the rank per request."""
@@ -451,8 +459,22 @@ def rank(
     from ranking.ranker import rank_candidates_file
     from ranking.value import load_weights
 
+    inputs = {"--candidates": candidates, "--model": model_dir, "--logs": logs_dir, "--weights": weights_path}
+    if engine == "spark":
+        from dwellrank_logs.spark import local_session
+        from ranking.spark_rank import rank_candidates_spark
+
+        check_not_input(out, inputs, "--out")
+        weights = load_weights(weights_path) if weights_path else None
+        with local_session("dwellrank rank") as spark:  # the one place a session is built
+            r = rank_candidates_spark(
+                model_dir, candidates, out, spark=spark, top_k=top_k, logs=logs_dir, weights=weights, overwrite=overwrite
+            )
+        if not quiet:
+            click.echo(f"wrote {out}: {r.rows:,} rows, {r.requests:,} request(s), mean score {r.mean_score:.4f} (Spark)")
+        return
     check_output_file(out, "--out", overwrite=overwrite)  # before loading the model or scoring
-    check_not_input(out, {"--candidates": candidates, "--model": model_dir, "--logs": logs_dir, "--weights": weights_path}, "--out")
+    check_not_input(out, inputs, "--out")
     weights = load_weights(weights_path) if weights_path else None
     result = rank_candidates_file(model_dir, candidates, out, top_k=top_k, logs_dir=logs_dir, weights=weights, overwrite=overwrite)
     if not quiet:

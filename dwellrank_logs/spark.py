@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from types import ModuleType
@@ -90,6 +91,9 @@ def local_session(
     n = threads if threads is not None else (os.cpu_count() or 1)
     # Before the JVM starts: a host name that resolves to a loopback address makes Spark warn and pick another interface.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (mapInArrow scoring) must run this interpreter, which has the project installed;
+    # pyspark's default is whatever `python3` is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {
         "spark.sql.shuffle.partitions": str(2 * n),
         "spark.default.parallelism": str(2 * n),
