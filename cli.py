@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dwellrank_logs.engine import ENGINES
-from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.errors import ConfigError, DwellrankError, SchemaError
 from dwellrank_pipeline.demo import DemoSizes
 from dwellrank_pipeline.flags import in_flags, one_line_warning
 from dwellrank_pipeline.forecast_cli import forecast
@@ -369,6 +369,19 @@ def simulate_ab(
 @click.option("--holdout-days", type=int, default=_TRAIN.holdout_days, show_default=True, help="Last days held out for the report.")
 @click.option("--no-baselines", is_flag=True, help="Skip the LR-only/GBDT-only baselines in the report (faster).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=ENGINES[0],
+    show_default=True,
+    help="polars on this machine, or Apache Spark (the training frame is built on Spark, the heads fitted here).",
+)
+@click.option(
+    "--max-rows",
+    type=int,
+    default=None,
+    help="With --engine spark: fit on a seeded sample of at most this many training rows (recorded in metadata.json).",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
     logs_dir: str,
@@ -379,6 +392,8 @@ def train(
     holdout_days: int,
     no_baselines: bool,
     overwrite: bool,
+    engine: str,
+    max_rows: int | None,
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
@@ -388,21 +403,39 @@ def train(
 
     check_output_dir(out, overwrite, "--out")  # writable, not replaced unasked: before estimating or training, creating nothing
     check_not_input(out, {"--logs": logs_dir}, "--out")
+    if max_rows is not None and engine != "spark":
+        raise ConfigError("--max-rows samples the Spark engine's training frame; pass --engine spark with it")
     estimated = t_skip_s is None
-    if t_skip_s is None:
-        try:
-            t_skip_s = tskip_from_logs(logs_dir)
-        except InsufficientDataError as exc:
-            raise InsufficientDataError(f"{exc}; or pass --t-skip to train with a known T_skip") from None
-    cfg = TrainConfig(
-        feature_set=feature_set,
-        t_skip_s=t_skip_s,
-        seed=seed,
-        holdout_days=holdout_days,
-        baselines=not no_baselines,
-        skip_lift=not no_baselines,
-    )
-    model = train_ranker(logs_dir, config=cfg)
+
+    def config(t: float) -> TrainConfig:
+        return TrainConfig(
+            feature_set=feature_set,
+            t_skip_s=t,
+            seed=seed,
+            holdout_days=holdout_days,
+            baselines=not no_baselines,
+            skip_lift=not no_baselines,
+        )
+
+    try:
+        if engine == "spark":
+            from dwellrank_logs.io import table_path
+            from dwellrank_logs.spark import local_session
+            from ranking.train_spark import train_ranker_spark
+            from ranking.tskip import estimate_tskip_spark
+
+            with local_session("dwellrank train") as spark:  # the one place a session is built
+                if t_skip_s is None:
+                    t_skip_s = estimate_tskip_spark(str(table_path(logs_dir, "impressions")), spark=spark).t_skip_s
+                cfg = config(t_skip_s)
+                model = train_ranker_spark(logs_dir, cfg, spark=spark, max_rows=max_rows)
+        else:
+            cfg = config(tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s)
+            model = train_ranker(logs_dir, config=cfg)
+    except InsufficientDataError as exc:
+        if not estimated:
+            raise
+        raise InsufficientDataError(f"{exc}; or pass --t-skip to train with a known T_skip") from None
     model.save(out, overwrite=overwrite)
     if not quiet:
         r = model.report

@@ -47,6 +47,7 @@ _SOURCES: dict[str, str] = {
     "load_model": "ranking.model",
     "TrainConfig": "ranking.train",
     "train_ranker": "ranking.train",
+    "train_ranker_spark": "ranking.train_spark",
     "ValueWeights": "ranking.value",
     "default_weights": "ranking.value",
     "load_weights": "ranking.value",
@@ -101,6 +102,7 @@ __all__ = [
     "skip_label_expr",
     "threshold_from_curve",
     "train_ranker",
+    "train_ranker_spark",
     "training_frame",
     "value_function",
 ]

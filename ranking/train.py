@@ -26,6 +26,7 @@ from dwellrank_logs.errors import ConfigError, SchemaError
 from dwellrank_logs.io import scan_logs
 from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION
 from ranking.features import FEATURE_SETS, get_feature_set, member_profiles, training_frame
+from ranking.features.frame_file import read_training_frame
 from ranking.heads import GBDTLRHead, HeadConfig
 from ranking.metrics import binary_metrics, calibration_bins, compare_heads
 from ranking.model import HEADS, MODEL_FORMAT, REGRESSORS, RankerModel
@@ -119,6 +120,8 @@ def train_ranker(
     t_skip_s: float = 2.5,
     seed: int = 0,
     config: TrainConfig | None = None,
+    frame: str | os.PathLike[str] | None = None,
+    max_rows: int | None = None,
 ) -> RankerModel:
     """Fit every head and regression and the default weights.
 
@@ -131,16 +134,54 @@ def train_ranker(
     seed : int
     config : TrainConfig, optional
         Overrides ``feature_set``, ``t_skip_s`` and ``seed`` when given.
+    frame : path-like, optional
+        A training frame directory of these logs (written by
+        :func:`ranking.features.spark_training.write_training_frame_spark`):
+        fit from it instead of building the frame with polars (the logs then
+        give only the member profiles).
+    max_rows : int, optional
+        With ``frame``: fit from a uniform sample of at most this many rows,
+        drawn by a child of ``seed``'s Generator (the one after the heads').
 
     Returns
     -------
     RankerModel
         Call ``.save(dir)``; serve with :class:`ranking.FeedRanker`.
+        ``metadata["data"]`` records the ``engine`` that built the frame, its
+        ``frame_rows``, and ``sample_rows`` and ``sample_seed`` (None without a sample).
     """
     cfg = config or TrainConfig(feature_set=feature_set, t_skip_s=t_skip_s, seed=seed)
     fs = get_feature_set(cfg.feature_set)
     tables = load_training_tables(logs)
-    frame = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
+    if frame is not None:
+        return _fit_frame_file(frame, member_profiles(tables["members"]), cfg, max_rows)
+    if max_rows is not None:
+        raise ConfigError("max_rows samples a Parquet training frame: pass frame= too (see write_training_frame_spark)")
+    data = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
+    source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
+    return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0])
+
+
+def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Generator]:
+    """The Generators of the heads and regressions, and the next child of the seed's (the sample's)."""
+    rng = np.random.default_rng(cfg.seed)
+    return rng.spawn(len(HEADS) + len(REGRESSORS) + 1), rng.spawn(1)[0]
+
+
+def _fit_frame_file(path: str | os.PathLike[str], profiles: pl.DataFrame, cfg: TrainConfig, max_rows: int | None) -> RankerModel:
+    """:func:`_fit` from a training frame directory, whole or a sample of at most ``max_rows`` rows."""
+    fs = get_feature_set(cfg.feature_set)
+    seeds, sample_rng = _seeds(cfg)
+    columns = ("day", *HEADS, "downstream", "upstream", "dwell", *fs.columns)  # what _fit reads
+    data, source = read_training_frame(path, fs, cfg.t_skip_s, cfg.t_long_s, max_rows, sample_rng, columns)
+    return _fit(data, source, profiles, cfg, seeds)
+
+
+def _fit(
+    frame: pl.DataFrame, source: dict[str, Any], profiles: pl.DataFrame, cfg: TrainConfig, seeds: list[np.random.Generator]
+) -> RankerModel:
+    """The model of :func:`train_ranker` from a training frame (``source``: engine, frame_rows, sample_rows)."""
+    fs = get_feature_set(cfg.feature_set)
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to train on")
     last = int(cast(int, frame["day"].max()))  # Int32 without nulls: a Python int
@@ -150,8 +191,6 @@ def train_ranker(
     train = frame.filter(pl.col("day") <= last - cfg.holdout_days)
     test = frame.filter(pl.col("day") > last - cfg.holdout_days)
     X_tr, X_te = train.select(fs.columns).to_numpy(), test.select(fs.columns).to_numpy()
-    rng = np.random.default_rng(cfg.seed)
-    seeds = rng.spawn(len(HEADS) + len(REGRESSORS) + 1)
 
     heads: dict[str, GBDTLRHead] = {}
     report_heads: dict[str, Any] = {}
@@ -228,11 +267,17 @@ def train_ranker(
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "train_config": {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)},
         "t_long_s": cfg.t_long_s,
-        "data": {"n_rows": frame.height, "n_train": train.height, "n_test": test.height, "days": [_iso(first), _iso(last)]},
+        "data": {
+            "n_rows": frame.height,
+            "n_train": train.height,
+            "n_test": test.height,
+            "days": [_iso(first), _iso(last)],
+            **source,
+            "sample_seed": None if source.get("sample_rows") is None else cfg.seed,
+        },
         "heads": list(HEADS),
         "regressors": list(regs),
     }
-    profiles = member_profiles(tables["members"])
     return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report)
 
 

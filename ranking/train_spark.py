@@ -1,0 +1,101 @@
+"""Training with the frame built on Spark: ``train --engine spark``.
+
+The training frame is the heavy reduction (a row per impression with its
+point-in-time counts): it is built by Spark
+(:func:`~ranking.features.spark_training.write_training_frame_spark`) and
+written as Parquet part files; the driver then reads it back, whole or as a
+seeded sample of at most ``max_rows`` rows
+(:func:`~ranking.features.frame_file.read_training_frame`), and fits the
+heads with the code :func:`~ranking.train.train_ranker` uses.  Only the
+members' profiles (a row per member) and the frame's row count are collected
+from Spark.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dwellrank_logs.checks import check_positive_int
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.spark import require_pyspark
+from ranking.features.spark_tables import member_profiles_spark, read_logs_spark
+from ranking.features.spark_training import write_training_frame_spark
+from ranking.model import RankerModel
+from ranking.train import TrainConfig, _fit_frame_file
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["train_ranker_spark"]
+
+
+def train_ranker_spark(
+    logs: str | os.PathLike[str] | Mapping[str, DataFrame],
+    config: TrainConfig,
+    spark: SparkSession | None = None,
+    max_rows: int | None = None,
+    frame_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> RankerModel:
+    """:func:`~ranking.train.train_ranker` with the training frame built on Spark.
+
+    Parameters
+    ----------
+    logs : path-like or mapping of table name to pyspark.sql.DataFrame
+        A logs directory (local, or a URI Spark resolves), read by
+        :func:`~ranking.features.spark_tables.read_logs_spark`, or the
+        ``impressions``, ``sessions``, ``updates`` and ``members`` tables.
+    config : TrainConfig
+    spark : pyspark.sql.SparkSession, optional
+        Reads a path; default the session active in this thread.
+    max_rows : int, optional
+        Fit from a uniform sample of at most this many rows of the frame
+        (drawn by the seed's Generator); default every row.
+    frame_dir : path-like, optional
+        Where the frame's part files are written and kept (a local directory);
+        default a temporary directory, removed after fitting.
+    overwrite : bool
+        Replace a non-empty ``frame_dir``.
+
+    Returns
+    -------
+    RankerModel
+        As :func:`~ranking.train.train_ranker`'s; ``metadata["data"]`` has
+        ``engine: "spark"``, ``frame_rows`` and, with a sample, ``sample_rows``
+        and ``sample_seed``.  On the full frame it equals the polars engine's
+        model when no two impressions share a (day, ts), as on simulated logs.
+
+    Raises
+    ------
+    ConfigError
+        pyspark is not installed; no session; bad arguments.
+    SchemaError, OutputExistsError
+        As the functions it calls.
+    """
+    require_pyspark()
+    from pyspark.sql import DataFrame, SparkSession
+
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if max_rows is not None:
+        check_positive_int("max_rows", max_rows)
+    if isinstance(logs, (str, os.PathLike)):
+        session = spark if spark is not None else SparkSession.getActiveSession()
+        if session is None:
+            raise ConfigError("reading logs on Spark needs a SparkSession: pass spark=..., e.g. dwellrank_logs.spark.local_session()")
+        tables = read_logs_spark(logs, session)
+    elif isinstance(logs, Mapping):
+        bad = [name for name, t in logs.items() if not isinstance(t, DataFrame)]
+        if bad:
+            raise ConfigError(f"logs: table(s) {bad} are not Spark DataFrames; pass a logs directory or Spark DataFrames")
+        tables = dict(logs)
+    else:
+        raise ConfigError(f"logs must be a logs directory or a mapping of Spark DataFrames, got {type(logs).__name__}")
+    with tempfile.TemporaryDirectory(prefix="dwellrank-frame-") as scratch:
+        path = Path(scratch) / "frame" if frame_dir is None else frame_dir
+        write_training_frame_spark(tables, path, config.feature_set, config.t_skip_s, config.t_long_s, overwrite=overwrite)
+        return _fit_frame_file(path, member_profiles_spark(tables["members"]), config, max_rows)
