@@ -1,0 +1,116 @@
+"""The ``dwellrank train`` command: fit the ranking heads from a logs directory (polars or Spark)."""
+
+from __future__ import annotations
+
+import click
+
+from dwellrank_logs.engine import ENGINES
+from dwellrank_logs.errors import ConfigError
+from ranking.features import FEATURE_SETS
+from ranking.train import TrainConfig
+
+__all__ = ["train"]
+
+_TRAIN = TrainConfig()
+
+
+@click.command("train")
+@click.option(
+    "--logs", "logs_dir", type=click.Path(file_okay=False), required=True, help="Logs directory (impressions, sessions, updates, members)."
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
+@click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip in seconds; default: estimated from the logs' impressions.")
+@click.option(
+    "--feature-set",
+    type=click.Choice(tuple(FEATURE_SETS)),
+    default=_TRAIN.feature_set,
+    show_default=True,
+    help="Features: with or without dwell.",
+)
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True, help="Random seed.")
+@click.option("--holdout-days", type=int, default=_TRAIN.holdout_days, show_default=True, help="Last days held out for the report.")
+@click.option("--no-baselines", is_flag=True, help="Skip the LR-only/GBDT-only baselines in the report (faster).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=ENGINES[0],
+    show_default=True,
+    help="polars on this machine, or Apache Spark (the training frame is built on Spark, the heads fitted here).",
+)
+@click.option(
+    "--max-rows",
+    type=int,
+    default=None,
+    help="With --engine spark: fit on a seeded sample of at most this many training rows (recorded in metadata.json).",
+)
+@click.option("--quiet", is_flag=True, help="No summary.")
+def train(
+    logs_dir: str,
+    out: str,
+    t_skip_s: float | None,
+    feature_set: str,
+    seed: int,
+    holdout_days: int,
+    no_baselines: bool,
+    overwrite: bool,
+    engine: str,
+    max_rows: int | None,
+    quiet: bool,
+) -> None:
+    """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
+    from dwellrank_logs.io import check_not_input, check_output_dir
+    from ranking.train import train_ranker
+    from ranking.tskip import InsufficientDataError, tskip_from_logs
+
+    check_output_dir(out, overwrite, "--out")  # writable, not replaced unasked: before estimating or training, creating nothing
+    check_not_input(out, {"--logs": logs_dir}, "--out")
+    if max_rows is not None and engine != "spark":
+        raise ConfigError("--max-rows samples the Spark engine's training frame; pass --engine spark with it")
+    estimated = t_skip_s is None
+
+    def config(t: float) -> TrainConfig:
+        return TrainConfig(
+            feature_set=feature_set,
+            t_skip_s=t,
+            seed=seed,
+            holdout_days=holdout_days,
+            baselines=not no_baselines,
+            skip_lift=not no_baselines,
+        )
+
+    try:
+        if engine == "spark":
+            from dwellrank_logs.io import table_path
+            from dwellrank_logs.spark import local_session
+            from ranking.train_spark import train_ranker_spark
+            from ranking.tskip import estimate_tskip_spark
+
+            with local_session("dwellrank train") as spark:  # the one place a session is built
+                if t_skip_s is None:
+                    t_skip_s = estimate_tskip_spark(str(table_path(logs_dir, "impressions")), spark=spark).t_skip_s
+                cfg = config(t_skip_s)
+                model = train_ranker_spark(logs_dir, cfg, spark=spark, max_rows=max_rows)
+        else:
+            cfg = config(tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s)
+            model = train_ranker(logs_dir, config=cfg)
+    except InsufficientDataError as exc:
+        if not estimated:
+            raise
+        raise InsufficientDataError(f"{exc}; or pass --t-skip to train with a known T_skip") from None
+    model.save(out, overwrite=overwrite)
+    if not quiet:
+        r = model.report
+        click.echo(
+            f"wrote {out} (seed {seed}, feature set {feature_set} v{model.feature_set.version}, "
+            f"T_skip {cfg.t_skip_s:.2f} s{' estimated' if estimated else ''}, "
+            f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)"
+        )
+        for h, d in r["heads"].items():
+            m = d["metrics"]
+            base = f"  LR-only AUC {m['lr_only']['auc']:.3f}" if "lr_only" in m else ""
+            g = m["gbdt_lr"]
+            click.echo(f"  P({h:<10}) AUC {g['auc']:.3f}  NE {g['ne']:.3f}  calibration {g['calibration']:.3f}{base}")
+        if "skip_dwell_lift" in r:
+            lift = r["skip_dwell_lift"]
+            click.echo(f"  P(skip) AUC with dwell features {lift['auc_dwell']:.3f} vs without {lift['auc_base']:.3f}")
