@@ -212,7 +212,7 @@ def _collect(job: Any, table: str, source: str) -> Any:
         raise SchemaError(f"{source}: cannot read the {table} table ({spark_message(exc)})") from exc
 
 
-def polars_schema(schema: StructType, columns: list[str], source: str) -> pl.Schema:
+def polars_schema(schema: StructType, columns: list[str], source: str, what: str = "a log table") -> pl.Schema:
     """The polars schema of the same table as Spark sees it (every column, in order).
 
     Columns outside ``columns`` whose Spark type has no polars equivalent
@@ -229,7 +229,7 @@ def polars_schema(schema: StructType, columns: list[str], source: str) -> pl.Sch
         dt = _polars_dtype(f.dataType)
         if dt is None:
             if f.name in columns:
-                raise SchemaError(f"{source}: column '{f.name}' has Spark type {f.dataType.simpleString()}, which a log table cannot hold")
+                raise SchemaError(f"{source}: column '{f.name}' has Spark type {f.dataType.simpleString()}, which {what} cannot hold")
             dt = pl.Object()
         out[f.name] = dt
     return pl.Schema(out)

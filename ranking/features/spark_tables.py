@@ -22,8 +22,8 @@ from dwellrank_logs.errors import ConfigError, SchemaError
 from dwellrank_logs.io import open_parquet, table_path
 from dwellrank_logs.schema import ACTION_COLUMNS, TABLES, validate_frame
 from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_tables import polars_schema, spark_message
 from ranking.features.catalogue import PROFILE_COLUMNS
-from ranking.tskip.spark_counts import polars_schema, spark_message
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

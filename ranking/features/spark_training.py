@@ -45,11 +45,11 @@ from dwellrank_logs.io import atomic_dir
 from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import ACTION_COLUMN, ACTION_COLUMNS, ACTIONS, VIRAL_COLUMNS
 from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_tables import spark_message
 from ranking.features.catalogue import _DEFS, _PRIOR_K, _RAW, FeatureSet, get_feature_set
 from ranking.features.evaluate import _HOURS_PER_US
 from ranking.features.frame_file import FRAME_META, frame_meta
 from ranking.features.spark_tables import _NEEDED, _canonical
-from ranking.tskip.spark_counts import spark_message
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

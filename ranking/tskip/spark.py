@@ -24,10 +24,11 @@ from dwellrank_logs.errors import ConfigError, DwellrankError, SchemaError
 from dwellrank_logs.io import open_parquet
 from dwellrank_logs.schema import TABLES, validate_frame
 from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_tables import polars_schema, spark_message
 from ranking.tskip.config import DEFAULT_CONFIG, TskipConfig
 from ranking.tskip.estimate import estimate_tskip
 from ranking.tskip.result import TskipResult
-from ranking.tskip.spark_counts import bin_counts_spark, polars_schema, spark_message
+from ranking.tskip.spark_counts import bin_counts_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -136,7 +137,7 @@ def read_impressions_spark(
         raise SchemaError(f"{src}: cannot read the impressions table ({spark_message(exc)})") from exc
     known = TABLES["impressions"].names
     cols = tuple(c for c in (config.dwell_col, *config.action_cols, *((config.by,) if config.by else ())) if c in known)
-    pl_schema = polars_schema(schema, list(cols), src)
+    pl_schema = polars_schema(schema, list(cols), src, "the impressions table")
     present = tuple(c for c in cols if c in pl_schema and pl_schema[c] != pl.Null)
     if present:
         validate_frame(pl.LazyFrame(schema=pl_schema), "impressions", source=src, columns=present, check_domains=False)

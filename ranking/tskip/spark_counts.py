@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.errors import DwellrankError, SchemaError, first_line
+from dwellrank_logs.errors import DwellrankError, SchemaError
 from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_tables import col as _col
+from dwellrank_logs.spark_tables import polars_schema, spark_message
 from ranking.tskip.config import DEFAULT_CONFIG, TskipConfig
 from ranking.tskip.counts import BinnedCounts, DwellKeyCounts, binned_counts
 from ranking.tskip.polars_counts import _check_columns
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType, StructType
 
-__all__ = ["bin_counts_spark", "check_spark_columns", "polars_schema"]
+__all__ = ["bin_counts_spark", "check_spark_columns"]
 
 
 def bin_counts_spark(frame: DataFrame, config: TskipConfig = DEFAULT_CONFIG, source: str = "<frame>") -> BinnedCounts:
@@ -152,93 +154,5 @@ def check_spark_columns(schema: StructType, config: TskipConfig, source: str) ->
         polars equivalent (intervals, variants).
     """
     needed = [config.dwell_col, *config.action_cols] + ([config.by] if config.by else [])
-    _check_columns(pl.LazyFrame(schema=polars_schema(schema, needed, source)), config, source)
+    _check_columns(pl.LazyFrame(schema=polars_schema(schema, needed, source, "the impressions table")), config, source)
     return {f.name: f.dataType for f in schema.fields}
-
-
-def polars_schema(schema: StructType, columns: list[str], source: str) -> pl.Schema:
-    """The polars schema of the same table as Spark sees it (every column, in order).
-
-    Columns outside ``columns`` whose Spark type has no polars equivalent
-    become ``pl.Object`` (they are never read); one inside ``columns`` is an
-    error.
-
-    Raises
-    ------
-    SchemaError
-        A column of ``columns`` has a Spark type with no polars equivalent.
-    """
-    out: dict[str, pl.DataType] = {}
-    for f in schema.fields:
-        dt = _polars_dtype(f.dataType)
-        if dt is None:
-            if f.name in columns:
-                raise SchemaError(
-                    f"{source}: column '{f.name}' has Spark type {f.dataType.simpleString()}, which the impressions table cannot hold"
-                )
-            dt = pl.Object()
-        out[f.name] = dt
-    return pl.Schema(out)
-
-
-def spark_message(exc: BaseException) -> str:
-    """One line of a Spark error: its message and its root cause, without the JVM stack trace.
-
-    ``[FAILED_READ_FILE.NO_HINT] Encountered error while reading file ...; ZstdIOException: Data corruption detected``.
-    """
-    # py4j's Py4JJavaError (its own first line names only the JVM call) and pyspark's captured exceptions.
-    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
-    if java is None:
-        return first_line(exc)
-    try:
-        top = first_line(exc) if getattr(exc, "java_exception", None) is None else first_line(Exception(java.getMessage()))
-        root = java
-        for _ in range(20):  # the cause chain, bounded: a cycle must not hang an error path
-            cause = root.getCause()
-            if cause is None:
-                break
-            root = cause
-        if root is java:
-            return top
-        return f"{top}; {root.getClass().getSimpleName()}: {first_line(Exception(root.getMessage() or ''))}"
-    except Exception:  # the JVM may be gone
-        return first_line(exc)
-
-
-def _polars_dtype(t: DataType) -> pl.DataType | None:
-    from pyspark.sql import types as T
-
-    atomic: list[tuple[type[DataType], pl.DataType]] = [
-        (T.BooleanType, pl.Boolean()),
-        (T.ByteType, pl.Int8()),
-        (T.ShortType, pl.Int16()),
-        (T.IntegerType, pl.Int32()),
-        (T.LongType, pl.Int64()),
-        (T.FloatType, pl.Float32()),
-        (T.DoubleType, pl.Float64()),
-        (T.StringType, pl.String()),
-        (T.BinaryType, pl.Binary()),
-        (T.DateType, pl.Date()),
-        (T.TimestampNTZType, pl.Datetime("us")),
-        (T.TimestampType, pl.Datetime("us", "UTC")),
-        (T.NullType, pl.Null()),
-    ]
-    for spark_type, dtype in atomic:
-        if isinstance(t, spark_type):
-            return dtype
-    if isinstance(t, T.DecimalType):
-        return pl.Decimal(t.precision, t.scale)
-    if isinstance(t, T.ArrayType):
-        inner = _polars_dtype(t.elementType)
-        return None if inner is None else pl.List(inner)
-    if isinstance(t, T.StructType):
-        fields = {f.name: _polars_dtype(f.dataType) for f in t.fields}
-        return None if any(v is None for v in fields.values()) else pl.Struct({k: v for k, v in fields.items() if v is not None})
-    return None
-
-
-def _col(name: str) -> Column:
-    from pyspark.sql import functions as F
-
-    # Backticks: a name with a dot is a column, not a struct field.
-    return F.col("`" + name.replace("`", "``") + "`")
