@@ -17,7 +17,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,29 @@ def _in_final_terms(exc: DwellrankError, tmp: Path, shown: str) -> DwellrankErro
 
 
 @contextlib.contextmanager
+def _as_output(tmp: Path, shown: str, commit: Callable[[], None]) -> Iterator[None]:
+    """Run the block writing ``tmp``, then ``commit()`` it; every error names the output ``shown``, not ``tmp``."""
+    try:
+        yield
+    except DwellrankError as exc:  # a nested write's error names this temporary: name the output instead
+        renamed = _in_final_terms(exc, tmp, shown)
+        if renamed is None:
+            raise
+        raise renamed from exc
+    except Exception as exc:
+        failure = _write_failure(shown, exc, tmp)
+        if failure is None:
+            raise
+        raise failure from exc
+    try:
+        commit()
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"{shown}: cannot write the output ({os_reason(exc)})") from exc
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
@@ -96,24 +119,8 @@ def atomic_file(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
             tmp = stack.enter_context(_temporary(target, directory=False))
         except OSError as exc:
             raise OutputError(f"{shown}: cannot write output here ({os_reason(exc)})") from exc
-        try:
+        with _as_output(tmp, shown, lambda: _commit_file(tmp, target, shown, overwrite)):
             yield tmp
-        except DwellrankError as exc:  # a nested write's error names this temporary: name the output instead
-            renamed = _in_final_terms(exc, tmp, shown)
-            if renamed is None:
-                raise
-            raise renamed from exc
-        except Exception as exc:
-            failure = _write_failure(shown, exc, tmp)
-            if failure is None:
-                raise
-            raise failure from exc
-        try:
-            _commit_file(tmp, target, shown, overwrite)
-        except OSError as exc:
-            if isinstance(exc, OutputError):
-                raise
-            raise OutputError(f"{shown}: cannot write the output ({os_reason(exc)})") from exc
 
 
 def _commit_file(tmp: Path, target: Path, shown: str, overwrite: bool) -> None:
@@ -187,24 +194,8 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
             tmp = stack.enter_context(_temporary(target, directory=True))
         except OSError as exc:
             raise OutputError(f"{shown}: cannot write output here ({os_reason(exc)})") from exc
-        try:
+        with _as_output(tmp, shown, lambda: _commit_dir(tmp, target, shown, overwrite)):
             yield tmp
-        except DwellrankError as exc:
-            renamed = _in_final_terms(exc, tmp, shown)
-            if renamed is None:
-                raise
-            raise renamed from exc
-        except Exception as exc:
-            failure = _write_failure(shown, exc, tmp)
-            if failure is None:
-                raise
-            raise failure from exc
-        try:
-            _commit_dir(tmp, target, shown, overwrite)
-        except OSError as exc:
-            if isinstance(exc, OutputError):
-                raise
-            raise OutputError(f"{shown}: cannot write the output ({os_reason(exc)})") from exc
 
 
 def _commit_dir(tmp: Path, target: Path, shown: str, overwrite: bool) -> None:

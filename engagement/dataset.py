@@ -42,6 +42,7 @@ from engagement.labels import day_label, session_label
 __all__ = [
     "NEEDED_COLUMNS",
     "EngagementData",
+    "assemble_members",
     "build_dataset",
     "read_logs",
 ]
@@ -244,9 +245,32 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     pc = per_session.join(hist.select("session_id", "sidx"), on="session_id", how="inner")
     counts[pc["sidx"].to_numpy(), pc["type"].to_numpy()] = pc["n"].to_numpy()
 
+    delivery = delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w)
+    return assemble_members(hist, kept, counts, delivery, w, start)
+
+
+def assemble_members(
+    hist: pl.DataFrame, kept: pl.DataFrame, counts: np.ndarray, delivery: np.ndarray, w: WindowConfig, start: dt.datetime
+) -> EngagementData:
+    """The model inputs of the kept members, from the engine-neutral per-member and per-session tables.
+
+    Shared by both engines (``build_dataset`` and the Spark reduction).
+
+    Parameters
+    ----------
+    hist : DataFrame
+        Valid history sessions in time order: ``member_id``, ``sidx`` (row of
+        ``counts``), ``day`` (history day), ``t_days`` and the context columns.
+    kept : DataFrame
+        One row per kept member: ``member_id``, ``row``, the session and active-day
+        counts (``n_h``, ``n_f``, ``a_h``, ``a_f``, ...) and the profile columns.
+    counts : ndarray, int64, shape (n_sessions, n_event_types)
+        Event-type counts of each history session (the LDA corpus).
+    delivery : ndarray, float32, shape (n_kept, n_delivery_features)
+    """
+    H, F = w.history_days, w.future_days
     seq = sequence_inputs(hist, kept, counts, w)
-    n = kept.height
-    activity = np.zeros((n, H, len(EVENT_TYPES)), dtype=np.float32)
+    activity = np.zeros((kept.height, H, len(EVENT_TYPES)), dtype=np.float32)
     hk = hist.join(kept.select("member_id", "row"), on="member_id", how="inner")
     np.add.at(activity, (hk["row"].to_numpy(), hk["day"].to_numpy()), counts[hk["sidx"].to_numpy()].astype(np.float32))
 
@@ -262,7 +286,7 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
         ctx=seq["ctx"],
         lengths=seq["lengths"],
         macro=macro_features(kept, hk, counts, w),
-        delivery=delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w),
+        delivery=delivery,
         activity=activity,
         session_counts=counts,
         window=w,

@@ -26,6 +26,7 @@ __all__ = [
     "MACRO_NAMES",
     "RECENT_DAYS",
     "delivery_features",
+    "delivery_matrix",
     "macro_features",
     "sequence_inputs",
 ]
@@ -161,9 +162,20 @@ def delivery_features(deliveries: pl.LazyFrame, kept: pl.DataFrame, start: dt.da
         .agg(pl.col("ts", "channel", "content").last(), n=pl.len())
         .collect()
     )
-    out = np.zeros((kept.height, len(DELIVERY_NAMES)), dtype=np.float32)
-    if dl.height == 0:
+    return delivery_matrix(dl, kept.height, end)
+
+
+def delivery_matrix(latest: pl.DataFrame, n_members: int, end: dt.datetime) -> np.ndarray:
+    """D, float32, shape (n_members, len(DELIVERY_NAMES)), from each member's latest delivery.
+
+    ``latest`` has ``row`` (the member's row), ``ts``, ``channel``, ``content``
+    and ``n`` (deliveries in the window); ``end`` is the end of the history
+    window.  Rows absent from ``latest`` stay zero.
+    """
+    out = np.zeros((n_members, len(DELIVERY_NAMES)), dtype=np.float32)
+    if latest.height == 0:
         return out
+    dl = latest
     r = dl["row"].to_numpy()
     hours = dl.select(h=(pl.lit(end).cast(dl.schema["ts"]) - pl.col("ts")).dt.total_seconds())["h"].to_numpy() / 3600.0
     channel, content = dl["channel"].to_numpy(), dl["content"].to_numpy()

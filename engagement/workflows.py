@@ -114,8 +114,7 @@ def score_logs(
     OutputExistsError
         ``out`` is a directory, or exists while ``overwrite`` is false.
     """
-    if Path(out).exists() and (Path(out).is_dir() or not overwrite):
-        raise OutputExistsError(f"{out}: exists (pass --overwrite to replace a file)")
+    check_scores_out(out, overwrite)
     fc = Forecaster.load(model_dir, task=task)
     data = build_dataset(read_logs(logs_dir), fc.window)
     scores = fc.score(data, device=device)
@@ -183,12 +182,40 @@ def compare_on_logs(
     """
     check_task(task)
     check_models(models)
-    if not (is_integer(lda_seed) or isinstance(lda_seed, np.random.Generator)):
-        raise ConfigError(f"lda_seed must be an integer or numpy Generator, got {lda_seed!r}")
-    lda_rng = lda_seed if isinstance(lda_seed, np.random.Generator) else np.random.default_rng(int(lda_seed))
+    lda_rng = lda_generator(lda_seed)
     check_output_dir(out, overwrite)
     data = build_dataset(read_logs(logs_dir), window)
     intents = mine_intents(data.session_counts, lda_rng, lda_config)
+    return compare_mined(data, intents, task, out, seeds, models, train_config, digmn_config, overwrite, on_intents, progress)
+
+
+def check_scores_out(out: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse, before any work, a scores file that is a directory or exists while ``overwrite`` is false."""
+    if Path(out).exists() and (Path(out).is_dir() or not overwrite):
+        raise OutputExistsError(f"{out}: exists (pass --overwrite to replace a file)")
+
+
+def lda_generator(lda_seed: object) -> np.random.Generator:
+    """The Generator of the intent mining: ``lda_seed`` itself, or one seeded from the integer."""
+    if not (is_integer(lda_seed) or isinstance(lda_seed, np.random.Generator)):
+        raise ConfigError(f"lda_seed must be an integer or numpy Generator, got {lda_seed!r}")
+    return lda_seed if isinstance(lda_seed, np.random.Generator) else np.random.default_rng(int(lda_seed))
+
+
+def compare_mined(
+    data: EngagementData,
+    intents: Intents,
+    task: str,
+    out: str | os.PathLike[str],
+    seeds: Sequence[int] | range,
+    models: Sequence[str],
+    train_config: ForecastTrainConfig | None,
+    digmn_config: DigmnConfig | None,
+    overwrite: bool,
+    on_intents: Callable[[EngagementData, Intents], None] | None,
+    progress: Callable[[int, str, ModelResult], None] | None,
+) -> dict[str, Any]:
+    """The comparison once the dataset is built and the intents mined, by either engine; written to ``out``."""
     if on_intents is not None:
         on_intents(data, intents)
     result = compare(

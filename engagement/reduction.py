@@ -1,0 +1,106 @@
+"""The engine-neutral reduction of the logs, and the shared code that builds :class:`EngagementData` from it.
+
+An engine (polars on one machine, Spark on a cluster) reduces the members,
+sessions, events and deliveries tables to a :class:`LogReduction`: the kept
+members with their session and active-day counts, the valid history-window
+sessions with their event-type counts (the events themselves are gone), and
+each kept member's latest delivery.  :func:`assemble_dataset` then builds the
+padded model inputs from it with the functions of :mod:`engagement.features`
+and :mod:`engagement.labels`, the same operations in the same order as
+:func:`engagement.dataset.build_dataset`, so both engines give the same
+arrays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from dwellrank_logs.schema import EVENT_TYPES, TABLES
+from engagement.config import WindowConfig
+from engagement.dataset import EngagementData, assemble_members
+from engagement.features import delivery_matrix
+
+__all__ = ["KEPT_COUNTS", "LogReduction", "assemble_dataset"]
+
+_US_PER_DAY = 86_400 * 1_000_000
+#: The per-member counts of :attr:`LogReduction.kept`: valid sessions and active days in the history (``_h``)
+#: and future (``_f``) windows and in the last ``RECENT_DAYS`` history days (``_h7``).
+KEPT_COUNTS: tuple[str, ...] = ("n_h", "n_f", "a_h", "a_f", "n_h7", "a_h7")
+
+
+@dataclass(frozen=True)
+class LogReduction:
+    """What the logs reduce to before the model inputs are built; every frame a row per member or per session.
+
+    Attributes
+    ----------
+    kept : polars.DataFrame
+        One row per member that passes the filter, sorted by ``member_id``:
+        the members table's ``member_id``, ``connections``, ``tenure_days``,
+        ``client``, ``seniority``, ``is_premium`` and the Int64 counts
+        :data:`KEPT_COUNTS`.
+    hist : polars.DataFrame
+        Every valid history-window session of every member (before the
+        filter), sorted by ``member_id``, ``start_ts``, ``session_id``:
+        ``member_id``, ``session_id``, ``start_ts`` (UTC), ``duration_s``
+        (seconds), ``client``.
+    counts : ndarray of int64, shape (len(hist), 10)
+        Event counts of each row of ``hist`` by :data:`EVENT_TYPES`.
+    latest_delivery : polars.DataFrame
+        One row per kept member with a delivery in the history window:
+        ``member_id``, the latest delivery's ``ts``, ``channel`` and
+        ``content``, and ``n`` (Int64) deliveries in the window.
+    start : datetime.datetime
+        UTC start of history day 0.
+    window : WindowConfig
+    """
+
+    kept: pl.DataFrame
+    hist: pl.DataFrame
+    counts: np.ndarray
+    latest_delivery: pl.DataFrame
+    start: dt.datetime
+    window: WindowConfig
+
+    def __post_init__(self) -> None:
+        if self.counts.shape != (self.hist.height, len(EVENT_TYPES)):
+            raise ValueError(f"counts must have shape ({self.hist.height}, {len(EVENT_TYPES)}), got {self.counts.shape}")
+
+
+def assemble_dataset(r: LogReduction) -> EngagementData:
+    """The model inputs and labels of :class:`EngagementData` from a reduction of the logs.
+
+    The members table's columns are cast to their schema types first, so an
+    engine may deliver them in any width of their kind.
+    """
+    w = r.window
+    members = TABLES["members"]
+    kept = r.kept.with_columns(
+        *(pl.col(c).cast(members.column(c).dtype) for c in ("member_id", "connections", "tenure_days", "seniority", "is_premium")),
+        pl.col(*KEPT_COUNTS).cast(pl.Int64),
+    ).with_row_index("row")
+    start_lit = pl.lit(r.start).cast(r.hist.schema["start_ts"])
+    hist = (
+        r.hist.with_columns(t_days=(pl.col("start_ts") - start_lit).dt.total_microseconds() / _US_PER_DAY)
+        .with_columns(day=pl.col("t_days").floor().cast(pl.Int64))
+        .with_row_index("sidx")
+    )
+    counts = np.ascontiguousarray(r.counts, dtype=np.int64)
+    return assemble_members(hist, kept, counts, latest_delivery_features(r.latest_delivery, kept, r.start, w), w, r.start)
+
+
+def latest_delivery_features(latest: pl.DataFrame, kept: pl.DataFrame, start: dt.datetime, w: WindowConfig) -> np.ndarray:
+    """Latest delivery D, float32, shape (N, len(DELIVERY_NAMES)), from each member's latest delivery and count.
+
+    The arithmetic of :func:`engagement.features.delivery_features` on its
+    per-member aggregate (``latest``: ``member_id``, ``ts``, ``channel``,
+    ``content``, ``n``); ``kept`` has ``member_id`` and ``row``.  Members
+    without a delivery in the window get a row of zeros.
+    """
+    end = start + dt.timedelta(days=w.history_days)
+    dl = latest.join(kept.select("member_id", "row"), on="member_id", how="inner")
+    return delivery_matrix(dl, kept.height, end)
