@@ -7,7 +7,15 @@ argument, the rule that was broken and what arrived.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DwellrankError", "OutputError", "OutputExistsError", "SchemaError", "first_line"]
+__all__ = [
+    "ConfigError",
+    "DroppedRowsWarning",
+    "DwellrankError",
+    "OutputError",
+    "OutputExistsError",
+    "SchemaError",
+    "first_line",
+]
 
 
 class DwellrankError(Exception):
@@ -31,6 +39,14 @@ class OutputError(DwellrankError, OSError):
 
 class OutputExistsError(OutputError, FileExistsError):
     """An output path already holds data and overwriting was not requested."""
+
+
+class DroppedRowsWarning(UserWarning):
+    """Rows or members that a stage leaves out on purpose, with their count and the rule that left them out.
+
+    The CLI prints it as one ``warning:`` line; ``--strict`` turns it into an
+    error (exit code 2), so that no row disappears without a word.
+    """
 
 
 def first_line(exc: BaseException) -> str:

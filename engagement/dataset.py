@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.errors import DroppedRowsWarning, DwellrankError, SchemaError
 from dwellrank_logs.io import scan_table, table_path
 from dwellrank_logs.schema import EVENT_TYPES, validate_frame
 from engagement.config import WindowConfig, check_task
@@ -44,6 +45,7 @@ __all__ = [
     "EngagementData",
     "assemble_members",
     "build_dataset",
+    "check_kept",
     "read_logs",
 ]
 
@@ -233,11 +235,7 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
         .sort("member_id")
         .with_row_index("row")
     )
-    if kept.height == 0:
-        raise DwellrankError(
-            f"no member has at least min_history_sessions = {w.min_history_sessions} valid sessions in the "
-            f"{H}-day history window from {start.date()} ({members.height} members in the members table)"
-        )
+    check_kept(members.height, kept.height, w, start)
 
     # The LDA corpus: every valid history session, all members, in time order.
     hist = sessions.filter(is_h).sort("member_id", "start_ts", "session_id").with_row_index("sidx")
@@ -247,6 +245,30 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
 
     delivery = delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w)
     return assemble_members(hist, kept, counts, delivery, w, start)
+
+
+def check_kept(n_members: int, n_kept: int, w: WindowConfig, start: dt.datetime) -> None:
+    """Refuse logs where no member passes the ``min_history_sessions`` filter; count those it leaves out.
+
+    Raises
+    ------
+    DwellrankError
+        No member is kept.
+
+    Warns
+    -----
+    DroppedRowsWarning
+        Some members are left out (``--strict`` makes it an error).
+    """
+    rule = f"at least min_history_sessions = {w.min_history_sessions} valid sessions in the {w.history_days}-day history window from {start.date()}"
+    if n_kept == 0:
+        raise DwellrankError(f"no member has {rule} ({n_members} members in the members table)")
+    if n_kept < n_members:
+        warnings.warn(
+            f"{n_members - n_kept:,} of {n_members:,} members of the members table are left out: they do not have {rule}",
+            DroppedRowsWarning,
+            stacklevel=3,
+        )
 
 
 def assemble_members(

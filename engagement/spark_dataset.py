@@ -39,7 +39,7 @@ from dwellrank_logs.schema import EVENT_TYPES
 from dwellrank_logs.spark import require_pyspark
 from dwellrank_logs.spark_tables import col, read_tables_spark, spark_message
 from engagement.config import WindowConfig
-from engagement.dataset import NEEDED_COLUMNS, EngagementData
+from engagement.dataset import NEEDED_COLUMNS, EngagementData, check_kept
 from engagement.features import RECENT_DAYS
 from engagement.reduction import KEPT_COUNTS, LogReduction, assemble_dataset
 
@@ -152,11 +152,7 @@ def reduce_logs_spark(tables: Mapping[str, DataFrame], window: WindowConfig | No
     finally:
         valid.unpersist()
     kept_rows = rows.filter(pl.col("_kept").fill_null(False))
-    if kept_rows.height == 0:
-        raise DwellrankError(
-            f"no member has at least min_history_sessions = {w.min_history_sessions} valid sessions in the "
-            f"{H}-day history window from {start.date()} ({n_members} members in the members table)"
-        )
+    check_kept(int(n_members), kept_rows.height, w, start)
     hist, counts = _flatten_sessions(rows)
     kept_frame = kept_rows.select(*NEEDED_COLUMNS["members"], *KEPT_COUNTS)
     delivered = kept_rows.filter(pl.col("n").is_not_null()).select(

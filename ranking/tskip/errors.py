@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.errors import DroppedRowsWarning, DwellrankError
 
 __all__ = ["DwellDataWarning", "InsufficientDataError"]
 
@@ -15,5 +15,5 @@ class InsufficientDataError(DwellrankError, ValueError):
     """
 
 
-class DwellDataWarning(UserWarning):
+class DwellDataWarning(DroppedRowsWarning):
     """Rows with unusable dwell or action values were counted and dropped."""

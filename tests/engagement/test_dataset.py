@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import polars as pl
 import pytest
 
-from dwellrank_logs.errors import DwellrankError
+from dwellrank_logs.errors import DroppedRowsWarning, DwellrankError
 from dwellrank_logs.schema import EVENT_TYPES
 from engagement import WindowConfig, build_dataset
 
@@ -183,3 +184,13 @@ def test_bad_tables(mutate, exc, pattern) -> None:
 def test_filter_leaving_nobody_names_the_option() -> None:
     with pytest.raises(DwellrankError, match="min_history_sessions = 50"):
         build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=50))
+
+
+def test_members_left_out_are_counted_in_a_warning() -> None:
+    # By hand (_tiny_logs): member 2 has 2 valid history sessions, so min 3 leaves 1 of 3 out, min 2 none.
+    w = WindowConfig(history_days=4, future_days=4, min_history_sessions=3)
+    with pytest.warns(DroppedRowsWarning, match=r"^1 of 3 members .* left out: .*min_history_sessions = 3 valid sessions"):
+        build_dataset(_tiny_logs(), w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DroppedRowsWarning)
+        assert build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=2)).n_members == 3
