@@ -2,9 +2,11 @@
 
 A model directory holds ``model.pt`` (the state dict), ``meta.json`` (kind,
 task, schema version, windows, configs, scaler, intents, feature names, seed,
-sizes, test metrics, loss history), ``intents.json`` and two PNGs (loss
-curve, intent PCA).  :meth:`Forecaster.load` checks the kind, the task and
-the feature layout and says what differs.
+sizes, test metrics, loss history), ``intents.json``, two PNGs (loss curve,
+intent PCA) and, written last, ``manifest.json`` (every file with its size and
+sha256, :mod:`dwellrank_logs.manifest`).  :meth:`Forecaster.load` checks the
+manifest before torch reads anything, then the kind, the task and the feature
+layout, and says what differs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from dwellrank_logs.errors import ConfigError, DwellrankError
+from dwellrank_logs.errors import ConfigError, DwellrankError, first_line
 from dwellrank_logs.io import atomic_dir, write_json
+from dwellrank_logs.manifest import has_manifest, verify_manifest, write_manifest
 from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
 from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
 from engagement.dataset import EngagementData
@@ -114,34 +117,66 @@ class Forecaster:
                 plot_loss(history, tmp / "loss_curve.png", title=f"DIGMN, {self.task}-level task")
             if pca is not None:
                 plot_intent_pca(pca[0], pca[1], self.intents.labels(), tmp / "intent_pca.png")
+            write_manifest(tmp, MODEL_KIND, _FORMAT)  # last: it lists every file above
         return target
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike[str], task: str | None = None) -> Forecaster:
-        """Read a model directory; ``task``, when given, must match the model's.
+    def load(cls, model_dir: str | os.PathLike[str], task: str | None = None, verify: bool = True) -> Forecaster:
+        """Read a model directory: its manifest first, then meta.json, then the torch state; ``task``, when given, must match.
+
+        Parameters
+        ----------
+        model_dir : path-like
+        task : {"day", "session"}, optional
+        verify : bool
+            Check every file against ``manifest.json`` (sizes and sha256) before
+            torch or anything else reads one.  ``False`` reads a directory
+            written before manifests existed, to save it again with one.
 
         Raises
         ------
         DwellrankError
-            Not a model directory, another kind of model, another task, or a
-            different schema version.
+            Not a model directory, no manifest, a file missing, truncated,
+            changed or unexpected, another kind of model, another task, a
+            different schema version, or an unreadable meta.json or model.pt:
+            one line naming the file.
         """
         d = Path(model_dir)
-        meta_path = d / "meta.json"
-        if not meta_path.is_file() or not (d / "model.pt").is_file():
+        meta_path, state_path = d / "meta.json", d / "model.pt"
+        if not d.is_dir() or not (has_manifest(d) or (meta_path.is_file() and state_path.is_file())):
             raise DwellrankError(f"{d}: not a forecast model directory (expected meta.json and model.pt)")
+        if verify:
+            verify_manifest(d, MODEL_KIND, _FORMAT, remedy=_RESAVE)
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
-            raise DwellrankError(f"{meta_path}: unreadable model metadata ({exc})") from exc
-        if meta.get("kind") != MODEL_KIND:
-            raise DwellrankError(f"{meta_path}: kind is {meta.get('kind')!r}, expected {MODEL_KIND!r}")
+            raise DwellrankError(f"{meta_path}: unreadable model metadata ({type(exc).__name__}: {first_line(exc)})") from None
+        if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
+            raise DwellrankError(f"{meta_path}: kind is {meta.get('kind') if isinstance(meta, dict) else meta!r}, expected {MODEL_KIND!r}")
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise DwellrankError(
                 f"{meta_path}: schema_version {meta.get('schema_version')!r} differs from this library's {SCHEMA_VERSION!r}"
             )
-        if task is not None and check_task(task) != meta["task"]:
-            raise DwellrankError(f"{d}: model was trained for the {meta['task']}-level task, not the {task}-level task")
+        if task is not None and check_task(task) != meta.get("task"):
+            raise DwellrankError(f"{meta_path}: model was trained for the {meta.get('task')}-level task, not the {task}-level task")
+        try:
+            fc = cls._from_meta(meta)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            what = f"no {exc} entry" if isinstance(exc, KeyError) else first_line(exc)
+            raise DwellrankError(f"{meta_path}: unreadable model metadata ({what})") from None
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError...: all mean unreadable
+            raise DwellrankError(f"{state_path}: unreadable torch state ({type(exc).__name__}: {first_line(exc)})") from None
+        try:
+            fc.model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise DwellrankError(f"{state_path}: the torch state does not fit meta.json's model ({first_line(exc)})") from None
+        return fc
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any]) -> Forecaster:
+        """The forecaster meta.json describes, its network not yet loaded (KeyError, TypeError, ValueError on a bad entry)."""
         dc = DigmnConfig(**{**meta["digmn_config"], "hidden": tuple(meta["digmn_config"]["hidden"])})
         intents = Intents.from_dict(meta["intents"])
         model = DIGMN(
@@ -149,12 +184,18 @@ class Forecaster:
             len(meta["context_names"]),
             len(meta["macro_names"]),
             len(meta["delivery_names"]),
-            3 if meta["task"] == "day" else 2,
+            3 if check_task(meta["task"]) == "day" else 2,
             torch.as_tensor(intents.profiles, dtype=torch.float32),
             dc,
         )
-        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
         return cls(meta["task"], model, Scaler.from_dict(meta["scaler"]), intents, WindowConfig(**meta["window"]), dc, meta)
+
+
+#: What to do with a model directory written before manifests existed.
+_RESAVE = (
+    "retrain it with `dwellrank forecast train`, or re-save it with this version from Python: "
+    "engagement.Forecaster.load(path, verify=False).save(new_path)"
+)
 
 
 def train_forecaster(

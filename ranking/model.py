@@ -8,9 +8,11 @@ A model directory holds::
     regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]; regressors/dwell.*: E[dwell_s]
     profiles.parquet   member profile snapshot (member-side features at serving time)
     report.json, report.png                          held-out metrics, calibration and ROC
+    manifest.json      every file above with its size and sha256 (dwellrank_logs.manifest), written last
 
-:func:`load_model` refuses a directory written for another feature-set
-version, naming what differs.  :func:`ranking.train.train_ranker` builds the
+:func:`load_model` checks the manifest before LightGBM reads any file, and
+refuses a directory written for another feature-set version, naming what
+differs.  :func:`ranking.train.train_ranker` builds the
 model.
 """
 
@@ -18,14 +20,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from dwellrank_logs.errors import first_line
 from dwellrank_logs.io import atomic_dir, write_json, write_parquet
+from dwellrank_logs.manifest import ManifestError, has_manifest, verify_manifest, write_manifest
+from dwellrank_logs.paths import os_reason
 from dwellrank_logs.schema import ACTIONS
 from ranking.features import FEATURE_SETS, FeatureSet, IncompatibleModelError
 from ranking.forest import CompiledForest, compile_forest, exp_exact
@@ -34,7 +41,7 @@ from ranking.regressors import ActionRegressor
 from ranking.report import plot_report
 from ranking.value import ValueWeights, load_weights, needed_predictions, value_function
 
-__all__ = ["HEADS", "MODEL_FORMAT", "REGRESSORS", "RankerModel", "load_model"]
+__all__ = ["HEADS", "MODEL_FORMAT", "MODEL_KIND", "REGRESSORS", "RankerModel", "check_trees_file", "load_model"]
 
 #: The binary heads, in order (``long_dwell``: dwell_s > T_long, an optional value term).
 HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
@@ -42,6 +49,8 @@ HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
 REGRESSORS: tuple[str, ...] = (*(f"{t}_{a}" for t in ("down", "up") for a in ACTIONS), "dwell")
 #: Version of the model-directory layout.
 MODEL_FORMAT = 1
+#: The kind recorded in the directory's manifest.json (a forecast model directory has another).
+MODEL_KIND = "dwellrank.ranking.model"
 #: The compiled forest is single-threaded numpy.  Measured with bench/rank.py's model (13
 #: boosters, 230 trees) on 2 cores, it is faster than LightGBM's predict at every batch size:
 #: 0.26 ms against 0.37 ms for 1 row, 2.5 against 4.1 ms for 1,000, 2.9 s against 5.9 s for 1M
@@ -175,35 +184,80 @@ class RankerModel:
             write_json(tmp / "report.json", self.report)
             if self.report:
                 plot_report(self.report, tmp / "report.png")
+            write_manifest(tmp, MODEL_KIND, MODEL_FORMAT)  # last: it lists every file above
         return Path(directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> RankerModel:
+    def load(cls, directory: str | os.PathLike[str], verify: bool = True) -> RankerModel:
         """Alias of :func:`load_model`."""
-        return load_model(directory)
+        return load_model(directory, verify=verify)
 
 
-def load_model(directory: str | os.PathLike[str]) -> RankerModel:
-    """Read a model directory, checking its format and feature-set version.
+def load_model(directory: str | os.PathLike[str], verify: bool = True) -> RankerModel:
+    """Read a model directory: its manifest first, then its format and feature-set version, then the files.
+
+    Parameters
+    ----------
+    directory : path-like
+    verify : bool
+        Check every file against ``manifest.json`` (sizes and sha256) before
+        LightGBM or anything else reads one.  ``False`` reads a directory
+        written before manifests existed, to save it again with one.
 
     Raises
     ------
     IncompatibleModelError
-        Not a model directory, a file is missing, or the feature set recorded
-        differs from this library's definition of that set.
+        Not a model directory, no manifest, a file missing, truncated, changed
+        or unexpected, unreadable, or the feature set recorded differs from
+        this library's definition of that set: one line naming the file.
     """
     d = Path(directory)
     meta_path = d / "metadata.json"
     if not d.is_dir():
         raise IncompatibleModelError(f"{d}: not a model directory (train one with `dwellrank train`)")
-    if not meta_path.exists():
+    if not meta_path.exists() and not has_manifest(d):
         raise IncompatibleModelError(f"{d}: no metadata.json; not a model directory written by `dwellrank train`")
+    if verify:
+        try:
+            verify_manifest(d, MODEL_KIND, MODEL_FORMAT, remedy=_RESAVE)
+        except ManifestError as exc:
+            raise IncompatibleModelError(str(exc)) from None
+    meta = _read_metadata(meta_path)
+    current = FEATURE_SETS[meta["feature_set"]["name"]]
+    needed = [d / "heads" / f"{h}.{ext}" for h in HEADS for ext in ("trees.txt", "lr.json")]
+    needed += [d / "regressors" / f"{r}.json" for r in REGRESSORS]
+    needed += [d / "profiles.parquet", d / "weights.json"]
+    missing = [str(p.relative_to(d)) for p in needed if not p.exists()]
+    if missing:
+        raise IncompatibleModelError(f"{d}: incomplete model directory, missing {', '.join(missing[:4])}")
+    heads = {h: _load_part(GBDTLRHead.load, d / "heads", h, f"{h}.lr.json") for h in HEADS}
+    regs = {r: _load_part(ActionRegressor.load, d / "regressors", r, f"{r}.json") for r in REGRESSORS}
+    try:
+        profiles = pl.read_parquet(d / "profiles.parquet")
+        weights = load_weights(d / "weights.json")
+        report_path = d / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise IncompatibleModelError(f"{d}: unreadable model file ({type(exc).__name__}: {first_line(exc)})") from None
+    return RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
+
+
+#: What to do with a model directory written before manifests existed.
+_RESAVE = (
+    "retrain it with `dwellrank train`, or re-save it with this version from Python: ranking.load_model(path, verify=False).save(new_path)"
+)
+
+
+def _read_metadata(meta_path: Path) -> dict[str, Any]:
+    """metadata.json, its format and feature set checked against this library's."""
     try:
         meta = json.loads(meta_path.read_text())
         fs_doc = meta["feature_set"]
         name, version, columns = fs_doc["name"], int(fs_doc["version"]), tuple(fs_doc["columns"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise IncompatibleModelError(f"{meta_path}: unreadable model metadata ({type(exc).__name__}: {exc})") from None
+        float(meta["t_skip_s"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        what = f"no {exc} entry" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {first_line(exc)}"
+        raise IncompatibleModelError(f"{meta_path}: unreadable model metadata ({what})") from None
     if meta.get("model_format") != MODEL_FORMAT:
         raise IncompatibleModelError(f"{meta_path}: model_format {meta.get('model_format')!r}, this library reads {MODEL_FORMAT}")
     if name not in FEATURE_SETS:
@@ -216,19 +270,46 @@ def load_model(directory: str | os.PathLike[str]) -> RankerModel:
             + (f" (columns differ: {diff[:6]})" if diff else "")
             + "; retrain the model"
         )
-    needed = [d / "heads" / f"{h}.{ext}" for h in HEADS for ext in ("trees.txt", "lr.json")]
-    needed += [d / "regressors" / f"{r}.json" for r in REGRESSORS]
-    needed += [d / "profiles.parquet", d / "weights.json"]
-    missing = [str(p.relative_to(d)) for p in needed if not p.exists()]
-    if missing:
-        raise IncompatibleModelError(f"{d}: incomplete model directory, missing {', '.join(missing[:4])}")
+    return cast(dict[str, Any], meta)
+
+
+_Part = TypeVar("_Part")
+
+
+def _load_part(load: Callable[[Path, str], _Part], folder: Path, name: str, doc_name: str) -> _Part:
+    """One head or regression, each of its files checked before LightGBM parses it; errors name the file."""
+    doc_path, trees_path = folder / doc_name, folder / f"{name}.trees.txt"
+    if trees_path.exists():
+        check_trees_file(trees_path)
     try:
-        heads = {h: GBDTLRHead.load(d / "heads", h) for h in HEADS}
-        regs = {r: ActionRegressor.load(d / "regressors", r) for r in REGRESSORS}
-        profiles = pl.read_parquet(d / "profiles.parquet")
-    except (OSError, json.JSONDecodeError, KeyError, lgb.basic.LightGBMError) as exc:
-        raise IncompatibleModelError(f"{d}: incomplete model directory ({type(exc).__name__}: {exc})") from None
-    weights = load_weights(d / "weights.json")
-    report_path = d / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
+        return load(folder, name)
+    except lgb.basic.LightGBMError as exc:
+        raise IncompatibleModelError(f"{trees_path}: not a readable LightGBM model ({first_line(exc)})") from None
+    except OSError as exc:
+        raise IncompatibleModelError(f"{exc.filename or doc_path}: unreadable ({os_reason(exc)})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        what = f"no {exc} entry" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {first_line(exc)}"
+        raise IncompatibleModelError(f"{doc_path}: unreadable model file ({what})") from None
+
+
+_TREE_SIZES = re.compile(rb"^tree_sizes=([0-9 ]*)$", re.MULTILINE)
+
+
+def check_trees_file(path: Path) -> None:
+    """Refuse a LightGBM model file whose tree blocks do not add up to its header's ``tree_sizes``.
+
+    LightGBM parses the trees in parallel at the byte offsets ``tree_sizes``
+    gives; a file cut short among them ends the process (``std::terminate``
+    inside an OpenMP region, SIGABRT) instead of raising, and a file cut
+    before the first tree loads as a model with no trees.  The manifest
+    catches both first; this guards directories read with ``verify=False``.
+    """
+    text = path.read_bytes()
+    sizes = _TREE_SIZES.search(text)
+    first, end = text.find(b"\nTree=0\n"), text.find(b"\nend of trees")
+    n = [int(x) for x in sizes.group(1).split()] if sizes else []
+    if sizes is None or first < 0 or end < 0 or end - first != sum(n):
+        found = (
+            "no tree_sizes header" if sizes is None else ("no end-of-trees line" if end < 0 else "tree blocks that do not match tree_sizes")
+        )
+        raise IncompatibleModelError(f"{path}: truncated or damaged LightGBM model ({len(text):,} bytes, {found})")

@@ -101,5 +101,9 @@ def test_incompatible_model_dir(trained, tmp_path: Path):
     meta = json.loads((tmp_path / "model" / "metadata.json").read_text())
     meta["feature_set"]["version"] = 999
     (tmp_path / "model" / "metadata.json").write_text(json.dumps(meta))
+    from dwellrank_logs.manifest import write_manifest
+    from ranking.model import MODEL_FORMAT, MODEL_KIND
+
+    write_manifest(tmp_path / "model", MODEL_KIND, MODEL_FORMAT)  # as another version would have saved it: past the manifest check
     with pytest.raises(ConfigError, match=r"--treatment: model directory '.*model' is incompatible or unreadable: .*v999"):
         resolve_ranker(str(tmp_path / "model"), ctx, "--treatment")

@@ -30,7 +30,7 @@ def session_model(eng_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def test_train_writes_a_model_dir_with_plots(session_model: Path) -> None:
     names = {p.name for p in session_model.iterdir()}
-    assert names == {"model.pt", "meta.json", "intents.json", "loss_curve.png", "intent_pca.png"}
+    assert names == {"model.pt", "meta.json", "intents.json", "loss_curve.png", "intent_pca.png", "manifest.json"}
     meta = json.loads((session_model / "meta.json").read_text())
     assert meta["task"] == "session" and meta["seed"] == 0 and len(meta["history"]["val_loss"]) == 2
     assert meta["intents"]["k"] == 7 and 0.0 <= meta["test_metrics"]["auroc"] <= 1.0

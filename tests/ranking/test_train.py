@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from dwellrank_logs.manifest import write_manifest
 from ranking import FEATURE_SETS, IncompatibleModelError, load_model, training_frame
+from ranking.model import MODEL_FORMAT, MODEL_KIND
 from simulate import write_simulation
 from tests.ranking.ranking_worlds import T_SKIP_S, TINY, tiny_model, world
 
@@ -94,6 +96,7 @@ def _set_meta(**over):
         for k, v in over.items():
             meta["feature_set"][k] = v
         (d / "metadata.json").write_text(json.dumps(meta))
+        write_manifest(d, MODEL_KIND, MODEL_FORMAT)  # as another version would have saved it: past the manifest check
 
     return edit
 
@@ -104,8 +107,9 @@ def _set_meta(**over):
         (_set_meta(version=0), "trained on feature set 'dwell' v0, this library defines v2; retrain"),
         (_set_meta(columns=["hour"]), "columns differ"),
         (_set_meta(name="fancy"), "feature set 'fancy' is unknown"),
-        (lambda d: (d / "metadata.json").unlink(), "no metadata.json"),
-        (lambda d: (d / "heads" / "skip.trees.txt").unlink(), "incomplete model directory"),
+        (lambda d: (d / "metadata.json").unlink(), r"metadata\.json: missing \(manifest\.json lists it"),
+        (lambda d: [(d / n).unlink() for n in ("metadata.json", "manifest.json")], "no metadata.json"),
+        (lambda d: (d / "heads" / "skip.trees.txt").unlink(), r"heads/skip\.trees\.txt: missing"),
     ],
 )
 def test_incompatible_model_dirs(model_dir, tmp_path, edit, pattern):
