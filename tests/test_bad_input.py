@@ -14,7 +14,9 @@ writers), SIGTERM/SIGINT mid-write (a ``dwellrank simulate`` subprocess) and two
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +31,10 @@ from click.testing import CliRunner, Result
 
 import cli
 from dwellrank_logs import TABLE_NAMES
+from dwellrank_logs.manifest import write_manifest
 from dwellrank_pipeline.demo import DemoSizes, last_day_candidates
+from ranking.features import IncompatibleModelError
+from ranking.model import MODEL_FORMAT, MODEL_KIND, check_trees_file, load_model
 from ranking.train import TrainConfig, train_ranker
 from simulate import WorldConfig, simulate, write_simulation
 from tests.bad_input_cases import FAULTS, ROOT, Case, World, case_folder, temporaries, tree
@@ -144,6 +149,27 @@ def test_control_demo(case: Case, quick_demo: None):
     assert temporaries(case.dir) == []
 
 
+def test_control_model_dirs(case: Case, world: World):
+    """The good model directories load where the rows' broken copies are refused; an older one re-saved is the same directory."""
+    res = _invoke(["simulate-ab", "--control", str(world.model), "--treatment", "random", *AB[4:], "--out", str(case.path("ab"))])
+    assert res.exit_code == 0, res.output
+    model, logs = _forecast(world)
+    res = _invoke(["forecast", "score", "--model", str(model), "--logs", str(logs), "--out", str(case.path("s.parquet")), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_parquet(case.path("s.parquet")).height > 0
+    # A directory written before manifests (this one without its manifest), re-saved as the message says: LightGBM
+    # writes the same trees again, so every file, the manifest included, equals the trained model's.
+    older = _broken_model(lambda d: (d / "manifest.json").unlink())(case)
+    load_model(older, verify=False).save(case.path("resaved"))
+    assert tree(case.path("resaved")) == {k.replace(str(world.model), str(case.path("resaved"))): v for k, v in tree(world.model).items()}
+    ranked = {}
+    for name, d in (("trained", world.model), ("resaved", case.path("resaved"))):
+        args = ["rank", "--model", str(d), "--candidates", str(world.candidates), "--logs", str(world.logs), "--quiet"]
+        assert _invoke([*args, "--out", str(case.path(f"{name}.parquet"))]).exit_code == 0
+        ranked[name] = case.path(f"{name}.parquet").read_bytes()
+    assert ranked["trained"] == ranked["resaved"]
+
+
 # --- the rows: (id, command builder, pattern of the one error line, injected fault) ------------------
 
 
@@ -201,6 +227,86 @@ def _earlier_rank(c: Case) -> Path:
     p = c.path("ranked.parquet")
     p.write_bytes(c.world.candidates.read_bytes())  # an earlier output
     return p
+
+
+# --- model directories: broken copies of the module's ranking model and of one forecast model ---------
+
+#: Forecast model and logs per module world (built on first use: 200 members x 28 days, seed 11, one epoch).
+_FORECAST: dict[Path, tuple[Path, Path]] = {}
+FORECAST_TRAIN = ["--task", "session", "--epochs", "1", "--k-min", "7", "--k-max", "7", "--quiet"]
+
+
+def _forecast(world: World) -> tuple[Path, Path]:
+    """The forecast model directory and its logs (the module world is too short for the 14 + 14-day windows)."""
+    if world.base not in _FORECAST:
+        base = world.base / "forecast"
+        logs = write_simulation(simulate(WorldConfig(n_members=200, n_days=28), seed=11), base / "logs")
+        res = _invoke(["forecast", "train", "--logs", str(logs), "--out", str(base / "model"), *FORECAST_TRAIN])
+        assert res.exit_code == 0, res.output
+        _FORECAST[world.base] = (base / "model", logs)
+    return _FORECAST[world.base]
+
+
+def _cut(name: str) -> Callable[[Path], None]:
+    """Truncate a file to half its size (inside LightGBM's tree blocks for a trees file)."""
+    return lambda d: os.truncate(d / name, (d / name).stat().st_size // 2)
+
+
+def _flip(name: str) -> Callable[[Path], None]:
+    """Change one byte in the middle of a file (same size)."""
+
+    def edit(d: Path) -> None:
+        b = bytearray((d / name).read_bytes())
+        b[len(b) // 2] ^= 0x01
+        (d / name).write_bytes(bytes(b))
+
+    return edit
+
+
+def _without_key(key: str) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        meta = json.loads((d / "meta.json").read_text())
+        del meta[key]
+        (d / "meta.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _broken_model(edit: Callable[[Path], object], forecast: bool = False, resign: bool = False) -> Callable[[Case], Path]:
+    """A copy of a good model directory, changed by ``edit``; ``resign``: its manifest rewritten after (past the manifest check)."""
+
+    def build(c: Case) -> Path:
+        d = c.path("broken_model")
+        shutil.copytree(_forecast(c.world)[0] if forecast else c.world.model, d)
+        edit(d)
+        if resign:
+            from engagement.forecaster import MODEL_KIND as FORECAST_KIND
+
+            write_manifest(d, FORECAST_KIND if forecast else MODEL_KIND, 1 if forecast else MODEL_FORMAT)
+        return d
+
+    return build
+
+
+def _rank_with(model: Callable[[Case], Path]) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        args = ["rank", "--model", str(model(c)), "--candidates", str(c.world.candidates), "--logs", str(c.world.logs)]
+        return [*args, "--out", str(c.path("ranked.parquet")), "--quiet"]
+
+    return build
+
+
+def _ab_with(model: Callable[[Case], Path], arm: str = "--control") -> Callable[[Case], list[str]]:
+    other = "--treatment" if arm == "--control" else "--control"
+    return lambda c: ["simulate-ab", arm, str(model(c)), other, "random", *AB[4:], "--out", str(c.path("ab"))]
+
+
+def _score_with(model: Callable[[Case], Path], *extra: str) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        d = model(c)
+        return ["forecast", "score", "--model", str(d), "--logs", str(_forecast(c.world)[1]), "--out", str(c.path("s.parquet")), *extra]
+
+    return build
 
 
 ROWS: list[Row] = [
@@ -453,6 +559,138 @@ ROWS: list[Row] = [
         _demo(),
         r"the demo's world of 300 members x 4 days is too small to estimate T_skip \(.*/demo/logs/impressions\.parquet: .*fewer than the 1,000",
     ),
+    # model directories, checked against their manifest before LightGBM or torch reads a file.
+    Row(
+        "rank-model-trees-truncated",
+        _rank_with(_broken_model(_cut("heads/click.trees.txt"))),
+        r"broken_model/heads/click\.trees\.txt: [\d,]+ bytes where manifest\.json lists [\d,]+ \(truncated or changed since it was saved\)",
+    ),
+    Row(
+        "rank-model-trees-changed",
+        _rank_with(_broken_model(_flip("heads/skip.trees.txt"))),
+        r"broken_model/heads/skip\.trees\.txt: changed since it was saved \(sha256 differs from manifest\.json\); restore",
+    ),
+    Row(
+        "rank-model-file-missing",
+        _rank_with(_broken_model(lambda d: (d / "regressors" / "dwell.json").unlink())),
+        r"broken_model/regressors/dwell\.json: missing \(manifest\.json lists it",
+    ),
+    Row(
+        "rank-model-extra-file",
+        _rank_with(_broken_model(lambda d: (d / "heads" / "extra.trees.txt").write_text("tree\n"))),
+        r"broken_model/heads/extra\.trees\.txt: not listed in manifest\.json .*; remove it",
+    ),
+    Row(
+        "rank-model-no-manifest",
+        _rank_with(_broken_model(lambda d: (d / "manifest.json").unlink())),
+        r"broken_model: no manifest\.json; written by an older version of dwellrank .*retrain it with `dwellrank train`, or re-save it",
+    ),
+    Row(
+        "rank-model-manifest-garbage",
+        _rank_with(_broken_model(lambda d: (d / "manifest.json").write_text("{not json"))),
+        r"broken_model/manifest\.json: unreadable manifest \(JSONDecodeError",
+    ),
+    Row(
+        "rank-model-trees-truncated-resigned",
+        _rank_with(_broken_model(_cut("heads/click.trees.txt"), resign=True)),
+        r"broken_model/heads/click\.trees\.txt: truncated or damaged LightGBM model \([\d,]+ bytes, no end-of-trees line\)",
+    ),
+    Row(
+        "rank-model-lr-json-resigned",
+        _rank_with(_broken_model(lambda d: (d / "heads" / "share.lr.json").write_text("{}"), resign=True)),
+        r"broken_model/heads/share\.lr\.json: unreadable model file \(no 'config' entry\)",
+    ),
+    Row(
+        "rank-model-metadata-resigned",
+        _rank_with(_broken_model(lambda d: (d / "metadata.json").write_text("[1, 2"), resign=True)),
+        r"broken_model/metadata\.json: unreadable model metadata \(JSONDecodeError",
+    ),
+    Row(
+        "rank-model-is-forecast",
+        _rank_with(lambda c: _forecast(c.world)[0]),
+        r"forecast/model/manifest\.json: the directory holds a 'dwellrank\.engagement\.digmn', expected a 'dwellrank\.ranking\.model'",
+    ),
+    Row(
+        "ab-control-trees-truncated",
+        _ab_with(_broken_model(_cut("heads/click.trees.txt"))),
+        r"--control: model directory '.*broken_model' is incompatible or unreadable: .*"
+        + r"broken_model/heads/click\.trees\.txt: [\d,]+ bytes where manifest\.json lists [\d,]+ \(truncated or changed since it was saved\)",
+    ),
+    Row(
+        "ab-treatment-trees-truncated-resigned",
+        _ab_with(_broken_model(_cut("heads/react.trees.txt"), resign=True), "--treatment"),
+        r"--treatment: model directory .*/heads/react\.trees\.txt: truncated or damaged LightGBM model",
+    ),
+    Row(
+        "ab-control-no-manifest",
+        _ab_with(_broken_model(lambda d: (d / "manifest.json").unlink())),
+        r"--control: model directory .*broken_model: no manifest\.json; written by an older version",
+    ),
+    Row(
+        "ab-control-changed",
+        _ab_with(_broken_model(_flip("weights.json"))),
+        r"--control: .*broken_model/weights\.json: changed since it was saved",
+    ),
+    Row(
+        "forecast-score-pt-corrupt",
+        _score_with(_broken_model(_flip("model.pt"), forecast=True)),
+        r"broken_model/model\.pt: changed since it was saved \(sha256 differs",
+    ),
+    Row(
+        "forecast-score-pt-truncated",
+        _score_with(_broken_model(_cut("model.pt"), forecast=True)),
+        r"broken_model/model\.pt: [\d,]+ bytes where manifest\.json lists [\d,]+ \(truncated",
+    ),
+    Row(
+        "forecast-score-pt-truncated-resigned",
+        _score_with(_broken_model(_cut("model.pt"), forecast=True, resign=True)),
+        r"broken_model/model\.pt: unreadable torch state \(RuntimeError: PytorchStreamReader failed",
+    ),
+    Row(
+        "forecast-score-pt-not-torch-resigned",
+        _score_with(_broken_model(lambda d: (d / "model.pt").write_bytes(b"not a torch file\n"), forecast=True, resign=True)),
+        r"broken_model/model\.pt: unreadable torch state \(UnpicklingError",
+    ),
+    Row(
+        "forecast-score-meta-no-scaler",
+        _score_with(_broken_model(_without_key("scaler"), forecast=True)),
+        r"broken_model/meta\.json: [\d,]+ bytes where manifest\.json lists",
+    ),
+    Row(
+        "forecast-score-meta-no-scaler-resigned",
+        _score_with(_broken_model(_without_key("scaler"), forecast=True, resign=True)),
+        r"broken_model/meta\.json: unreadable model metadata \(no 'scaler' entry\)",
+    ),
+    Row(
+        "forecast-score-meta-no-intents-resigned",
+        _score_with(_broken_model(_without_key("intents"), forecast=True, resign=True)),
+        r"broken_model/meta\.json: unreadable model metadata \(no 'intents' entry\)",
+    ),
+    Row(
+        "forecast-score-meta-not-json-resigned",
+        _score_with(_broken_model(lambda d: (d / "meta.json").write_text("{"), forecast=True, resign=True)),
+        r"broken_model/meta\.json: unreadable model metadata \(JSONDecodeError",
+    ),
+    Row(
+        "forecast-score-no-manifest",
+        _score_with(_broken_model(lambda d: (d / "manifest.json").unlink(), forecast=True)),
+        r"broken_model: no manifest\.json; .*retrain it with `dwellrank forecast train`, or re-save it",
+    ),
+    Row(
+        "forecast-score-extra-file",
+        _score_with(_broken_model(lambda d: (d / "model.pt.bak").write_bytes(b"x"), forecast=True)),
+        r"broken_model/model\.pt\.bak: not listed in manifest\.json",
+    ),
+    Row(
+        "forecast-score-wrong-task",
+        _score_with(lambda c: _forecast(c.world)[0], "--task", "day"),
+        r"forecast/model/meta\.json: model was trained for the session-level task, not the day-level task",
+    ),
+    Row(
+        "forecast-score-is-ranking-model",
+        _score_with(lambda c: c.world.model),
+        r"model/manifest\.json: the directory holds a 'dwellrank\.ranking\.model', expected a 'dwellrank\.engagement\.digmn'",
+    ),
 ]
 
 
@@ -535,3 +773,31 @@ def test_two_concurrent_writers_one_wins(tmp_path: Path):
     for t in TABLE_NAMES:
         pl.read_parquet(out / f"{t}.parquet")
     assert [p.name for p in tmp_path.iterdir()] == ["logs"]
+
+
+def test_truncated_trees_file_never_reaches_lightgbm(tmp_path: Path, world: World):
+    """LightGBM (4.7) ends the process on a tree file cut inside its tree blocks; the load refuses it first, even unverified."""
+    d = tmp_path / "model"
+    shutil.copytree(world.model, d)
+    trees = d / "heads" / "click.trees.txt"
+    text = trees.read_bytes()
+    check_trees_file(trees)  # the intact file passes
+    cuts = {
+        "header only": text.index(b"\nTree=0\n"),
+        "inside the second tree": text.index(b"\nTree=1\n") + 40,
+        "before the end-of-trees line": text.index(b"\nend of trees"),
+    }
+    for cut in cuts.values():
+        trees.write_bytes(text[:cut])
+        with pytest.raises(IncompatibleModelError, match=r"click\.trees\.txt: truncated or damaged LightGBM model"):
+            check_trees_file(trees)  # where: see the key
+    trees.write_bytes(text[: cuts["inside the second tree"]])
+    # Reference: LightGBM itself on this file, in a process of its own (it aborts: -SIGABRT).
+    raw = subprocess.run(
+        [sys.executable, "-c", f"import lightgbm; lightgbm.Booster(model_file={str(trees)!r})"], capture_output=True, timeout=120
+    )
+    assert raw.returncode != 0
+    code = f"from ranking.model import load_model; load_model({str(d)!r}, verify=False)"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "IncompatibleModelError" in res.stderr and "click.trees.txt: truncated" in res.stderr, res.stderr
+    assert "[LightGBM] [Fatal]" not in res.stderr
