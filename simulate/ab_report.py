@@ -13,6 +13,7 @@ from typing import Any
 
 from dwellrank_logs.io import atomic_dir, write_json, write_parquet
 from simulate.ab import ARMS, ABResult
+from simulate.ab.logged_config import LoggedABConfig
 
 __all__ = ["format_ab_table", "plot_report", "write_ab"]
 
@@ -41,6 +42,18 @@ def _p(v: Any) -> str:
     return "<1e-4" if v < 1e-4 else f"{v:.4f}"
 
 
+def _period(result: ABResult) -> str:
+    """The days of the test: simulated (days, pre-period, seed) or logged (dates, outside members)."""
+    cfg = result.config
+    if isinstance(cfg, LoggedABConfig):
+        p = result.summary["period"]
+        return (
+            f"{p['days']} days from {p['experiment_start']} + {p['pre_days']} pre-period days from {p['first_day']}, "
+            f"{result.summary['members_outside']:,} members outside the experiment"
+        )
+    return f"{cfg.world.n_days} days + {cfg.pre_days} pre-period days, seed {cfg.seed}"
+
+
 def format_ab_table(result: ABResult) -> str:
     """The A/B result as a one-screen text table (metrics x arms, effect, CI, p)."""
     cfg = result.config
@@ -49,8 +62,7 @@ def format_ab_table(result: ABResult) -> str:
     srm = result.srm
     lines = [
         f"A/B: control = {result.rankers[ARMS[0]]}  vs  treatment = {result.rankers[ARMS[1]]}",
-        f"members {srm['n_control']:,} control / {srm['n_treatment']:,} treatment (split {cfg.split}), "
-        f"{cfg.world.n_days} days + {cfg.pre_days} pre-period days, seed {cfg.seed}",
+        f"members {srm['n_control']:,} control / {srm['n_treatment']:,} treatment (split {cfg.split}), {_period(result)}",
         f"SRM chi-square p = {srm['p_value']:.3f}{'  ** SAMPLE RATIO MISMATCH **' if srm['mismatch'] else ' (ok)'}; "
         f"MDE {result.power['mde_sd']:.3f} sd at alpha {cfg.alpha}, power {cfg.power}"
         + ("; effects CUPED-adjusted on the pre-period" if cuped else ""),

@@ -11,20 +11,34 @@ The work is done by pure functions, one module per concern:
 * :mod:`simulate.ab.config` -- :class:`ABConfig` and the arm names;
 * :mod:`simulate.ab.assign` -- :func:`assign_arms` by a stable hash;
 * :mod:`simulate.ab.power` -- :func:`minimum_detectable_effect`, :func:`check_size`;
-* :mod:`simulate.ab.aggregates` -- :func:`member_aggregates`, :func:`daily_trajectories` from the logs;
+* :mod:`simulate.ab.aggregates` -- :func:`member_aggregates`, :func:`window_aggregates`, :func:`daily_trajectories` from the logs;
 * :mod:`simulate.ab.metrics` -- :data:`METRICS` and :func:`member_metrics`;
 * :mod:`simulate.ab.stats` -- :func:`compare_arms` (Welch, CUPED), :func:`srm_test`;
+* :mod:`simulate.ab.analysis` -- :func:`member_table`, :func:`arm_effects`: the statistics both kinds of test share;
 * :mod:`simulate.ab.result` -- :class:`ABResult`;
-* :mod:`simulate.ab.run` -- :func:`run_ab`, which wires them.
+* :mod:`simulate.ab.run` -- :func:`run_ab`, which wires them;
+* :mod:`simulate.ab.logged` (with :mod:`simulate.ab.logged_config`, :mod:`simulate.ab.logged_spark`) --
+  :func:`logged_ab_report`: the same analysis of any logs whose ``members.arm`` is filled (polars or Spark).
 """
 
+from simulate.ab.aggregates import AGGREGATES
+from simulate.ab.aggregates import SUM_ORDER
+from simulate.ab.aggregates import arm_daily
 from simulate.ab.aggregates import daily_trajectories
 from simulate.ab.aggregates import member_aggregates
+from simulate.ab.aggregates import window_aggregates
+from simulate.ab.analysis import arm_effects
+from simulate.ab.analysis import member_table
 from simulate.ab.assign import assign_arms
 from simulate.ab.assign import assignment_units
 from simulate.ab.assign import splitmix64
 from simulate.ab.config import ARMS
 from simulate.ab.config import ABConfig
+from simulate.ab.logged import LogReduction
+from simulate.ab.logged import logged_ab_report
+from simulate.ab.logged import reduce_logs
+from simulate.ab.logged_config import LoggedABConfig
+from simulate.ab.logged_config import Period
 from simulate.ab.metrics import METRICS
 from simulate.ab.metrics import Metric
 from simulate.ab.metrics import member_metrics
@@ -37,21 +51,32 @@ from simulate.ab.stats import compare_arms
 from simulate.ab.stats import srm_test
 
 __all__ = [
+    "AGGREGATES",
     "ARMS",
     "METRICS",
+    "SUM_ORDER",
     "ABConfig",
     "ABResult",
+    "LogReduction",
+    "LoggedABConfig",
     "Metric",
+    "Period",
     "SmallExperimentWarning",
+    "arm_daily",
+    "arm_effects",
     "assign_arms",
     "assignment_units",
     "check_size",
     "compare_arms",
     "daily_trajectories",
+    "logged_ab_report",
     "member_aggregates",
     "member_metrics",
+    "member_table",
     "minimum_detectable_effect",
+    "reduce_logs",
     "run_ab",
     "splitmix64",
     "srm_test",
+    "window_aggregates",
 ]

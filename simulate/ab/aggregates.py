@@ -1,24 +1,65 @@
 """The A/B's reduction of the log tables: per-member sums and per-arm daily trajectories.
 
-Impressions count towards the simulation day their session started
-(:meth:`simulate.config.WorldConfig.day_index` of ``start_ts``).  Sums are taken
-in numpy (``bincount`` adds in row order): polars' parallel float sums can differ
-in the last bits from run to run, and the same seed must give the same numbers.
+Impressions count towards the UTC day their session started.  The reduction
+is a function of the tables and of day boundaries (microseconds since the
+epoch), so simulated and logged experiments share it; the simulator's
+wrappers take the boundaries from :class:`simulate.config.WorldConfig`.
+
+Sums are taken in numpy (``bincount`` adds in row order): polars' parallel
+float sums can differ in the last bits from run to run, and the same seed
+must give the same numbers.  The per-member float sums add each member's
+impressions in one fixed order of their values, :data:`SUM_ORDER` (for the
+simulator's logs that is their log order), so that any engine that adds in
+that order (:mod:`simulate.ab.logged_spark`) gets the same bits whatever
+the layout of the files.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from dwellrank_logs.protocol import skip_label_expr
 from dwellrank_logs.schema import VIRAL_COLUMNS
-from simulate.config import WorldConfig
+from simulate.config import DAY_US, WorldConfig
 
-__all__ = ["daily_trajectories", "member_aggregates"]
+__all__ = [
+    "AGGREGATES",
+    "SUM_ORDER",
+    "arm_daily",
+    "daily_frame",
+    "daily_trajectories",
+    "impression_terms",
+    "member_aggregates",
+    "window_aggregates",
+]
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+#: Per-member aggregate columns, in order; those ending in ``_s`` are float seconds, the others counts.
+AGGREGATES = (
+    "n_impressions",
+    "n_skipped",
+    "n_clicked",
+    "n_viral_impressions",
+    "n_virals",
+    "feed_dwell_s",
+    "downstream_virals",
+    "time_spent_s",
+    "time_well_spent_s",
+    "n_sessions",
+    "active_days",
+)
+
+#: The order in which a member's impressions are added (the columns of :func:`impression_terms`):
+#: session, slot, time, update, then the summed values themselves, so that rows tied on every key
+#: add the same numbers in either order.
+SUM_ORDER = ("session_id", "position", "ts_us", "update_id", "dwell_s", "time_s", "well_s")
 
 
-def member_aggregates(tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float, first_day: int, last_day: int) -> pl.DataFrame:
+def member_aggregates(tables: Mapping[str, Frame], config: WorldConfig, t_skip_s: float, first_day: int, last_day: int) -> pl.DataFrame:
     """Per-member sums over simulated days ``first_day .. last_day - 1``.
 
     Parameters
@@ -35,43 +76,132 @@ def member_aggregates(tables: dict[str, pl.DataFrame], config: WorldConfig, t_sk
     Returns
     -------
     DataFrame
-        One row per member (all members, zeros where nothing happened):
-        member_id, n_impressions, n_skipped, n_clicked, n_viral_impressions,
-        n_virals, feed_dwell_s, downstream_virals, time_spent_s,
-        time_well_spent_s, n_sessions, active_days.
+        One row per member: see :func:`window_aggregates`.
     """
-    ids = np.sort(tables["members"]["member_id"].to_numpy())
+    window = (config.start_us + first_day * DAY_US, config.start_us + last_day * DAY_US)
+    return window_aggregates(tables, t_skip_s, [window])[0]
+
+
+def window_aggregates(
+    tables: Mapping[str, Frame], t_skip_s: float, windows: Sequence[tuple[int, int]], member_ids: np.ndarray | None = None
+) -> list[pl.DataFrame]:
+    """Per-member sums over each window of session start times.
+
+    Parameters
+    ----------
+    tables : mapping of str to DataFrame or LazyFrame
+        ``sessions`` and ``impressions`` (and ``members`` unless ``member_ids`` is given),
+        with canonical types (:func:`dwellrank_logs.io.scan_table` casts them).
+    t_skip_s : float, seconds
+        An impression is skipped when dwell < t_skip_s and it has no click or viral action.
+    windows : sequence of (int, int)
+        Half-open ranges ``[start, end)`` of session start times, microseconds since
+        the epoch; ``start`` is the UTC midnight from which active days are counted.
+    member_ids : ndarray of int, optional
+        The members to aggregate (default: every member of ``tables['members']``);
+        sessions and impressions of other members are left out.
+
+    Returns
+    -------
+    list of DataFrame
+        One per window, one row per member sorted by member_id (zeros where nothing
+        happened): member_id, then :data:`AGGREGATES` (counts Int64, ``*_s`` Float64).
+    """
+    if member_ids is None:
+        member_ids = tables["members"].lazy().select("member_id").collect()["member_id"].to_numpy()
+    ids = np.sort(np.asarray(member_ids, dtype=np.int64))
     n = ids.size
-    sess = _session_days(tables, config)
-    s_keep = (sess["day"] >= first_day) & (sess["day"] < last_day)
-    s_member = np.searchsorted(ids, sess["member_id"][s_keep])
-    s_day = sess["day"][s_keep]
-    imp = _impression_arrays(tables, sess, t_skip_s)
-    keep = (imp["day"] >= first_day) & (imp["day"] < last_day)
-    m = np.searchsorted(ids, imp["member_id"][keep])
+    sess = _sessions(tables)
+    s_in = np.isin(sess["member_id"], ids)
+    imp = (
+        impression_terms(tables["impressions"], tables["sessions"], t_skip_s)
+        .join(pl.LazyFrame({"member_id": ids}), on="member_id", how="semi")
+        .sort(["member_id", *SUM_ORDER], maintain_order=True)
+        .collect()
+    )
+    arr = {c: imp[c].to_numpy() for c in imp.columns}
+    out = []
+    for lo, hi in windows:
+        s_keep = s_in & (sess["start_us"] >= lo) & (sess["start_us"] < hi)
+        s_member = np.searchsorted(ids, sess["member_id"][s_keep])
+        s_day = (sess["start_us"][s_keep] - lo) // DAY_US
+        keep = (arr["start_us"] >= lo) & (arr["start_us"] < hi)
+        m = np.searchsorted(ids, arr["member_id"][keep])
 
-    def total(w: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(m, weights=None if w is None else w[keep], minlength=n)
+        def total(w: np.ndarray | None = None, keep: np.ndarray = keep, m: np.ndarray = m) -> np.ndarray:
+            return np.bincount(m, weights=None if w is None else w[keep], minlength=n)
 
-    active_member, _ = _active_pairs(s_member, s_day)
-    out = {
-        "n_impressions": total(),
-        "n_skipped": total(imp["skipped"]),
-        "n_clicked": total(imp["clicked"]),
-        "n_viral_impressions": total(imp["viral"]),
-        "n_virals": total(imp["n_virals"]),
-        "feed_dwell_s": total(imp["dwell_s"]),
-        "downstream_virals": total(imp["downstream_virals"]),
-        "time_spent_s": total(imp["time_s"]),
-        "time_well_spent_s": total(imp["time_s"] * ~imp["skipped"]),
-        "n_sessions": np.bincount(s_member, minlength=n),
-        "active_days": np.bincount(active_member, minlength=n),
-    }
-    return pl.DataFrame({"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in out.items()}})
+        active_member, _ = _active_pairs(s_member, s_day)
+        sums = {
+            "n_impressions": total(),
+            "n_skipped": total(arr["skipped"]),
+            "n_clicked": total(arr["clicked"]),
+            "n_viral_impressions": total(arr["viral"]),
+            "n_virals": total(arr["n_virals"]),
+            "feed_dwell_s": total(arr["dwell_s"]),
+            "downstream_virals": total(arr["downstream_virals"]),
+            "time_spent_s": total(arr["time_s"]),
+            "time_well_spent_s": total(arr["well_s"]),
+            "n_sessions": np.bincount(s_member, minlength=n),
+            "active_days": np.bincount(active_member, minlength=n),
+        }
+        out.append(pl.DataFrame({"member_id": ids, **{k: v if k.endswith("_s") else np.rint(v).astype(np.int64) for k, v in sums.items()}}))
+    return out
 
 
-def daily_trajectories(tables: dict[str, pl.DataFrame], config: WorldConfig, t_skip_s: float) -> pl.DataFrame:
-    """Per arm and simulated day: active share, sessions, skip and click rates, time well spent.
+def impression_terms(impressions: Frame, sessions: Frame, t_skip_s: float) -> pl.LazyFrame:
+    """Per impression with a known session: what the per-member sums add, and the keys of :data:`SUM_ORDER`.
+
+    Columns: member_id, start_us (its session's start, microseconds), the keys of
+    :data:`SUM_ORDER`, and skipped, clicked, viral (Boolean), n_virals,
+    downstream_virals (Int64), dwell_s, time_s (dwell + click-through dwell) and
+    well_s (time_s where not skipped, else 0) in seconds.  Log order.
+    """
+    sess = sessions.lazy().select("session_id", pl.col("start_ts").dt.epoch("us").alias("start_us"))
+    skipped = skip_label_expr(t_skip_s)
+    time_s = pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)
+    return (
+        impressions.lazy()
+        .join(sess, on="session_id", how="inner", maintain_order="left")
+        .select(
+            "member_id",
+            "start_us",
+            "session_id",
+            pl.col("position").cast(pl.Int64),
+            pl.col("ts").dt.epoch("us").alias("ts_us"),
+            "update_id",
+            skipped.alias("skipped"),
+            "clicked",
+            pl.any_horizontal(*VIRAL_COLUMNS).alias("viral"),
+            pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).alias("n_virals"),
+            pl.col("downstream_virals").cast(pl.Int64),
+            "dwell_s",
+            time_s.alias("time_s"),
+            # A multiplication, not a choice: 0 * NaN stays NaN, as the sum of a NaN dwell must.
+            (time_s * (~skipped).cast(pl.Float64)).alias("well_s"),
+        )
+    )
+
+
+def daily_trajectories(tables: Mapping[str, Frame], config: WorldConfig, t_skip_s: float) -> pl.DataFrame:
+    """Per arm and simulated day: :func:`arm_daily` from the world's start over its days."""
+    return arm_daily(tables, t_skip_s, config.start_us, config.n_days)
+
+
+def arm_daily(tables: Mapping[str, Frame], t_skip_s: float, start_us: int, n_days: int) -> pl.DataFrame:
+    """Per arm and day: active share, sessions, skip and click rates, time well spent.
+
+    Members whose arm is null are left out, with their sessions and impressions.
+
+    Parameters
+    ----------
+    tables : mapping of str to DataFrame or LazyFrame
+        ``members`` (with ``arm``), ``sessions``, ``impressions``.
+    t_skip_s : float, seconds
+    start_us : int
+        Day 0's UTC midnight, microseconds since the epoch.
+    n_days : int
+        Days from ``start_us``; sessions outside them are left out.
 
     Returns
     -------
@@ -79,40 +209,66 @@ def daily_trajectories(tables: dict[str, pl.DataFrame], config: WorldConfig, t_s
         arm, day, members, active_share, sessions_per_member, skip_rate,
         click_rate, time_well_spent_s_per_member (rates null on days without impressions).
     """
-    members = tables["members"].sort("member_id")
+    members = tables["members"].lazy().select("member_id", "arm").filter(pl.col("arm").is_not_null()).sort("member_id").collect()
     ids = members["member_id"].to_numpy()
-    arm_names = sorted(set(members["arm"].drop_nulls().to_list()))
-    arm_of = np.searchsorted(np.array(arm_names), members["arm"].fill_null("").to_numpy())  # (N,) arm index
-    n_arms, n_days = len(arm_names), config.n_days
+    arm_names = sorted(set(members["arm"].to_list()))
+    arm_of = np.searchsorted(np.array(arm_names), members["arm"].to_numpy())  # (N,) arm index
+    n_arms = len(arm_names)
     size = np.bincount(arm_of, minlength=n_arms).astype(float)
-    sess = _session_days(tables, config)
-    s_member = np.searchsorted(ids, sess["member_id"])
-    s_key = arm_of[s_member] * n_days + sess["day"]
-    sessions = np.bincount(s_key, minlength=n_arms * n_days)
-    a_member, a_day = _active_pairs(s_member, sess["day"])
+    sess = _sessions(tables)
+    sess_day = (sess["start_us"] - start_us) // DAY_US
+    s_ok = np.isin(sess["member_id"], ids) & (sess_day >= 0) & (sess_day < n_days)
+    s_member = np.searchsorted(ids, sess["member_id"][s_ok])
+    s_day = sess_day[s_ok]
+    sessions = np.bincount(arm_of[s_member] * n_days + s_day, minlength=n_arms * n_days)
+    a_member, a_day = _active_pairs(s_member, s_day)
     active = np.bincount(arm_of[a_member] * n_days + a_day, minlength=n_arms * n_days)
-    imp = _impression_arrays(tables, sess, t_skip_s)
-    ok = imp["day"] >= 0
-    key = arm_of[np.searchsorted(ids, imp["member_id"][ok])] * n_days + imp["day"][ok]
+    imp = impression_terms(tables["impressions"], tables["sessions"], t_skip_s).select(
+        "member_id", "start_us", "skipped", "clicked", "well_s"
+    )
+    arr = {c: s.to_numpy() for c, s in imp.collect().to_dict().items()}
+    day = (arr["start_us"] - start_us) // DAY_US
+    ok = np.isin(arr["member_id"], ids) & (day >= 0) & (day < n_days)
+    key = arm_of[np.searchsorted(ids, arr["member_id"][ok])] * n_days + day[ok]
 
     def total(w: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(key, weights=None if w is None else w[ok], minlength=n_arms * n_days)
 
-    n_imp = total()
+    return daily_frame(
+        arm_names, size, n_days, sessions, active, total(), total(arr["skipped"]), total(arr["clicked"]), total(arr["well_s"])
+    )
+
+
+def daily_frame(
+    arm_names: Sequence[str],
+    size: np.ndarray,
+    n_days: int,
+    sessions: np.ndarray,
+    active: np.ndarray,
+    n_impressions: np.ndarray,
+    n_skipped: np.ndarray,
+    n_clicked: np.ndarray,
+    time_well_spent_s: np.ndarray,
+) -> pl.DataFrame:
+    """The table of :func:`arm_daily` from its sums, each of shape ``(n_arms * n_days,)`` (arm-major).
+
+    ``size`` holds the members per arm; ``sessions``, ``active`` (members with a
+    session) and the impression sums are per arm and day.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
-        skip_rate = np.where(n_imp > 0, total(imp["skipped"]) / n_imp, np.nan)
-        click_rate = np.where(n_imp > 0, total(imp["clicked"]) / n_imp, np.nan)
-    per_member = np.repeat(size, n_days)
+        skip_rate = np.where(n_impressions > 0, n_skipped / n_impressions, np.nan)
+        click_rate = np.where(n_impressions > 0, n_clicked / n_impressions, np.nan)
+    per_member = np.repeat(np.asarray(size, dtype=float), n_days)
     return pl.DataFrame(
         {
-            "arm": np.repeat(arm_names, n_days),
-            "day": np.tile(np.arange(n_days, dtype=np.int32), n_arms),
+            "arm": np.repeat(list(arm_names), n_days),
+            "day": np.tile(np.arange(n_days, dtype=np.int32), len(arm_names)),
             "members": per_member.astype(np.int64),
             "active_share": active / per_member,
             "sessions_per_member": sessions / per_member,
             "skip_rate": skip_rate,
             "click_rate": click_rate,
-            "time_well_spent_s_per_member": total(imp["time_s"] * ~imp["skipped"]) / per_member,
+            "time_well_spent_s_per_member": time_well_spent_s / per_member,
         }
     ).with_columns(pl.col("skip_rate", "click_rate").fill_nan(None))
 
@@ -127,31 +283,7 @@ def _active_pairs(member: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.n
     return key // span, key % span + lo
 
 
-def _session_days(tables: dict[str, pl.DataFrame], config: WorldConfig) -> dict[str, np.ndarray]:
-    """member_id, session_id and simulation day (from the session start) of every session."""
-    sess = tables["sessions"].select("member_id", "session_id", config.day_index("start_ts").alias("day"))
+def _sessions(tables: Mapping[str, Frame]) -> dict[str, np.ndarray]:
+    """member_id, session_id and start_us (microseconds since the epoch) of every session."""
+    sess = tables["sessions"].lazy().select("member_id", "session_id", pl.col("start_ts").dt.epoch("us").alias("start_us")).collect()
     return {c: sess[c].to_numpy() for c in sess.columns}
-
-
-def _impression_arrays(tables: dict[str, pl.DataFrame], sess_days: dict[str, np.ndarray], t_skip_s: float) -> dict[str, np.ndarray]:
-    """Per impression (log order): member, its session's day (from :func:`_session_days`, -1 if none),
-    skip/click/viral flags, dwell and time spent.
-    """
-    sess = pl.DataFrame({"session_id": sess_days["session_id"], "day": sess_days["day"]})
-    viral_any = pl.any_horizontal(*VIRAL_COLUMNS)
-    imp = (
-        tables["impressions"]
-        .join(sess, on="session_id", how="left", maintain_order="left")
-        .select(
-            "member_id",
-            pl.col("day").fill_null(-1),
-            skip_label_expr(t_skip_s).alias("skipped"),
-            "clicked",
-            viral_any.alias("viral"),
-            pl.sum_horizontal(*[pl.col(c).cast(pl.Int64) for c in VIRAL_COLUMNS]).alias("n_virals"),
-            "dwell_s",
-            pl.col("downstream_virals").cast(pl.Int64),
-            (pl.col("dwell_s") + pl.col("click_dwell_s").fill_null(0.0)).alias("time_s"),
-        )
-    )
-    return {c: imp[c].to_numpy() for c in imp.columns}

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from simulate.ab.config import ABConfig
+from simulate.ab.logged_config import LoggedABConfig
 
 __all__ = ["ABResult"]
 
@@ -19,7 +20,8 @@ class ABResult:
 
     Attributes
     ----------
-    config : ABConfig
+    config : ABConfig or LoggedABConfig
+        The simulated test's settings, or a logged experiment's (:func:`simulate.ab.logged_ab_report`).
     members : DataFrame
         Per member: member_id, arm, experiment-period aggregates and metrics,
         and ``pre_<metric>`` covariates when there is a pre-period.
@@ -44,7 +46,7 @@ class ABResult:
     warnings : list of str
     """
 
-    config: ABConfig
+    config: ABConfig | LoggedABConfig
     members: pl.DataFrame
     effects: pl.DataFrame
     daily: pl.DataFrame

@@ -9,6 +9,7 @@ control ranker, provides the CUPED covariate.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -20,15 +21,15 @@ import polars as pl
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, ranker_description, ranker_t_skip_s
 from simulate.ab.aggregates import daily_trajectories, member_aggregates
+from simulate.ab.analysis import arm_effects, member_table
 from simulate.ab.assign import assign_arms
 from simulate.ab.config import ARMS, ABConfig
-from simulate.ab.metrics import METRICS, member_metrics
 from simulate.ab.power import SmallExperimentWarning, check_size, minimum_detectable_effect
 from simulate.ab.result import ABResult
-from simulate.ab.stats import compare_arms, srm_test
 from simulate.config import DAY_US
 from simulate.engine import SimulationResult, simulate
 from simulate.ope import OPEConfig, run_ope
+from simulate.output import write_simulation
 from simulate.truth import arm_truth
 
 __all__ = ["run_ab"]
@@ -57,6 +58,7 @@ def run_ab(
     treatment: Ranker,
     progress: Callable[[int], None] | None = None,
     names: dict[str, str] | None = None,
+    logs_out: str | os.PathLike[str] | None = None,
 ) -> ABResult:
     """Simulate one population with two arms in a closed loop and compare them.
 
@@ -69,6 +71,10 @@ def run_ab(
         Called with the number of simulated days completed.
     names : dict, optional
         Arm -> label for the report (default: the rankers' descriptions).
+    logs_out : path-like, optional
+        Also write the simulation's logs here (:func:`simulate.write_simulation`: the
+        six tables, ``members.arm`` filled, and the truth), as an online experiment
+        would log them: the input of :func:`simulate.ab.logged_ab_report`.
 
     Raises
     ------
@@ -98,18 +104,17 @@ def run_ab(
     t0 = time.perf_counter()
     sim = simulate(sim_cfg, seed=config.seed, ranker=rankers, member_arm=arm, progress=progress)
     t_sim = time.perf_counter() - t0
+    if logs_out is not None:
+        write_simulation(sim, logs_out)
 
     # 3. Per-member metrics, their comparison, the sample-ratio check, daily trajectories and the truth.
     t0 = time.perf_counter()
     t_skip = config.resolved_t_skip_s
     members = _member_table(sim, config, t_skip)
-    is_t = members["arm"].to_numpy() == ARMS[1]
-    effects = _effects(members, is_t, config)
-    n_t = int(is_t.sum())
-    n_c = int(is_t.size - n_t)
-    srm = srm_test(n_c, n_t, config.split)
-    if srm["mismatch"]:
-        caught.append(f"sample ratio mismatch: {n_c} control / {n_t} treatment (chi-square p = {srm['p_value']:.2g})")
+    effects, srm, srm_warning = arm_effects(members, config.split, config.alpha, config.power, cuped=config.pre_days > 0)
+    caught += srm_warning
+    n_t = srm["n_treatment"]
+    n_c = srm["n_control"]
     daily = daily_trajectories(sim.tables, sim_cfg, t_skip)
     truth = _truth_by_arm(arm_truth(sim.tables, sim.truth_tables["impressions"], sim_cfg, t_skip, config.pre_days))
     power = {
@@ -161,32 +166,8 @@ def _member_table(sim: SimulationResult, config: ABConfig, t_skip_s: float) -> p
     """Per member, sorted by member_id: arm, experiment-period aggregates and metrics, ``pre_<metric>`` covariates."""
     sim_cfg = config.simulation
     agg = member_aggregates(sim.tables, sim_cfg, t_skip_s, config.pre_days, sim_cfg.n_days)
-    metrics = member_metrics(agg, config.world.n_days)
-    arms = sim.tables["members"].select("member_id", "arm")
-    members = arms.join(agg, on="member_id").join(metrics, on="member_id")
-    if config.pre_days:
-        pre = member_metrics(member_aggregates(sim.tables, sim_cfg, t_skip_s, 0, config.pre_days), config.pre_days)
-        members = members.join(pre.rename({m.name: f"pre_{m.name}" for m in METRICS}), on="member_id")
-    # Joins do not promise an order; sums (and any resampling) must see the same one on every machine.
-    return members.sort("member_id")
-
-
-def _effects(members: pl.DataFrame, is_t: np.ndarray, config: ABConfig) -> pl.DataFrame:
-    """One row per metric: :func:`simulate.ab.compare_arms` (CUPED with a pre-period), metric, description, better."""
-    rows = []
-    for m in METRICS:
-        y = members[m.name].to_numpy().astype(float)
-        x = members[f"pre_{m.name}"].to_numpy().astype(float) if config.pre_days else None
-        res = compare_arms(
-            y[~is_t],
-            y[is_t],
-            config.alpha,
-            None if x is None else x[~is_t],
-            None if x is None else x[is_t],
-            config.power,
-        )
-        rows.append({"metric": m.name, "description": m.description, "better": m.better, **res})
-    return pl.DataFrame(rows)
+    pre = member_aggregates(sim.tables, sim_cfg, t_skip_s, 0, config.pre_days) if config.pre_days else None
+    return member_table(sim.tables["members"].select("member_id", "arm"), agg, pre, config.world.n_days, config.pre_days)
 
 
 def _truth_by_arm(truth_members: pl.DataFrame) -> dict[str, Any]:

@@ -1,0 +1,254 @@
+"""The reduction of a logged experiment on Spark: per-member aggregates by arm, equal to the polars engine's.
+
+:func:`reduce_logs_spark` reads the members, sessions and impressions where
+they are and computes, as DataFrame operations (built-in functions, no
+Python UDFs): the sessions' first and last start (one small job); per
+member, one group-by of the sessions (sessions and active days per window)
+and one of the impressions joined with their sessions (counts per window,
+and the float sums); per arm and day, the sums of the daily trajectories.
+Only per-member rows (and the per-arm daily sums) reach the driver, never an
+impression.  The checks and the statistics are the shared code of
+:mod:`simulate.ab.logged`.
+
+Determinism: counts are integer sums, exact.  The float sums (dwell, time
+spent, time well spent) add each member's impressions in the order of
+:data:`simulate.ab.SUM_ORDER`, as the polars engine's ``bincount`` does: the
+group-by collects a member's impressions as structs whose fields start with
+that order, ``sort_array`` sorts them, and ``aggregate`` adds them one by one
+in IEEE double arithmetic.  So every per-member aggregate equals the polars
+engine's bit for bit, whatever the partitioning.  The daily time-well-spent
+sum per arm and day is Spark's ``sum``, equal to polars' up to rounding (a
+relative 1e-12 or so); its counts and rates are exact.
+
+Shuffles: the sessions by ``session_id`` (the join) and both tables by
+``member_id`` (the group-bys); the daily sums by (arm, day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import polars as pl
+
+from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.protocol import not_skipped
+from dwellrank_logs.schema import VIRAL_COLUMNS
+from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_tables import col, read_tables_spark, spark_message
+from simulate.ab.aggregates import AGGREGATES, SUM_ORDER, daily_frame
+from simulate.ab.config import ARMS
+from simulate.ab.logged import NEEDED_COLUMNS, LogReduction, experiment_members
+from simulate.ab.logged_config import LoggedABConfig, resolve_period
+from simulate.config import DAY_US
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+__all__ = ["reduce_logs_spark"]
+
+_FLOAT_SUMS = {"feed_dwell_s": "dwell_s", "time_spent_s": "time_s", "time_well_spent_s": "well_s"}
+_COUNT_SUMS = {"n_skipped": "skipped", "n_clicked": "clicked", "n_viral_impressions": "viral", "n_virals": "n_virals"}
+
+
+def reduce_logs_spark(
+    logs: str | os.PathLike[str] | Mapping[str, DataFrame], config: LoggedABConfig, spark: SparkSession | None = None
+) -> LogReduction:
+    """:func:`simulate.ab.reduce_logs` on Spark: the same :class:`~simulate.ab.LogReduction` on the same logs.
+
+    Parameters
+    ----------
+    logs : path-like, str or mapping of table name to Spark DataFrame
+        A logs directory (local, or a URI such as ``hdfs://...``) or the tables
+        (``members``, ``sessions``, ``impressions``; Hive tables: ``spark.table(name)``).
+    config : LoggedABConfig
+    spark : SparkSession, optional
+        Reads a path; default the session active in this thread.
+
+    Raises
+    ------
+    ConfigError
+        pyspark is not installed; a path without a session; the pre-period does not fit.
+    SchemaError
+        As the polars engine, with the same messages.
+    """
+    require_pyspark()
+    from pyspark.sql import functions as F
+
+    tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "the A/B analysis")
+    members = tables["members"].select(col("member_id").cast("long").alias("member_id"), col("arm").cast("string").alias("arm"))
+    arms, n_outside = experiment_members(_arrow(members, "members"), config, sources["members"])
+    control, treatment = config.arms
+    label = col("arm")
+    inside = members.select(
+        "member_id", F.when(label == control, F.lit(ARMS[0])).when(label == treatment, F.lit(ARMS[1])).alias("arm")
+    ).where(col("arm").isNotNull())
+    sess = tables["sessions"].select(
+        col("member_id").cast("long").alias("member_id"),
+        col("session_id").cast("long").alias("session_id"),
+        _timestamp_micros(tables["sessions"], "start_ts").alias("start_us"),
+    )
+    lo, hi = _run(lambda: tuple(sess.agg(F.min("start_us"), F.max("start_us")).collect()[0]), "sessions")
+    period = resolve_period(lo, hi, config, sources["sessions"])
+    windows = [period.experiment_us] + ([period.pre_us] if period.pre_days else [])
+    w = F.lit(None).cast("int")
+    for k, (a, b) in reversed(list(enumerate(windows))):
+        w = F.when((col("start_us") >= a) & (col("start_us") < b), F.lit(k)).otherwise(w)
+    dated = sess.withColumn("w", w).withColumn("day", _day(col("start_us")))
+    terms = _impression_terms(tables["impressions"], dated, config.t_skip_s)
+    per_member = _member_sums(dated.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
+    rows = _arrow(per_member, "sessions and impressions")
+    aggs = [_window_frame(arms, rows, k) for k in range(len(windows))]
+    daily = _daily(dated, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
+    return LogReduction(
+        arms=arms,
+        experiment=aggs[0],
+        pre=aggs[1] if period.pre_days else None,
+        daily=daily,
+        period=period,
+        n_outside=n_outside,
+        sources=sources,
+    )
+
+
+def _impression_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float) -> DataFrame:
+    """:func:`simulate.ab.impression_terms` on Spark: per impression with a known session, in a window or not."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    viral = reduce(lambda a, b: a | b, [col(c).cast("boolean") for c in VIRAL_COLUMNS])
+    action = col("clicked").cast("boolean") | viral
+    dwell = col("dwell_s").cast("double")
+    time_s = dwell + F.coalesce(col("click_dwell_s").cast("double"), F.lit(0.0))
+    # The one skip label, on Spark columns (its operators are Spark's too).
+    kept = cast(Any, not_skipped)(dwell, action, float(t_skip_s))
+    flags = impressions.select(
+        col("member_id").cast("long").alias("member_id"),
+        col("session_id").cast("long").alias("session_id"),
+        col("position").cast("long").alias("position"),
+        _timestamp_micros(impressions, "ts").alias("ts_us"),
+        col("update_id").cast("long").alias("update_id"),
+        (~kept).cast("long").alias("skipped"),
+        col("clicked").cast("boolean").cast("long").alias("clicked"),
+        viral.cast("long").alias("viral"),
+        reduce(lambda a, b: a + b, [col(c).cast("boolean").cast("long") for c in VIRAL_COLUMNS]).alias("n_virals"),
+        col("downstream_virals").cast("long").alias("downstream_virals"),
+        dwell.alias("dwell_s"),
+        time_s.alias("time_s"),
+        # A multiplication, as the polars engine's: 0 * NaN stays NaN.
+        (time_s * kept.cast("double")).alias("well_s"),
+    )
+    return flags.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "inner")
+
+
+def _member_sums(sessions: DataFrame, terms: DataFrame, n_windows: int) -> DataFrame:
+    """One row per member with a session or an impression in a window: the aggregates of each window ``k`` as ``<name>_<k>``."""
+    from pyspark.sql import functions as F
+
+    s_aggs = []
+    for k in range(n_windows):
+        s_aggs += [
+            F.count(F.when(col("w") == k, F.lit(1))).alias(f"n_sessions_{k}"),
+            F.count_distinct(F.when(col("w") == k, col("day"))).alias(f"active_days_{k}"),
+        ]
+    per_sessions = sessions.where(col("w").isNotNull()).groupBy("member_id").agg(*s_aggs)
+    order = F.struct(col("w"), *(col(c) for c in SUM_ORDER))
+    i_aggs = [F.sort_array(F.collect_list(order)).alias("_rows")]
+    for k in range(n_windows):
+        i_aggs.append(F.count(F.when(col("w") == k, F.lit(1))).alias(f"n_impressions_{k}"))
+        for name, c in {**_COUNT_SUMS, "downstream_virals": "downstream_virals"}.items():
+            i_aggs.append(F.sum(F.when(col("w") == k, col(c)).otherwise(F.lit(0))).cast("long").alias(f"{name}_{k}"))
+    per_imp = terms.where(col("w").isNotNull()).groupBy("member_id").agg(*i_aggs)
+    floats = [_ordered_sum(k, c).alias(f"{name}_{k}") for k in range(n_windows) for name, c in _FLOAT_SUMS.items()]
+    per_imp = per_imp.select("*", *floats).drop("_rows")
+    return per_sessions.join(per_imp, "member_id", "full_outer")
+
+
+def _ordered_sum(k: int, field: str) -> Column:
+    """The sum of ``field`` over the sorted ``_rows`` of window ``k``, added one by one from 0.0: numpy bincount's, bit for bit."""
+    from pyspark.sql import functions as F
+
+    # Spark counts a lambda's parameters, defaults included: k and field come in by closure.
+    rows = F.filter(col("_rows"), lambda x: x["w"] == F.lit(k))
+    return F.aggregate(rows, F.lit(0.0), lambda acc, x: acc + x[field])
+
+
+def _window_frame(arms: pl.DataFrame, rows: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The aggregates of window ``k`` for every member of ``arms`` (zeros where Spark had no row), as the polars engine's."""
+    got = rows.select("member_id", *(pl.col(f"{a}_{k}").alias(a) for a in AGGREGATES))
+    frame = arms.select("member_id").join(got, on="member_id", how="left", maintain_order="left")
+    return frame.select(
+        "member_id",
+        *(pl.col(a).fill_null(0.0 if a.endswith("_s") else 0).cast(pl.Float64 if a.endswith("_s") else pl.Int64) for a in AGGREGATES),
+    )
+
+
+def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataFrame, first_day: int, n_days: int) -> pl.DataFrame:
+    """:func:`simulate.ab.arm_daily` from per (arm, day) sums computed on Spark."""
+    from pyspark.sql import functions as F
+
+    rel = (col("day") - F.lit(first_day)).alias("d")
+    in_range = (col("d") >= 0) & (col("d") < n_days)
+    s = dated.join(inside, "member_id", "inner").select("arm", rel, "member_id").where(in_range)
+    s_sums = s.groupBy("arm", "d").agg(F.count(F.lit(1)).alias("sessions"), F.count_distinct("member_id").alias("active"))
+    i = terms.join(inside, "member_id", "inner").select("arm", rel, "skipped", "clicked", "well_s").where(in_range)
+    i_sums = i.groupBy("arm", "d").agg(
+        F.count(F.lit(1)).alias("n_imp"), F.sum("skipped").alias("n_skip"), F.sum("clicked").alias("n_click"), F.sum("well_s").alias("well")
+    )
+    got = _arrow(s_sums.join(i_sums, ["arm", "d"], "full_outer"), "sessions and impressions")
+    arm_names = sorted(set(arms["arm"].to_list()))
+    size = np.array([int((arms["arm"] == a).sum()) for a in arm_names], dtype=float)
+    cells = len(arm_names) * n_days
+    key = np.searchsorted(np.array(arm_names), got["arm"].to_numpy()) * n_days + got["d"].to_numpy()
+
+    def dense(name: str, dtype: type) -> np.ndarray:
+        out: np.ndarray = np.zeros(cells, dtype=dtype)
+        out[key] = got[name].fill_null(0).to_numpy()
+        return out
+
+    return daily_frame(
+        arm_names,
+        size,
+        n_days,
+        dense("sessions", np.int64),
+        dense("active", np.int64),
+        dense("n_imp", np.float64),
+        dense("n_skip", np.float64),
+        dense("n_click", np.float64),
+        dense("well", np.float64),
+    )
+
+
+def _day(micros: Column) -> Column:
+    """UTC days since 1970-01-01 of a microsecond count, as an exact integer (floor, also before 1970)."""
+    from pyspark.sql import functions as F
+
+    return ((micros - F.pmod(micros, F.lit(DAY_US))) / F.lit(DAY_US)).cast("long")
+
+
+def _timestamp_micros(frame: DataFrame, name: str) -> Column:
+    """Microseconds since the epoch; a timestamp without time zone is read as UTC, as the polars engine reads it."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if isinstance(frame.schema[name].dataType, T.TimestampNTZType):
+        return F.timestamp_diff("MICROSECOND", F.lit(dt.datetime(1970, 1, 1)).cast("timestamp_ntz"), col(name))
+    return F.unix_micros(col(name))
+
+
+def _arrow(frame: DataFrame, what: str) -> pl.DataFrame:
+    """The (small, aggregated) ``frame`` on the driver, through Arrow."""
+    return cast(pl.DataFrame, pl.from_arrow(_run(frame.toArrow, what)))
+
+
+def _run(job: Any, what: str) -> Any:
+    try:
+        return job()
+    except DwellrankError:
+        raise
+    except Exception as exc:  # AnalysisException and py4j errors, with a JVM stack trace
+        raise SchemaError(f"cannot reduce the {what} table(s) on Spark ({spark_message(exc)})") from exc
