@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from dwellrank_logs.engine import ENGINES
+from dwellrank_logs.spark_sources import driver_path, table_for_spark
 from dwellrank_pipeline.cli_base import ErrorsAsOneLine, progress
 from dwellrank_pipeline.demo import DemoSizes
-from dwellrank_pipeline.flags import one_line_warning
+from dwellrank_pipeline.flags import EngineChoice, engine_options, one_line_warning
 from dwellrank_pipeline.forecast_cli import forecast
 from dwellrank_pipeline.presets import PRESETS, PresetContext
 from dwellrank_pipeline.train_cli import train
@@ -103,9 +103,7 @@ def simulate(
     "--min-rows", "min_rows", type=int, default=_TSKIP.min_rows_per_group, show_default=True, help="Impressions each group needs."
 )
 @click.option("--strict", is_flag=True, help="Fail on null/NaN/negative/infinite dwell instead of dropping those rows.")
-@click.option(
-    "--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True, help="polars on this machine, or Apache Spark."
-)
+@engine_options("polars on this machine, or Apache Spark (--impressions may then be a URI or hive:DB.TABLE).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the estimate and curves as JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the CDF and P(action | dwell) panels as PNG here.")
 @click.option("--quiet", is_flag=True, help="No summary.")
@@ -119,7 +117,7 @@ def estimate_tskip(
     persist: int,
     min_rows: int,
     strict: bool,
-    engine: str,
+    engine: EngineChoice,
     out: str | None,
     plot: str | None,
     quiet: bool,
@@ -141,6 +139,8 @@ def estimate_tskip(
         min_rows_per_group=min_rows,
         strict=strict,
     )
+    if engine.spark:  # a file:// URI names a local file: the driver writes the JSON and the PNG
+        out, plot = (None if p is None else driver_path(p, opt) for opt, p in (("--out", out), ("--plot", plot)))
     for opt, p in (("--out", out), ("--plot", plot)):
         if p is not None:
             check_output_file(p, opt)  # before reading anything
@@ -160,14 +160,13 @@ def estimate_tskip(
                 click.echo(f"  wrote {label}: {p}")
 
 
-def _estimate_tskip(impressions: str, cfg: TskipConfig, engine: str) -> Any:
-    if engine == "spark":
-        from dwellrank_logs.spark import local_session
+def _estimate_tskip(impressions: str, cfg: TskipConfig, engine: EngineChoice) -> Any:
+    if engine.spark:
         from ranking.tskip import estimate_tskip_spark
 
         # The one place a SparkSession is built: library functions take the caller's.
-        with local_session("dwellrank estimate-tskip") as spark:
-            return estimate_tskip_spark(impressions, cfg, spark=spark)
+        with engine.session("dwellrank estimate-tskip") as spark:
+            return estimate_tskip_spark(table_for_spark(impressions, spark, "impressions"), cfg, spark=spark, source=impressions)
     from ranking.tskip import estimate_tskip_file
 
     return estimate_tskip_file(impressions, cfg)
@@ -328,13 +327,7 @@ def simulate_ab(
 )
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Value weights JSON (default: the model's).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default=ENGINES[0],
-    show_default=True,
-    help="polars on this machine, or Apache Spark (--out is then a directory of Parquet part files).",
-)
+@engine_options("polars on this machine, or Apache Spark (--out is then a directory of Parquet part files).")
 @click.option("--quiet", is_flag=True, help="No summary.")
 def rank(
     model_dir: str,
@@ -344,7 +337,7 @@ def rank(
     logs_dir: str | None,
     weights_path: str | None,
     overwrite: bool,
-    engine: str,
+    engine: EngineChoice,
     quiet: bool,
 ) -> None:
     """Score candidate rows: every head's prediction, the value score and the rank per request."""
@@ -353,16 +346,14 @@ def rank(
     from ranking.value import load_weights
 
     inputs = {"--candidates": candidates, "--model": model_dir, "--logs": logs_dir, "--weights": weights_path}
-    if engine == "spark":
-        from dwellrank_logs.spark import local_session
+    if engine.spark:
         from ranking.spark_rank import rank_candidates_spark
 
         check_not_input(out, inputs, "--out")
         weights = load_weights(weights_path) if weights_path else None
-        with local_session("dwellrank rank") as spark:  # the one place a session is built
-            r = rank_candidates_spark(
-                model_dir, candidates, out, spark=spark, top_k=top_k, logs=logs_dir, weights=weights, overwrite=overwrite
-            )
+        with engine.session("dwellrank rank") as spark:  # the one place a session is built
+            cands = table_for_spark(candidates, spark, "candidates")
+            r = rank_candidates_spark(model_dir, cands, out, spark=spark, top_k=top_k, logs=logs_dir, weights=weights, overwrite=overwrite)
         if not quiet:
             click.echo(f"wrote {out}: {r.rows:,} rows, {r.requests:,} request(s), mean score {r.mean_score:.4f} (Spark)")
         return

@@ -12,6 +12,12 @@ few example values when a check fails, reach the driver.
 :func:`spark_message` turns a Spark error into one line, without the JVM stack
 trace.
 
+Logs are given as a directory (a local path, or a URI Spark resolves:
+``file://``, ``hdfs://``, ``s3a://``), or as tables of the Spark catalog
+(Hive metastore, Glue, Unity, or temporary views) named ``hive:DB`` (tables
+``DB.members``, ``DB.impressions``, ...) or ``hive:DB.PREFIX`` (tables
+``DB.PREFIX_members``, ...): :mod:`dwellrank_logs.spark_sources`.
+
 pyspark is imported inside the functions: without it, this module imports and
 they raise :class:`~dwellrank_logs.errors.ConfigError` saying how to install it.
 """
@@ -30,6 +36,7 @@ from dwellrank_logs.errors import ConfigError, DwellrankError, SchemaError, firs
 from dwellrank_logs.read import open_parquet, table_path
 from dwellrank_logs.schema import TABLES, TableSchema, _share, validate_frame
 from dwellrank_logs.spark import require_pyspark
+from dwellrank_logs.spark_sources import CATALOG_SCHEME, catalog_names, logs_for_spark, table_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -61,9 +68,10 @@ def read_tables_spark(
     ----------
     logs : path-like, str or mapping of table name to Spark DataFrame
         A logs directory (``<dir>/<table>.parquet``, each one file or a
-        directory of part files), local or a URI Spark resolves (``hdfs://``,
-        ``s3a://``), or the tables as Spark DataFrames (Hive tables:
-        ``spark.table(name)``).  A local path gets the polars engine's
+        directory of part files), local or a URI Spark resolves (``file://``,
+        ``hdfs://``, ``s3a://``); catalog tables as ``hive:DB`` or
+        ``hive:DB.PREFIX`` (:func:`~dwellrank_logs.spark_sources.catalog_names`); or the tables as Spark
+        DataFrames (``spark.table(name)``).  A local path gets the polars engine's
         file-level checks and messages first (no such directory or file,
         empty, not Parquet, inconsistent parts).
     columns : mapping of table name to column names
@@ -93,7 +101,12 @@ def read_tables_spark(
 
     tables: dict[str, DataFrame] = {}
     sources: dict[str, str] = {}
-    if isinstance(logs, Mapping):
+    if isinstance(logs, str) and logs.startswith(CATALOG_SCHEME):
+        names = catalog_names(logs, tuple(columns))
+        for t, frame in logs_for_spark(logs, tuple(columns), spark).items():  # type: ignore[union-attr]
+            tables[t], sources[t] = frame, CATALOG_SCHEME + names[t]
+            check_table_spark(frame, t, tuple(columns[t]), sources[t])
+    elif isinstance(logs, Mapping):
         for t in columns:
             if t not in logs:
                 raise SchemaError(f"the {t} table is missing; {what} needs {', '.join(columns)}")
@@ -112,7 +125,7 @@ def read_tables_spark(
             raise SchemaError(f"{local}: not a directory of log tables")
         for t in columns:
             if local is None:
-                uri = sources[t] = f"{src.rstrip('/')}/{t}.parquet"
+                uri = sources[t] = table_uri(src, t)
             else:
                 p = table_path(local, t)
                 open_parquet(p, t)  # the polars reader's checks and messages

@@ -5,17 +5,32 @@ integer``); on the command line the user typed ``--days``.  ``dwellrank``'s
 error handler passes every message but a file's (a
 :class:`~dwellrank_logs.errors.SchemaError` names the file and column, which
 is what the user gave) through :func:`in_flags`, with the one table
-:data:`FLAG_OF`.
+:data:`FLAG_OF`.  :func:`engine_options` gives every command with an engine
+the same ``--engine``, ``--spark-master`` and ``--spark-conf`` options, folded
+into one :class:`EngineChoice`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-__all__ = ["FLAG_OF", "in_flags", "one_line_warning"]
+from dwellrank_logs.engine import ENGINES
+from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.spark import DEFAULT_MASTER
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["FLAG_OF", "EngineChoice", "engine_options", "in_flags", "one_line_warning", "parse_spark_conf"]
 
 # The one table from a library argument's name to the option a user types.  A name is
 # replaced where the message names it as an argument: at its start, or anywhere for an
@@ -50,6 +65,12 @@ FLAG_OF = {
     "max_epochs": "--epochs",
     "k_min": "--k-min",
     "k_max": "--k-max",
+    "history_days": "--history-days",
+    "future_days": "--future-days",
+    "min_history_sessions": "--min-sessions",
+    "max_sessions": "--max-sessions",
+    "batch_size": "--batch-size",
+    "lda_seed": "--lda-seed",
 }
 
 
@@ -70,4 +91,107 @@ def in_flags(message: str, command: click.Command | None) -> str:
 
 def one_line_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
     """``warnings.showwarning`` for the command line: ``warning: <message>``, without the source file and line."""
-    click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+    # The running (innermost) command, to name its flags as errors do.
+    ctx = click.get_current_context(silent=True)
+    text = in_flags(str(message), ctx.command if ctx is not None else None)
+    click.echo(f"warning: {' '.join(text.split())}", err=True)
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine a command runs on, with the Spark settings of ``--spark-master`` and ``--spark-conf``.
+
+    Attributes
+    ----------
+    name : {"polars", "spark"}
+    master : str, optional
+        ``--spark-master``; None: ``spark-submit``'s master, or ``local[*]``
+        (:func:`dwellrank_logs.spark.spark_session_for`).
+    conf : mapping of str to str
+        ``--spark-conf`` settings, the last of a repeated key winning.
+    """
+
+    name: str = ENGINES[0]
+    master: str | None = None
+    conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
+        _check_spark_flags(self.name, self.master is not None, bool(self.conf))
+        object.__setattr__(self, "conf", MappingProxyType(dict(self.conf)))
+
+    @property
+    def spark(self) -> bool:
+        """Whether the command runs on Spark."""
+        return self.name == "spark"
+
+    @contextmanager
+    def session(self, app_name: str) -> Iterator[SparkSession]:
+        """The command's one SparkSession (:func:`dwellrank_logs.spark.spark_session`), stopped on exit if it started it."""
+        from dwellrank_logs.spark import spark_session
+
+        with spark_session(app_name, self.master, self.conf) as spark:
+            yield spark
+
+
+def _check_spark_flags(engine: str, master: bool, conf: bool) -> None:
+    if engine != "spark" and (master or conf):
+        given = " and ".join(f for f, v in (("--spark-master", master), ("--spark-conf", conf)) if v)
+        raise ConfigError(f"{given}: only with --engine spark, got --engine {engine}")
+
+
+def parse_spark_conf(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--spark-conf KEY=VALUE`` items as a mapping; :class:`ConfigError` naming the flag and what arrived otherwise.
+
+    Keys start with ``spark.`` (Spark ignores others; Hadoop settings are
+    ``spark.hadoop.*``); values may hold ``=``.  A repeated key: the last wins.
+    """
+    conf: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(ch.isspace() for ch in key):
+            raise ConfigError(f"--spark-conf takes KEY=VALUE, got {item!r}")
+        if not key.startswith("spark."):
+            raise ConfigError(f"--spark-conf KEY must start with 'spark.' (Hadoop settings: spark.hadoop.*), got {item!r}")
+        conf[key] = value
+    return conf
+
+
+def engine_options(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--engine``, ``--spark-master`` and repeated ``--spark-conf``, passed to the command as ``engine: EngineChoice``.
+
+    Parameters
+    ----------
+    help_text : str
+        The ``--engine`` help: what Spark does for this command.
+    """
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, engine: str, spark_master: str, spark_conf: tuple[str, ...], **kwargs: Any) -> Any:
+            given = click.get_current_context().get_parameter_source("spark_master") not in (ParameterSource.DEFAULT, None)
+            _check_spark_flags(engine, given, bool(spark_conf))  # before the values: --engine polars ignores them
+            choice = EngineChoice(engine, spark_master if given else None, parse_spark_conf(spark_conf))
+            return f(*args, engine=choice, **kwargs)
+
+        for opt in (
+            click.option(
+                "--spark-conf",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="With --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable).",
+            ),
+            click.option(
+                "--spark-master",
+                default=DEFAULT_MASTER,
+                show_default=True,
+                help="With --engine spark: local[N], yarn, spark://HOST:PORT, k8s://...; under spark-submit, its --master.",
+            ),
+            click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True, help=help_text),
+        ):
+            command = opt(command)
+        return command
+
+    return decorate

@@ -2,7 +2,9 @@
 
 ``cli.py`` adds this group to the ``dwellrank`` command; each verb builds the
 configs from its options (defaults from :mod:`engagement.config`), calls one
-function of :mod:`engagement.workflows` and prints a summary.
+function of :mod:`engagement.workflows` (or, with ``--engine spark``, of
+:mod:`engagement.spark_workflows` with the one session built here) and prints
+a summary.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import click
 
+from dwellrank_pipeline.flags import EngineChoice, engine_options
 from engagement.config import TASKS, ForecastTrainConfig, LdaConfig, WindowConfig
 
 __all__ = ["forecast"]
@@ -19,6 +22,8 @@ __all__ = ["forecast"]
 _WINDOW = WindowConfig()
 _LDA = LdaConfig()
 _FIT = ForecastTrainConfig()
+_LOGS_HELP = "Logs: a directory (or file://, hdfs://, s3a:// URI with --engine spark) with members, sessions, events, deliveries"
+_SPARK_HELP = "polars on this machine, or Apache Spark (the logs reduced to per-member arrays and the LDA on Spark; models fitted here)."
 
 
 @click.group()
@@ -56,7 +61,7 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @forecast.command("train")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Directory with members, sessions, events, deliveries.")
+@click.option("--logs", "logs_dir", type=click.Path(), required=True, help=_LOGS_HELP + "; or hive:DB[.PREFIX] tables with --engine spark.")
 @click.option("--task", type=click.Choice(TASKS), required=True, help="Day-level (3-class) or session-level (2-class).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @_window_options
@@ -65,6 +70,7 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
+@engine_options(_SPARK_HELP)
 @click.option("--quiet", is_flag=True, help="No progress or summary.")
 def forecast_train(
     logs_dir: str,
@@ -81,6 +87,7 @@ def forecast_train(
     batch_size: int,
     device: str,
     overwrite: bool,
+    engine: EngineChoice,
     quiet: bool,
 ) -> None:
     """Mine intents, train DIGMN (80/10/10 split) and write a model directory with a loss curve."""
@@ -94,7 +101,23 @@ def forecast_train(
         if not quiet:
             click.echo(f"  epoch {epoch:>3}  train loss {train_loss:.4f}  val loss {val_loss:.4f}", err=True)
 
-    fc = train_on_logs(logs_dir, out, task, seed=seed, window=window, train_config=tc, lda_config=lda, overwrite=overwrite, progress=show)
+    kwargs: dict[str, Any] = {
+        "seed": seed,
+        "window": window,
+        "train_config": tc,
+        "lda_config": lda,
+        "overwrite": overwrite,
+        "progress": show,
+    }
+    if engine.spark:
+        from dwellrank_logs.spark_sources import driver_path
+        from engagement.spark_workflows import train_on_logs_spark
+
+        out = driver_path(out, "--out")
+        with engine.session("dwellrank forecast train") as spark:  # the one place a session is built
+            fc = train_on_logs_spark(logs_dir, out, task, spark, **kwargs)
+    else:
+        fc = train_on_logs(logs_dir, out, task, **kwargs)
     if not quiet:
         m = fc.meta["test_metrics"]
         click.echo(
@@ -106,23 +129,34 @@ def forecast_train(
 
 @forecast.command("score")
 @click.option("--model", "model_dir", type=click.Path(), required=True, help="Model directory from 'forecast train'.")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Logs to score.")
+@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Logs to score (as forecast train's --logs).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Parquet file of per-member scores.")
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Expected task; an error if the model's differs.")
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@engine_options(_SPARK_HELP)
 @click.option("--quiet", is_flag=True)
-def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, device: str, overwrite: bool, quiet: bool) -> None:
+def forecast_score(
+    model_dir: str, logs_dir: str, out: str, task: str | None, device: str, overwrite: bool, engine: EngineChoice, quiet: bool
+) -> None:
     """Per-member class probabilities and dynamic-intent vectors for the members of some logs."""
     from engagement import score_logs
 
-    fc, scores = score_logs(model_dir, logs_dir, out, task=task, device=device, overwrite=overwrite)
+    if engine.spark:
+        from dwellrank_logs.spark_sources import driver_path
+        from engagement.spark_workflows import score_logs_spark
+
+        out = driver_path(out, "--out")
+        with engine.session("dwellrank forecast score") as spark:  # the one place a session is built
+            fc, scores = score_logs_spark(model_dir, logs_dir, out, spark, task=task, device=device, overwrite=overwrite)
+    else:
+        fc, scores = score_logs(model_dir, logs_dir, out, task=task, device=device, overwrite=overwrite)
     if not quiet:
         click.echo(f"wrote {out}: {scores.height} members scored for the {fc.task}-level task")
 
 
 @forecast.command("compare")
-@click.option("--logs", "logs_dir", type=click.Path(), required=True)
+@click.option("--logs", "logs_dir", type=click.Path(), required=True, help=_LOGS_HELP + "; or hive:DB[.PREFIX] tables with --engine spark.")
 @click.option("--task", type=click.Choice(TASKS), required=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for comparison.json, table.txt and PNGs.")
 @_window_options
@@ -132,6 +166,7 @@ def forecast_score(model_dir: str, logs_dir: str, out: str, task: str | None, de
 @click.option("--lda-seed", type=int, default=0, show_default=True, help="Seeds the LDA intent mining (once, shared by every replicate).")
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True)
+@engine_options(_SPARK_HELP)
 @click.option("--quiet", is_flag=True)
 def forecast_compare(
     logs_dir: str,
@@ -149,6 +184,7 @@ def forecast_compare(
     lda_seed: int,
     device: str,
     overwrite: bool,
+    engine: EngineChoice,
     quiet: bool,
 ) -> None:
     """Every method of the paper's Tables 3, 4 and 6 over several seeds; prints a Table-3-style table."""
@@ -171,20 +207,26 @@ def forecast_compare(
             m = res.metrics
             click.echo(f"  seed {seed}  {name:<26} macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  ({res.seconds:.0f} s)", err=True)
 
-    result = compare_on_logs(
-        logs_dir,
-        out,
-        task,
-        seeds=range(seeds),
-        models=names,
-        window=window,
-        lda_config=lda,
-        lda_seed=lda_seed,
-        train_config=tc,
-        overwrite=overwrite,
-        on_intents=mined,
-        progress=show,
-    )
+    kwargs: dict[str, Any] = {
+        "seeds": range(seeds),
+        "models": names,
+        "window": window,
+        "lda_config": lda,
+        "lda_seed": lda_seed,
+        "train_config": tc,
+        "overwrite": overwrite,
+        "on_intents": mined,
+        "progress": show,
+    }
+    if engine.spark:
+        from dwellrank_logs.spark_sources import driver_path
+        from engagement.spark_workflows import compare_on_logs_spark
+
+        out = driver_path(out, "--out")
+        with engine.session("dwellrank forecast compare") as spark:  # the one place a session is built
+            result = compare_on_logs_spark(logs_dir, out, task, spark, **kwargs)
+    else:
+        result = compare_on_logs(logs_dir, out, task, **kwargs)
     if not quiet:
         click.echo(format_comparison_table(result))
         click.echo(f"wrote {out}")

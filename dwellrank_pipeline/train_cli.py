@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from dwellrank_logs.engine import ENGINES
 from dwellrank_logs.errors import ConfigError
+from dwellrank_pipeline.flags import EngineChoice, engine_options
 from ranking.features import FEATURE_SETS
 from ranking.train import TrainConfig
 
@@ -16,7 +16,11 @@ _TRAIN = TrainConfig()
 
 @click.command("train")
 @click.option(
-    "--logs", "logs_dir", type=click.Path(file_okay=False), required=True, help="Logs directory (impressions, sessions, updates, members)."
+    "--logs",
+    "logs_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Logs directory (impressions, sessions, updates, members); with --engine spark also a URI or hive:DB[.PREFIX] tables.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory to write.")
 @click.option("--t-skip", "t_skip_s", type=float, default=None, help="T_skip in seconds; default: estimated from the logs' impressions.")
@@ -31,18 +35,18 @@ _TRAIN = TrainConfig()
 @click.option("--holdout-days", type=int, default=_TRAIN.holdout_days, show_default=True, help="Last days held out for the report.")
 @click.option("--no-baselines", is_flag=True, help="Skip the LR-only/GBDT-only baselines in the report (faster).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default=ENGINES[0],
-    show_default=True,
-    help="polars on this machine, or Apache Spark (the training frame is built on Spark, the heads fitted here).",
-)
+@engine_options("polars on this machine, or Apache Spark (the training frame is built on Spark, the heads fitted here).")
 @click.option(
     "--max-rows",
     type=int,
     default=None,
     help="With --engine spark: fit on a seeded sample of at most this many training rows (recorded in metadata.json).",
+)
+@click.option(
+    "--frame-dir",
+    default=None,
+    help="With --engine spark: write the training frame here (a path or file:// URI the executors and this driver share); "
+    "default a temporary directory, removed after fitting.",
 )
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
@@ -54,8 +58,9 @@ def train(
     holdout_days: int,
     no_baselines: bool,
     overwrite: bool,
-    engine: str,
+    engine: EngineChoice,
     max_rows: int | None,
+    frame_dir: str | None,
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
@@ -63,10 +68,15 @@ def train(
     from ranking.train import train_ranker
     from ranking.tskip import InsufficientDataError, tskip_from_logs
 
+    if engine.spark:
+        from dwellrank_logs.spark_sources import driver_path
+
+        out = driver_path(out, "--out")
     check_output_dir(out, overwrite, "--out")  # writable, not replaced unasked: before estimating or training, creating nothing
     check_not_input(out, {"--logs": logs_dir}, "--out")
-    if max_rows is not None and engine != "spark":
-        raise ConfigError("--max-rows samples the Spark engine's training frame; pass --engine spark with it")
+    for flag, value in (("--max-rows", max_rows), ("--frame-dir", frame_dir)):
+        if value is not None and not engine.spark:
+            raise ConfigError(f"{flag} is an option of the Spark engine's training frame; pass --engine spark with it")
     estimated = t_skip_s is None
 
     def config(t: float) -> TrainConfig:
@@ -80,17 +90,19 @@ def train(
         )
 
     try:
-        if engine == "spark":
-            from dwellrank_logs.io import table_path
-            from dwellrank_logs.spark import local_session
+        if engine.spark:
+            from dwellrank_logs.spark_sources import logs_for_spark, table_uri
+            from ranking.spark_inputs import LOG_TABLES
             from ranking.train_spark import train_ranker_spark
             from ranking.tskip import estimate_tskip_spark
 
-            with local_session("dwellrank train") as spark:  # the one place a session is built
+            with engine.session("dwellrank train") as spark:  # the one place a session is built
+                logs = logs_for_spark(logs_dir, LOG_TABLES, spark)  # hive:... names: the catalog's tables
                 if t_skip_s is None:
-                    t_skip_s = estimate_tskip_spark(str(table_path(logs_dir, "impressions")), spark=spark).t_skip_s
+                    imp = logs["impressions"] if isinstance(logs, dict) else table_uri(logs_dir, "impressions")
+                    t_skip_s = estimate_tskip_spark(imp, spark=spark).t_skip_s
                 cfg = config(t_skip_s)
-                model = train_ranker_spark(logs_dir, cfg, spark=spark, max_rows=max_rows)
+                model = train_ranker_spark(logs, cfg, spark=spark, max_rows=max_rows, frame_dir=frame_dir, overwrite=overwrite)
         else:
             cfg = config(tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s)
             model = train_ranker(logs_dir, config=cfg)
