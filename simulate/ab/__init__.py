@@ -35,6 +35,7 @@ from simulate.ab.assign import splitmix64
 from simulate.ab.config import ARMS
 from simulate.ab.config import ABConfig
 from simulate.ab.logged import LogReduction
+from simulate.ab.logged import analyse_reduction
 from simulate.ab.logged import logged_ab_report
 from simulate.ab.logged import reduce_logs
 from simulate.ab.logged_config import LoggedABConfig
@@ -62,6 +63,7 @@ __all__ = [
     "Metric",
     "Period",
     "SmallExperimentWarning",
+    "analyse_reduction",
     "arm_daily",
     "arm_effects",
     "assign_arms",
