@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from dwellrank_logs.spark_sources import driver_path, table_for_spark
+from dwellrank_pipeline.ab_report_cli import ab_report
 from dwellrank_pipeline.cli_base import ErrorsAsOneLine, progress
 from dwellrank_pipeline.demo import DemoSizes
 from dwellrank_pipeline.flags import EngineChoice, engine_options, one_line_warning
@@ -29,6 +30,7 @@ def main() -> None:
     warnings.showwarning = one_line_warning
 
 
+main.add_command(ab_report)
 main.add_command(forecast)
 main.add_command(train)
 
