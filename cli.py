@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import click
@@ -11,7 +10,7 @@ from dwellrank_logs.spark_sources import driver_path, table_for_spark
 from dwellrank_pipeline.ab_report_cli import ab_report
 from dwellrank_pipeline.cli_base import ErrorsAsOneLine, progress
 from dwellrank_pipeline.demo import DemoSizes
-from dwellrank_pipeline.flags import EngineChoice, engine_options, one_line_warning
+from dwellrank_pipeline.flags import EngineChoice, engine_options
 from dwellrank_pipeline.forecast_cli import forecast
 from dwellrank_pipeline.presets import PRESETS, PresetContext
 from dwellrank_pipeline.train_cli import train
@@ -27,7 +26,6 @@ __all__ = ["main"]
 @click.version_option("0.1.0", prog_name="dwellrank")
 def main() -> None:
     """Dwell-time-aware feed ranking, engagement forecasting and simulation."""
-    warnings.showwarning = one_line_warning
 
 
 main.add_command(ab_report)
@@ -149,11 +147,7 @@ def estimate_tskip(
             check_not_input(p, {"--impressions": impressions}, opt)
     if out is not None and plot is not None and os.path.realpath(out) == os.path.realpath(plot):
         raise OutputError(f"--plot {plot}: is the --out path too; give the JSON and the PNG different paths")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = _estimate_tskip(impressions, cfg, engine)
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+    result = _estimate_tskip(impressions, cfg, engine)
     write_tskip_outputs(result, out, plot)
     if not quiet:
         click.echo(result.summary())

@@ -30,7 +30,7 @@ from dwellrank_logs.spark import DEFAULT_MASTER
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["FLAG_OF", "EngineChoice", "engine_options", "in_flags", "one_line_warning", "parse_spark_conf"]
+__all__ = ["FLAG_OF", "EngineChoice", "engine_options", "in_flags", "parse_spark_conf"]
 
 # The one table from a library argument's name to the option a user types.  A name is
 # replaced where the message names it as an argument: at its start, or anywhere for an
@@ -87,14 +87,6 @@ def in_flags(message: str, command: click.Command | None) -> str:
         elif re.match(rf"{name}\b(?![/.-])", message):
             message = flag + message[len(name) :]
     return message
-
-
-def one_line_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
-    """``warnings.showwarning`` for the command line: ``warning: <message>``, without the source file and line."""
-    # The running (innermost) command, to name its flags as errors do.
-    ctx = click.get_current_context(silent=True)
-    text = in_flags(str(message), ctx.command if ctx is not None else None)
-    click.echo(f"warning: {' '.join(text.split())}", err=True)
 
 
 @dataclass(frozen=True)
