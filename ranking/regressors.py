@@ -79,17 +79,26 @@ class ActionRegressor:
     def __init__(self, config: RegressorConfig | None = None) -> None:
         self.config = config or RegressorConfig()
 
-    def fit(self, X: np.ndarray, y: np.ndarray, seed: int | np.random.Generator = 0) -> ActionRegressor:
+    def fit(self, X: np.ndarray, y: np.ndarray, seed: int | np.random.Generator = 0, target: str = "y") -> ActionRegressor:
         """Fit on rows where the action happened.
 
         Parameters
         ----------
         X : ndarray, shape (n_rows, n_features)
         y : ndarray, shape (n_rows,), >= 0
+        seed : int or numpy.random.Generator
+        target : str
+            The target's name (a column of the training frame), for error messages.
         """
         y = np.asarray(y, dtype=np.float64)
-        if y.size and (not np.all(np.isfinite(y)) or y.min() < 0):
-            raise ConfigError(f"regression targets must be finite and >= 0, got min {y.min()!r}")
+        finite = np.isfinite(y)
+        if not finite.all() or (y[finite] < 0).any():
+            bad = int((~finite).sum()), int((y[finite] < 0).sum())
+            low = f", min {float(y[finite].min()):g}" if bad[1] else ""
+            raise ConfigError(
+                f"regression target {target!r} must be finite and >= 0: {bad[0]:,} non-finite and {bad[1]:,} negative "
+                f"of {y.size:,} rows{low}"
+            )
         self.n_rows_ = int(y.size)
         self.constant_ = float(y.mean()) if y.size else 0.0
         self.booster_ = None

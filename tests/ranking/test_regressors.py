@@ -5,9 +5,12 @@ Quality world: 2,000 members x 14 days, seed 0 (tests/ranking/ranking_worlds.py)
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
+from dwellrank_logs.errors import ConfigError
 from ranking.regressors import ActionRegressor, poisson_deviance
 from tests.ranking.ranking_worlds import split, xy
 
@@ -25,3 +28,16 @@ def test_regressions_beat_the_constant_mean(target, action):
     reg = ActionRegressor().fit(X_tr, y_tr, seed=0)
     assert reg.booster_ is not None and reg.constant_ == pytest.approx(y_tr.mean())
     assert poisson_deviance(y_te, reg.predict(X_te)) < 0.97 * poisson_deviance(y_te, np.full(y_te.size, y_tr.mean()))
+
+
+@pytest.mark.parametrize(
+    ("y", "counts"),
+    [
+        ([1.0, -3.0, 2.0, -1.0], "0 non-finite and 2 negative of 4 rows, min -3"),
+        ([1.0, np.nan, np.inf], "2 non-finite and 0 negative of 3 rows"),
+    ],
+)
+def test_bad_targets_are_refused_naming_the_target(y: list[float], counts: str) -> None:
+    X = np.zeros((len(y), 2))
+    with pytest.raises(ConfigError, match=r"^regression target 'downstream_virals' must be finite and >= 0: " + re.escape(counts) + "$"):
+        ActionRegressor().fit(X, np.array(y), target="downstream_virals")
