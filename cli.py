@@ -106,6 +106,7 @@ def simulate(
 @engine_options("polars on this machine, or Apache Spark (--impressions may then be a URI or hive:DB.TABLE).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the estimate and curves as JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the CDF and P(action | dwell) panels as PNG here.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --out / --plot files.")
 @click.option("--quiet", is_flag=True, help="No summary.")
 def estimate_tskip(
     impressions: str,
@@ -120,6 +121,7 @@ def estimate_tskip(
     engine: EngineChoice,
     out: str | None,
     plot: str | None,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Estimate T_skip by Bayes' rule from an impressions table, overall and per update type."""
@@ -143,12 +145,12 @@ def estimate_tskip(
         out, plot = (None if p is None else driver_path(p, opt) for opt, p in (("--out", out), ("--plot", plot)))
     for opt, p in (("--out", out), ("--plot", plot)):
         if p is not None:
-            check_output_file(p, opt)  # before reading anything
-            check_not_input(p, {"--impressions": impressions}, opt)
+            check_not_input(p, {"--impressions": impressions}, opt)  # before reading anything
+            check_output_file(p, opt, overwrite=overwrite)
     if out is not None and plot is not None and os.path.realpath(out) == os.path.realpath(plot):
         raise OutputError(f"--plot {plot}: is the --out path too; give the JSON and the PNG different paths")
     result = _estimate_tskip(impressions, cfg, engine)
-    write_tskip_outputs(result, out, plot)
+    write_tskip_outputs(result, out, plot, overwrite=overwrite)
     if not quiet:
         click.echo(result.summary())
         for label, p in (("json", out), ("plot", plot)):

@@ -93,6 +93,15 @@ def test_control_simulate_overwrite_and_symlink(case: Case):
     assert link2.is_symlink() and (empty / "members.parquet").is_file()
 
 
+def test_control_estimate_tskip_overwrite(case: Case, world: World):
+    out = case.file("t.json", "an earlier estimate\n")
+    args = ["estimate-tskip", "--impressions", str(world.impressions), "--by", "none", "--out", str(out), "--quiet"]
+    assert _invoke(args).exit_code == 2 and out.read_text() == "an earlier estimate\n"
+    res = _invoke([*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["t_skip_s"] > 0 and temporaries(case.dir) == []
+
+
 def test_control_estimate_tskip(case: Case, world: World):
     out, png = case.path("t.json"), case.path("t.png")
     res = _invoke(["estimate-tskip", "--impressions", str(world.impressions), "--by", "none", "--out", str(out), "--plot", str(png)])
@@ -380,6 +389,12 @@ ROWS: list[Row] = [
         r"--out .*t\.json: is the --impressions input",
     ),
     Row("tskip-out-is-dir", _tskip(out=lambda c: c.full_dir()), r"Invalid value for '--out': File '.*full' is a directory"),
+    Row("tskip-out-exists", _tskip(out=lambda c: c.file("t.json", "{}\n")), r"--out .*t\.json: exists \(pass --overwrite to replace it\)"),
+    Row(
+        "tskip-plot-exists",
+        lambda c: [*_tskip()(c), "--plot", str(c.file("t.png", "an earlier plot\n"))],
+        r"--plot .*t\.png: exists \(pass --overwrite to replace it\)",
+    ),
     Row("tskip-out-empty", _tskip(out=lambda c: ""), r"--out '': empty path"),
     Row("tskip-out-below-file", _tskip(out=lambda c: c.file() / "t.json"), r"--out .*: cannot write output here \(.*a_file is a file"),
     Row(

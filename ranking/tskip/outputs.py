@@ -15,7 +15,9 @@ __all__ = ["tskip_from_logs", "write_tskip_outputs"]
 _PathLike = str | os.PathLike[str]
 
 
-def write_tskip_outputs(result: TskipResult, json_path: _PathLike | None = None, png_path: _PathLike | None = None) -> None:
+def write_tskip_outputs(
+    result: TskipResult, json_path: _PathLike | None = None, png_path: _PathLike | None = None, overwrite: bool = True
+) -> None:
     """Write ``result.to_dict()`` as JSON and :func:`plot_tskip` as PNG; either may be None.
 
     Both paths are checked before anything is written, and both files appear
@@ -24,9 +26,10 @@ def write_tskip_outputs(result: TskipResult, json_path: _PathLike | None = None,
     Raises
     ------
     OutputExistsError
-        A path is a directory (named as ``--out`` / ``--plot``, the CLI's options).
+        A path is a directory (named as ``--out`` / ``--plot``, the CLI's options), or
+        exists while ``overwrite`` is false (checked again at the final rename).
     """
-    with atomic_files({"--out": json_path, "--plot": png_path}) as tmp:
+    with atomic_files({"--out": json_path, "--plot": png_path}, overwrite=overwrite) as tmp:
         if "--plot" in tmp:
             plot_tskip(result, tmp["--plot"])
         if "--out" in tmp:
