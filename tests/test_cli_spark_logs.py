@@ -1,8 +1,9 @@
-"""``estimate-tskip`` and ``train`` with ``--engine spark`` on tables of the Spark catalog (``hive:...``).
+"""``estimate-tskip``, ``train`` and ``rank`` with ``--engine spark`` on tables of the Spark catalog (``hive:...``).
 
 The reference is the polars engine on the files the catalog's views were read from: the T_skip JSON is
-identical apart from its ``source`` field, and every file of the model directory is byte-identical apart
-from ``metadata.json`` (engine, frame size) and the manifest that hashes it.  The commands run in this
+identical apart from its ``source`` field; every file of the model directory is byte-identical apart
+from ``metadata.json`` (engine, frame size) and the manifest that hashes it; the ranks are identical and
+the scores within 1e-12.  The commands run in this
 process on the test run's session (``--spark-master local[2]``).
 """
 
@@ -53,10 +54,16 @@ def test_estimate_tskip_from_a_catalog_table(logs: Path, tmp_path: Path):
     assert got == want and want["t_skip_s"] is not None
 
 
+@pytest.fixture(scope="module")
+def polars_model(logs: Path) -> Path:
+    out = logs.parent / "polars_model"
+    _ok("train", "--logs", str(logs), "--out", str(out), "--no-baselines", "--quiet")
+    return out
+
+
 @pytest.mark.slow
-def test_train_from_catalog_tables_writes_the_polars_model(logs: Path, tmp_path: Path):
-    polars_model, spark_model = tmp_path / "polars", tmp_path / "spark"
-    _ok("train", "--logs", str(logs), "--out", str(polars_model), "--no-baselines", "--quiet")
+def test_train_from_catalog_tables_writes_the_polars_model(logs: Path, polars_model: Path, tmp_path: Path):
+    spark_model = tmp_path / "spark"
     _ok("train", "--logs", "hive:global_temp.cl", "--out", str(spark_model), "--no-baselines", "--quiet", *SPARK)  # T_skip estimated too
     files = sorted(str(p.relative_to(polars_model)) for p in polars_model.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(spark_model)) for p in spark_model.rglob("*") if p.is_file())
@@ -65,3 +72,27 @@ def test_train_from_catalog_tables_writes_the_polars_model(logs: Path, tmp_path:
     assert differ == ["manifest.json", "metadata.json"]
     meta = json.loads((spark_model / "metadata.json").read_text())
     assert meta["data"]["engine"] == "spark"
+
+
+@pytest.mark.slow
+def test_rank_catalog_candidates_with_catalog_logs(logs: Path, polars_model: Path, tmp_path: Path, spark: Any):
+    import numpy as np
+    import polars as pl
+
+    from dwellrank_logs.io import open_parquet
+    from dwellrank_pipeline.demo import last_day_candidates
+
+    cands = tmp_path / "cands.parquet"
+    last_day_candidates(logs).write_parquet(cands)
+    spark.read.parquet(str(cands)).createOrReplaceTempView("cl_cands")
+    want, got = tmp_path / "polars.parquet", tmp_path / "spark"
+    common = ["--model", str(polars_model), "--top-k", "5", "--quiet"]
+    _ok("rank", *common, "--candidates", str(cands), "--logs", str(logs), "--out", str(want))
+    _ok("rank", *common, "--candidates", "hive:cl_cands", "--logs", "hive:global_temp.cl", "--out", got.as_uri(), *SPARK)
+    keys = ["request_id", "update_id"]
+    a, b = pl.read_parquet(want).sort(keys), open_parquet(got, "ranked").collect().sort(keys)
+    assert a.height > 100 and a.schema == b.schema
+    assert a.select(*keys, "rank").equals(b.select(*keys, "rank"))
+    floats = [c for c, t in a.schema.items() if t == pl.Float64]
+    assert "score" in floats
+    assert max(float(np.max(np.abs(a[c].to_numpy() - b[c].to_numpy()))) for c in floats) <= 1e-12
