@@ -28,6 +28,7 @@ def _verbs(d: Path) -> dict[str, list[str]]:
         "forecast-train": ["forecast", "train", "--logs", str(d / "logs"), "--task", "day", "--out", str(d / "fc")],
         "forecast-score": ["forecast", "score", "--model", str(d / "fc"), "--logs", str(d / "logs"), "--out", str(d / "s.parquet")],
         "forecast-compare": ["forecast", "compare", "--logs", str(d / "logs"), "--task", "day", "--out", str(d / "cmp")],
+        "ab-report": ["ab-report", "--logs", str(d / "logs"), "--out", str(d / "ab")],
     }
 
 
