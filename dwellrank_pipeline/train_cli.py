@@ -7,6 +7,7 @@ import click
 from dwellrank_logs.errors import ConfigError
 from dwellrank_pipeline.flags import EngineChoice, engine_options
 from ranking.features import FEATURE_SETS
+from ranking.sampling import format_bytes, parse_memory
 from ranking.train import TrainConfig
 
 __all__ = ["train"]
@@ -48,6 +49,22 @@ _TRAIN = TrainConfig()
     help="With --engine spark: write the training frame here (a path or file:// URI the executors and this driver share); "
     "default a temporary directory, removed after fitting.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget of the polars engine, e.g. 8G or 512M [default: 8G, fixed so that a model does not depend on the "
+    "machine]. A larger frame is built a few days at a time and each head fitted from a seeded per-head sample "
+    "(negative downsampling, recalibrated; recorded in metadata.json).",
+)
+@click.option(
+    "--sample",
+    type=float,
+    default=None,
+    metavar="RATE",
+    help="Polars engine: fit from samples whatever the budget; each head keeps its rarer label and this rate "
+    "of the other, the regressions this rate of all rows.",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
     logs_dir: str,
@@ -60,6 +77,8 @@ def train(
     overwrite: bool,
     engine: EngineChoice,
     max_rows: int | None,
+    max_memory: str | None,
+    sample: float | None,
     frame_dir: str | None,
     quiet: bool,
 ) -> None:
@@ -77,6 +96,12 @@ def train(
     for flag, value in (("--max-rows", max_rows), ("--frame-dir", frame_dir)):
         if value is not None and not engine.spark:
             raise ConfigError(f"{flag} is an option of the Spark engine's training frame; pass --engine spark with it")
+    for flag, given in (("--max-memory", max_memory), ("--sample", sample)):
+        if given is not None and engine.spark:
+            raise ConfigError(f"{flag} bounds the polars engine; with --engine spark, --max-rows samples the frame")
+    budget = None if max_memory is None else parse_memory(max_memory, "--max-memory")
+    if sample is not None and not (0 < sample <= 1):
+        raise ConfigError(f"--sample must be a keep rate in (0, 1], got {sample}")
     estimated = t_skip_s is None
 
     def config(t: float) -> TrainConfig:
@@ -105,7 +130,7 @@ def train(
                 model = train_ranker_spark(logs, cfg, spark=spark, max_rows=max_rows, frame_dir=frame_dir, overwrite=overwrite)
         else:
             cfg = config(tskip_from_logs(logs_dir) if t_skip_s is None else t_skip_s)
-            model = train_ranker(logs_dir, config=cfg)
+            model = train_ranker(logs_dir, config=cfg, max_memory=budget, sample=sample)
     except InsufficientDataError as exc:
         if not estimated:
             raise
@@ -118,6 +143,12 @@ def train(
             f"T_skip {cfg.t_skip_s:.2f} s{' estimated' if estimated else ''}, "
             f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)"
         )
+        if "sampling" in r:  # fitted from per-head samples: say how many rows each head saw
+            s = r["sampling"]
+            rows = ", ".join(f"{h} {rec['rows_after']:,}" for h, rec in s["heads"].items())
+            click.echo(
+                f"  per-head samples (budget {format_bytes(s['budget_bytes'])}, seed {seed}) of {s['heads']['click']['rows_before']:,} rows: {rows}"
+            )
         for h, d in r["heads"].items():
             m = d["metrics"]
             base = f"  LR-only AUC {m['lr_only']['auc']:.3f}" if "lr_only" in m else ""

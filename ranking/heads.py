@@ -263,6 +263,18 @@ class GBDTLRHead:
         self._fold()
         return self
 
+    def recalibrate(self, shift: float, record: dict[str, Any]) -> GBDTLRHead:
+        """Add ``shift`` to the logit (the recalibration of a head fitted on a sample).
+
+        With keep rates ``r_pos``, ``r_neg`` the full data's P(label) takes
+        ``shift = log(r_neg / r_pos)`` (:mod:`ranking.sampling`).  Folded into
+        ``intercept_``, so every scoring path applies it; ``record`` (the rates)
+        is saved beside it.
+        """
+        self.intercept_ += float(shift)
+        self.sampling_ = {**record, "logit_shift": float(shift)}
+        return self
+
     def _one_hot(self, X: np.ndarray) -> sp.csr_matrix:
         # LightGBM returns an ndarray for dense input (its annotation also allows sparse results).
         leaves = cast(np.ndarray, self.booster_.predict(X, pred_leaf=True, num_threads=1)).astype(np.int64).reshape(X.shape[0], -1)
@@ -305,6 +317,9 @@ class GBDTLRHead:
         """P(label) the textbook way: leaf indices, sparse one-hot, LR.  Reference for the folded path."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         design = sp.hstack([sp.csr_matrix(self.scaler_.transform(X)), self._one_hot(X)], format="csr")
+        sampling = getattr(self, "sampling_", None)
+        if sampling:  # the recalibration folded into intercept_, applied here to the LR's own logit
+            return _sigmoid(self.lr_.decision_function(design) + sampling["logit_shift"])
         return self.lr_.predict_proba(design)[:, 1]
 
     # ---------------------------------------------------------------- persistence
@@ -324,6 +339,8 @@ class GBDTLRHead:
             "n_tree_rows": self.n_tree_rows_,
             "n_lr_rows": self.n_lr_rows_,
         }
+        if getattr(self, "sampling_", None):  # only sampled heads carry it: unsampled files stay as they were
+            doc["sampling"] = self.sampling_
         (directory / f"{name}.lr.json").write_text(json.dumps(doc))
 
     @classmethod
@@ -344,6 +361,8 @@ class GBDTLRHead:
         head.lr_.intercept_ = np.asarray([doc["lr_intercept"]])
         head.lr_.classes_ = np.array([0.0, 1.0])
         head.n_tree_rows_, head.n_lr_rows_ = int(doc["n_tree_rows"]), int(doc["n_lr_rows"])
+        if "sampling" in doc:
+            head.sampling_ = doc["sampling"]
         head.folded_ = _fold_booster(head.booster_, head.leaf_weights_)
         return head
 

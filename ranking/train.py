@@ -15,23 +15,27 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 import polars as pl
 
+from dwellrank_logs.checks import is_finite_number
 from dwellrank_logs.errors import ConfigError, SchemaError
 from dwellrank_logs.io import scan_logs
 from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION
 from ranking.features import FEATURE_SETS, get_feature_set, member_profiles, training_frame
+from ranking.features.chunked import day_counts
 from ranking.features.frame_file import read_training_frame
 from ranking.heads import GBDTLRHead, HeadConfig
 from ranking.metrics import binary_metrics, calibration_bins, compare_heads
 from ranking.model import HEADS, MODEL_FORMAT, REGRESSORS, RankerModel
 from ranking.regressors import ActionRegressor, RegressorConfig, poisson_deviance
 from ranking.report import roc_points
+from ranking.sampling import DEFAULT_MAX_MEMORY, parse_memory
+from ranking.train_sampled import fit_within_budget, full_frame_bytes
 from ranking.value import default_weights
 
 __all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
@@ -122,6 +126,8 @@ def train_ranker(
     config: TrainConfig | None = None,
     frame: str | os.PathLike[str] | None = None,
     max_rows: int | None = None,
+    max_memory: int | str | None = None,
+    sample: float | None = None,
 ) -> RankerModel:
     """Fit every head and regression and the default weights.
 
@@ -142,13 +148,24 @@ def train_ranker(
     max_rows : int, optional
         With ``frame``: fit from a uniform sample of at most this many rows,
         drawn by a child of ``seed``'s Generator (the one after the heads').
+    max_memory : int or str, optional
+        Memory budget (bytes, or a size such as ``"8G"``; default
+        :data:`ranking.sampling.DEFAULT_MAX_MEMORY`).  When the in-memory frame
+        would exceed it (estimated from the row count), the frame is built a few
+        days at a time and each head is fitted from a sample of it
+        (:mod:`ranking.train_sampled`); a budget too small even for that raises
+        :class:`ranking.sampling.ResourceError` before the rows are read.
+    sample : float, optional
+        Fit from samples whatever the budget: each head keeps all rows of its
+        rarer label and this rate of the others, the regressions this rate of all rows.
 
     Returns
     -------
     RankerModel
         Call ``.save(dir)``; serve with :class:`ranking.FeedRanker`.
         ``metadata["data"]`` records the ``engine`` that built the frame, its
-        ``frame_rows``, and ``sample_rows`` and ``sample_seed`` (None without a sample).
+        ``frame_rows``, and ``sample_rows`` and ``sample_seed`` (None without a sample);
+        from samples, ``sampling`` holds each head's rates and rows before and after.
     """
     cfg = config or TrainConfig(feature_set=feature_set, t_skip_s=t_skip_s, seed=seed)
     fs = get_feature_set(cfg.feature_set)
@@ -157,9 +174,17 @@ def train_ranker(
         return _fit_frame_file(frame, member_profiles(tables["members"]), cfg, max_rows)
     if max_rows is not None:
         raise ConfigError("max_rows samples a Parquet training frame: pass frame= too (see write_training_frame_spark)")
-    data = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
-    source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
-    return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0])
+    budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_memory(max_memory)
+    if sample is not None and not (is_finite_number(sample) and 0 < sample <= 1):
+        raise ConfigError(f"sample must be a keep rate in (0, 1], got {sample!r}")
+    days = day_counts(tables, cfg.t_skip_s, cfg.t_long_s)
+    if sample is None and full_frame_bytes(int(days["rows"].sum())) <= budget:
+        data = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
+        source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
+        return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0])
+    seeds, sample_rng = _seeds(cfg)
+    rate = None if sample is None else float(sample)
+    return fit_within_budget(tables, days, cfg, member_profiles(tables["members"]), seeds, sample_rng, budget, rate)
 
 
 def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Generator]:
@@ -204,8 +229,6 @@ def _fit(
             metrics = {"gbdt_lr": binary_metrics(y_te, p_te, background=float(y_tr.mean()))}
         report_heads[h] = {"metrics": metrics, "calibration_bins": calibration_bins(y_te, p_te), "roc": roc_points(y_te, p_te)}
 
-    regs: dict[str, ActionRegressor] = {}
-    report_regs: dict[str, Any] = {}
     # Downstream/upstream value of each action on the rows with that action; dwell on all rows.
     targets: list[tuple[str, str, Any, Any]] = [
         (f"{t}_{a}", target, train[a].to_numpy(), test[a].to_numpy())
@@ -213,72 +236,106 @@ def _fit(
         for t, target in (("down", "downstream"), ("up", "upstream"))
     ]
     targets.append(("dwell", "dwell", slice(None), slice(None)))  # slices: views, not copies of X
-    for k, (name, target, on_tr, on_te) in enumerate(targets, start=len(HEADS)):
-        reg = ActionRegressor(cfg.regressor).fit(X_tr[on_tr], train[target].to_numpy()[on_tr], seeds[k])
-        regs[name] = reg
-        y = test[target].to_numpy()[on_te]
-        report_regs[name] = {
-            "n_train": reg.n_rows_,
-            "n_test": int(y.size),
-            "trees": reg.booster_ is not None,
-            "deviance": poisson_deviance(y, reg.predict(X_te[on_te])) if y.size else None,
-            "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
-        }
+    regs, report_regs = _fit_regressors(
+        (  # a generator: one row selection of X at a time
+            (name, X_tr[on_tr], train[target].to_numpy()[on_tr], X_te[on_te], test[target].to_numpy()[on_te])
+            for name, target, on_tr, on_te in targets
+        ),
+        cfg,
+        seeds,
+    )
 
     # Every head and regression on the training rows, in one vectorised pass over all trees
     # (the compiled forest, equal to each head's and regression's own predict).
     model_preds = RankerModel(fs, cfg.t_skip_s, heads, regs, None, None, {}).predict(X_tr)  # type: ignore[arg-type]
     weights = default_weights(model_preds)
 
-    report: dict[str, Any] = {
-        "feature_set": fs.to_dict(),
+    report = _report(cfg, first, last, train.height, test.height, report_heads, report_regs, weights.to_dict())
+    if cfg.skip_lift and fs.uses_dwell:
+        base_cols = FEATURE_SETS["base"].columns
+        base_head = GBDTLRHead(cfg.head).fit(train.select(base_cols).to_numpy(), train["skip"].to_numpy(), seeds[-1])
+        auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
+        report["skip_dwell_lift"] = _skip_lift(auc_base, report_heads["skip"]["metrics"]["gbdt_lr"]["auc"])
+    metadata = _metadata(cfg, first, last, frame.height, train.height, test.height, source, list(regs))
+    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report)
+
+
+def _fit_regressors(
+    rows: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], cfg: TrainConfig, seeds: list[np.random.Generator]
+) -> tuple[dict[str, ActionRegressor], dict[str, Any]]:
+    """Each regression (name, X_train, y_train, X_test, y_test) fitted with its seed, and its report entry."""
+    regs: dict[str, ActionRegressor] = {}
+    report_regs: dict[str, Any] = {}
+    for k, (name, X, y_fit, X_test, y) in enumerate(rows, start=len(HEADS)):
+        reg = ActionRegressor(cfg.regressor).fit(X, y_fit, seeds[k])
+        regs[name] = reg
+        report_regs[name] = {
+            "n_train": reg.n_rows_,
+            "n_test": int(y.size),
+            "trees": reg.booster_ is not None,
+            "deviance": poisson_deviance(y, reg.predict(X_test)) if y.size else None,
+            "deviance_constant": poisson_deviance(y, np.full(y.size, reg.constant_)) if y.size else None,
+        }
+    return regs, report_regs
+
+
+def _report(
+    cfg: TrainConfig, first: int, last: int, n_train: int, n_test: int, heads: dict[str, Any], regs: dict[str, Any], weights: dict[str, Any]
+) -> dict[str, Any]:
+    """``report.json`` (without the skip lift)."""
+    return {
+        "feature_set": get_feature_set(cfg.feature_set).to_dict(),
         "t_skip_s": cfg.t_skip_s,
         "t_long_s": cfg.t_long_s,
         "seed": cfg.seed,
         "split": {
             "train_days": [_iso(first), _iso(last - cfg.holdout_days)],
             "test_days": [_iso(last - cfg.holdout_days + 1), _iso(last)],
-            "n_train": train.height,
-            "n_test": test.height,
+            "n_train": n_train,
+            "n_test": n_test,
         },
-        "heads": report_heads,
-        "regressors": report_regs,
-        "weights": weights.to_dict(),
+        "heads": heads,
+        "regressors": regs,
+        "weights": weights,
         "metric_notes": "auc: ROC AUC; ne: log loss / entropy of the training positive rate (He et al. 2014); "
         "calibration: mean prediction / observed rate; ece: mean |pred - observed| over 10 quantile bins",
     }
-    if cfg.skip_lift and fs.uses_dwell:
-        base_cols = FEATURE_SETS["base"].columns
-        base_head = GBDTLRHead(cfg.head).fit(train.select(base_cols).to_numpy(), train["skip"].to_numpy(), seeds[-1])
-        auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
-        auc_dwell = report_heads["skip"]["metrics"]["gbdt_lr"]["auc"]
-        report["skip_dwell_lift"] = {
-            "auc_base": auc_base,
-            "auc_dwell": auc_dwell,
-            "lift": auc_dwell - auc_base,
-            "relative_lift_over_0.5": (auc_dwell - 0.5) / (auc_base - 0.5) - 1 if auc_base > 0.5 else None,
-        }
-    metadata = {
+
+
+def _skip_lift(auc_base: float, auc_dwell: float) -> dict[str, Any]:
+    """The AUC lift of the dwell features on P(skip)."""
+    return {
+        "auc_base": auc_base,
+        "auc_dwell": auc_dwell,
+        "lift": auc_dwell - auc_base,
+        "relative_lift_over_0.5": (auc_dwell - 0.5) / (auc_base - 0.5) - 1 if auc_base > 0.5 else None,
+    }
+
+
+def _metadata(
+    cfg: TrainConfig, first: int, last: int, n_rows: int, n_train: int, n_test: int, source: dict[str, Any], regs: list[str]
+) -> dict[str, Any]:
+    """``metadata.json``; ``source`` holds the engine, the frame's rows and any sampling."""
+    return {
         "model_format": MODEL_FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "feature_set": fs.to_dict(),
+        "feature_set": get_feature_set(cfg.feature_set).to_dict(),
         "t_skip_s": cfg.t_skip_s,
         "seed": cfg.seed,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "train_config": {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)},
         "t_long_s": cfg.t_long_s,
         "data": {
-            "n_rows": frame.height,
-            "n_train": train.height,
-            "n_test": test.height,
+            "n_rows": n_rows,
+            "n_train": n_train,
+            "n_test": n_test,
             "days": [_iso(first), _iso(last)],
             **source,
             "sample_seed": None if source.get("sample_rows") is None else cfg.seed,
         },
         "heads": list(HEADS),
-        "regressors": list(regs),
+        "regressors": regs,
     }
-    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report)
 
 
 def _iso(day: int) -> str:

@@ -1,0 +1,254 @@
+"""The training frame in bounded memory: the same rows as :func:`~ranking.features.training_frame`, a few days at a time.
+
+:func:`raw_chunks` reads the impressions of a few request days at a time
+(sessions of those days first, so that only their impressions are joined)
+and keeps, per history table, the running totals of the days already done:
+the counts before an impression are those totals plus the within-chunk
+cumulative counts of :func:`~ranking.features.training._cumulative_before`.
+A chunk holds the *raw* columns in narrow dtypes (counts as UInt32, types and
+clients as categorical codes); :func:`frame_from_raw` derives the features and
+labels from them with the one definition of each (:mod:`ranking.features.evaluate`,
+``_label_exprs``), so a caller can sample rows before paying for 40 Float64 columns.
+
+Invariant: the chunks, in order, through :func:`frame_from_raw`, equal
+:func:`~ranking.features.training_frame` exactly (every column; tested).  The
+counts are integers, so the Float64 sums of the original and the UInt32 sums
+here agree whatever the grouping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import polars as pl
+
+from dwellrank_logs.errors import SchemaError
+from dwellrank_logs.protocol import skip_label_expr
+from dwellrank_logs.schema import ACTION_COLUMN, ACTIONS
+from ranking.features.catalogue import _RAW, FeatureSet, get_feature_set, member_profiles
+from ranking.features.evaluate import _derive
+from ranking.features.training import (
+    _EVENT_COLUMNS,
+    _check_inputs,
+    _cumulative_before,
+    _joined_impressions,
+    _label_exprs,
+    _raw_sums,
+    training_frame,
+)
+from ranking.features.validate import _check_profiles
+
+__all__ = [
+    "IMPRESSION_BYTES",
+    "RAW_WIDTHS",
+    "check_orphans",
+    "day_counts",
+    "frame_from_raw",
+    "plan_chunks",
+    "raw_chunks",
+    "training_frame_chunked",
+]
+
+_COUNT_TYPE = pl.UInt32
+_RAW_COUNTS: tuple[str, ...] = tuple(v for _, cols in _RAW.values() for v in cols.values())
+#: Bytes per row of a raw chunk's columns (what one kept row costs): ids and times 8, counts 4, codes 4, flags 1.
+RAW_WIDTHS: dict[str, int] = {
+    **{c: 8 for c in ("session_id", "member_id", "update_id", "ts", "created_ts", "request_ts", "dwell_s", "upstream_value")},
+    "day": 4,
+    "position": 4,
+    **{ACTION_COLUMN[a]: 1 for a in ACTIONS},
+    "downstream_clicks": 4,
+    "downstream_virals": 4,
+    **{c: 4 for c in _RAW_COUNTS},
+    "connections": 4,
+    "tenure_days": 4,
+    "seniority": 1,
+    "is_premium": 1,
+    "update_type": 4,
+    "client": 4,
+}
+
+
+#: The impression columns the frame reads.
+_IMPRESSION_COLUMNS: tuple[str, ...] = (
+    "member_id",
+    "update_id",
+    "update_type",
+    "session_id",
+    "ts",
+    "position",
+    "dwell_s",
+    *(ACTION_COLUMN[a] for a in ACTIONS),
+    "downstream_clicks",
+    "downstream_virals",
+    "upstream_value",
+)
+#: Bytes per impression that :func:`raw_chunks` holds with ``hold=True`` (its day included).
+IMPRESSION_BYTES = 8 * 6 + 4 * 5 + len(ACTIONS)
+
+
+def day_counts(tables: Mapping[str, pl.DataFrame | pl.LazyFrame], t_skip_s: float, t_long_s: float) -> pl.DataFrame:
+    """Impressions and label positives per request day, in one streamed aggregation (nothing per row is kept).
+
+    Returns
+    -------
+    polars.DataFrame, sorted by ``day``
+        ``day`` (Int32, days since 1970-01-01; null for impressions whose
+        session is missing, see :func:`check_orphans`), ``rows`` and, per label
+        of the training frame (``click`` .. ``share``, ``skip``, ``long_dwell``), its positives.
+    """
+    _check_inputs(tables, t_skip_s, t_long_s)
+    actions = [ACTION_COLUMN[a] for a in ACTIONS]
+    return (
+        tables["impressions"]
+        .lazy()
+        .select("session_id", "dwell_s", *actions)
+        .join(tables["sessions"].lazy().select("session_id", "start_ts"), on="session_id", how="left")
+        .group_by(pl.col("start_ts").dt.epoch("d").cast(pl.Int32).alias("day"))
+        .agg(
+            pl.len().alias("rows"),
+            *[pl.col(ACTION_COLUMN[a]).sum().alias(a) for a in ACTIONS],
+            skip_label_expr(t_skip_s).sum().alias("skip"),
+            (pl.col("dwell_s") > t_long_s).sum().alias("long_dwell"),
+        )
+        .sort("day")
+        .collect(engine="streaming")
+    )
+
+
+def check_orphans(days: pl.DataFrame) -> None:
+    """Refuse impressions without a session (a null ``day`` in :func:`day_counts`): a chunk of days cannot hold them."""
+    orphans = days.filter(pl.col("day").is_null())
+    if orphans.height:
+        raise SchemaError(
+            f"impressions: {int(orphans['rows'][0]):,} row(s) have a session_id that the sessions table lacks; "
+            "each impression needs its session (the request day)"
+        )
+
+
+def plan_chunks(days: pl.DataFrame, max_rows: int) -> list[tuple[int, int]]:
+    """Consecutive day ranges ``(first, last)`` of at most ``max_rows`` impressions each (one day at least).
+
+    ``days`` is :func:`day_counts`' table.  A day holding more than ``max_rows``
+    forms a range of its own (the caller checks that a day fits).
+    """
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    prev, total = 0, 0
+    for day, rows in zip(days["day"].to_list(), days["rows"].to_list(), strict=True):
+        if start is not None and total + rows > max_rows:
+            out.append((start, prev))
+            start, total = None, 0
+        if start is None:
+            start = day
+        total += rows
+        prev = day
+    if start is not None:
+        out.append((start, prev))
+    return out
+
+
+def raw_chunks(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], t_skip_s: float, chunks: list[tuple[int, int]], hold: bool = True
+) -> Iterator[pl.DataFrame]:
+    """The raw columns of the training frame's rows, one chunk of request days at a time, in the frame's order.
+
+    Parameters
+    ----------
+    tables : mapping of table name to frame
+        ``impressions``, ``sessions``, ``updates``, ``members``.
+    t_skip_s : float, seconds
+        Threshold of the not-skipped counts.
+    chunks : list of (int, int)
+        Ascending, non-overlapping day ranges (inclusive), e.g. :func:`plan_chunks`'.
+    hold : bool
+        Read the impression columns the frame needs once and keep them
+        (:data:`IMPRESSION_BYTES` per row) rather than scanning the table again for each chunk.
+
+    Yields
+    ------
+    polars.DataFrame
+        One chunk's rows sorted by (day, ts, log order): the impression
+        columns the labels read, ``day``, ``request_ts``, ``client``,
+        ``created_ts``, the raw counts of ``_RAW`` (UInt32, 0 without history)
+        and the profile columns; ``update_type`` and ``client`` categorical.
+    """
+    profiles = member_profiles(tables["members"]).lazy()
+    sums = _raw_sums()
+    state: dict[str, pl.DataFrame | None] = dict.fromkeys(_RAW)
+    imp = tables["impressions"].lazy().select(*_IMPRESSION_COLUMNS)
+    day = pl.col("start_ts").dt.epoch("d").cast(pl.Int32)
+    held = None
+    if hold:
+        days_of = tables["sessions"].lazy().select("session_id", day.alias("_day"))
+        held = (
+            imp.join(days_of, on="session_id", how="left", maintain_order="left")
+            .with_columns(pl.col("update_type").cast(pl.Categorical))  # a 4-byte code instead of a string per row
+            .collect()
+        )
+    for first, last in chunks:
+        sessions = tables["sessions"].lazy().filter(day.is_between(first, last))
+        if held is not None:  # a filter keeps the rows' log order, all that the tie-break needs
+            part_imp = held.lazy().filter(pl.col("_day").is_between(first, last)).drop("_day")
+        else:
+            part_imp = imp.with_row_index("_log").join(sessions.select("session_id"), on="session_id", how="semi").sort("_log").drop("_log")
+        part = _joined_impressions({**tables, "impressions": part_imp, "sessions": sessions}, t_skip_s, how="inner").collect()
+        events = part.lazy().select(*_EVENT_COLUMNS)
+        rows = part.lazy()
+        totals: dict[str, pl.LazyFrame] = {}
+        for name, (keys, cols) in _RAW.items():
+            names = list(cols.values())
+            if first == last:  # one day: nothing of the chunk itself is earlier
+                rows = rows.with_columns([pl.lit(0, _COUNT_TYPE).alias(c) for c in names])
+            else:
+                rows = _cumulative_before(rows, events, keys, sums[name]).with_columns(pl.col(names).fill_null(0).cast(_COUNT_TYPE))
+            before = state[name]
+            if before is not None:  # add the days of earlier chunks
+                rows = rows.join(before.lazy(), on=list(keys), how="left", suffix="_before").with_columns(
+                    [(pl.col(c) + pl.col(f"{c}_before").fill_null(0)).alias(c) for c in names]
+                )
+                rows = rows.drop([f"{c}_before" for c in names])
+            totals[name] = events.group_by(*keys).agg(*[e.cast(_COUNT_TYPE).alias(n) for n, e in sums[name].items()])
+        out = (
+            rows.join(profiles, on="member_id", how="left")
+            .sort("day", "ts", "_row")
+            .select(*RAW_WIDTHS)
+            .with_columns(pl.col("update_type", "client").cast(pl.Categorical))
+            .collect()
+        )
+        _check_profiles(out, "impressions")
+        for name, (keys, _) in _RAW.items():
+            new = totals[name].collect()
+            before = state[name]
+            state[name] = new if before is None else pl.concat([before, new]).group_by(*keys).agg(pl.all().sum())
+        del part, events, rows
+        yield out
+
+
+def frame_from_raw(raw: pl.DataFrame, feature_set: str | FeatureSet, t_skip_s: float, t_long_s: float) -> pl.DataFrame:
+    """The training frame's columns (keys, labels, targets, Float64 features) of raw rows of :func:`raw_chunks`."""
+    fs = get_feature_set(feature_set)
+    labels = raw.select(*_label_exprs(t_skip_s, t_long_s))
+    return pl.concat([labels, _derive(raw, fs).collect()], how="horizontal")
+
+
+def training_frame_chunked(
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame],
+    feature_set: str | FeatureSet,
+    t_skip_s: float,
+    t_long_s: float = 10.0,
+    max_chunk_rows: int = 1 << 22,
+    hold: bool = True,
+) -> pl.DataFrame:
+    """:func:`~ranking.features.training_frame` built chunk by chunk (equal to it; see the module's invariant).
+
+    ``max_chunk_rows`` and ``hold``: those of :func:`plan_chunks` and :func:`raw_chunks`.
+    """
+    _check_inputs(tables, t_skip_s, t_long_s)
+    days = day_counts(tables, t_skip_s, t_long_s)
+    check_orphans(days)
+    chunks = plan_chunks(days, max_chunk_rows)
+    parts = [frame_from_raw(raw, feature_set, t_skip_s, t_long_s) for raw in raw_chunks(tables, t_skip_s, chunks, hold)]
+    if not parts:
+        return training_frame(tables, feature_set, t_skip_s, t_long_s)  # no rows: the same empty frame
+    return pl.concat(parts)
