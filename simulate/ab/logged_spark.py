@@ -21,7 +21,10 @@ sum per arm and day is Spark's ``sum``, equal to polars' up to rounding (a
 relative 1e-12 or so); its counts and rates are exact.
 
 Shuffles: the sessions by ``session_id`` (the join) and both tables by
-``member_id`` (the group-bys); the daily sums by (arm, day).
+``member_id`` (the group-bys); the daily sums by (arm, day).  The joined
+impressions are cached for the two jobs that read them.  The exact float sums
+cost about 3x a plain per-member ``sum`` (default world, 870K impressions,
+``local[2]``: 10-13 s against 3.6 s warm, on a loaded machine).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def reduce_logs_spark(
         As the polars engine, with the same messages.
     """
     require_pyspark()
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "the A/B analysis")
@@ -98,11 +102,15 @@ def reduce_logs_spark(
     for k, (a, b) in reversed(list(enumerate(windows))):
         w = F.when((col("start_us") >= a) & (col("start_us") < b), F.lit(k)).otherwise(w)
     dated = sess.withColumn("w", w).withColumn("day", _day(col("start_us")))
-    terms = _impression_terms(tables["impressions"], dated, config.t_skip_s)
-    per_member = _member_sums(dated.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
-    rows = _arrow(per_member, "sessions and impressions")
+    # The impressions with their session's window and day feed both jobs: computed once.
+    terms = _impression_terms(tables["impressions"], dated, config.t_skip_s).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        per_member = _member_sums(dated.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
+        rows = _arrow(per_member, "sessions and impressions")
+        daily = _daily(dated, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
+    finally:
+        terms.unpersist()
     aggs = [_window_frame(arms, rows, k) for k in range(len(windows))]
-    daily = _daily(dated, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
     return LogReduction(
         arms=arms,
         experiment=aggs[0],
