@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from dwellrank_pipeline.cli_base import ErrorsAsOneLine, strict_option
 from dwellrank_pipeline.flags import EngineChoice, engine_options
 from engagement.config import TASKS, ForecastTrainConfig, LdaConfig, WindowConfig
 
@@ -26,7 +27,7 @@ _LOGS_HELP = "Logs: a directory (or file://, hdfs://, s3a:// URI with --engine s
 _SPARK_HELP = "polars on this machine, or Apache Spark (the logs reduced to per-member arrays and the LDA on Spark; models fitted here)."
 
 
-@click.group()
+@click.group(cls=ErrorsAsOneLine)
 def forecast() -> None:
     """Engagement-trend forecasting: DIGMN and the baselines of the paper."""
 
@@ -71,6 +72,7 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty model directory.")
 @engine_options(_SPARK_HELP)
+@strict_option
 @click.option("--quiet", is_flag=True, help="No progress or summary.")
 def forecast_train(
     logs_dir: str,
@@ -135,6 +137,7 @@ def forecast_train(
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @engine_options(_SPARK_HELP)
+@strict_option
 @click.option("--quiet", is_flag=True)
 def forecast_score(
     model_dir: str, logs_dir: str, out: str, task: str | None, device: str, overwrite: bool, engine: EngineChoice, quiet: bool
@@ -167,6 +170,7 @@ def forecast_score(
 @click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
 @click.option("--overwrite", is_flag=True)
 @engine_options(_SPARK_HELP)
+@strict_option
 @click.option("--quiet", is_flag=True)
 def forecast_compare(
     logs_dir: str,

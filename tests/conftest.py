@@ -22,13 +22,17 @@ def small_world() -> SimulationResult:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The one ``local[2]`` SparkSession of the whole run (:func:`dwellrank_logs.spark.local_session`); skips without pyspark."""
     pytest.importorskip("pyspark")
     from dwellrank_logs.spark import local_session
 
     # C1-only JIT and the serial collector: half the JVM's start-up and first-query time on small test data.
-    fast_start = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-    session = local_session("dwellrank-tests", threads=2, driver_memory="1g", conf=fast_start)
+    # The catalog's warehouse in a temporary folder: by default Spark creates spark-warehouse/ in the working directory.
+    conf = {
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
+    }
+    session = local_session("dwellrank-tests", threads=2, driver_memory="1g", conf=conf)
     yield session
     session.stop()

@@ -159,3 +159,26 @@ def test_train_refuses_a_non_empty_out_before_working(eng_logs: Path, tmp_path: 
     (out / "keep.txt").write_text("x")
     res = CliRunner().invoke(main, ["forecast", "train", "--logs", str(eng_logs), "--task", "day", "--out", str(out), *FAST])
     assert res.exit_code == 2 and "not empty" in res.output and (out / "keep.txt").exists()
+
+
+def test_members_left_out_are_a_warning_and_refused_with_strict(session_model: Path, eng_logs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    res = CliRunner().invoke(
+        main, ["forecast", "score", "--model", str(session_model), "--logs", str(eng_logs), "--out", str(out), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    n_members = pl.read_parquet(eng_logs / "members.parquet").height
+    left_out = n_members - pl.read_parquet(out).height
+    assert left_out > 0  # the fixture's world has members with too few sessions: the case is not vacuous
+    warning = [ln for ln in res.output.splitlines() if ln.startswith("warning: ")]
+    assert warning == [
+        f"warning: {left_out:,} of {n_members:,} members of the members table are left out: they do not have at least "
+        "min_history_sessions = 7 valid sessions in the 14-day history window from 2026-01-05"
+    ], res.output
+    # --strict: the same count as the one error line; the flag named as the user types it where the command has it.
+    strict = CliRunner().invoke(
+        main, ["forecast", "train", "--logs", str(eng_logs), "--task", "session", "--out", str(tmp_path / "m"), "--strict", *FAST]
+    )
+    assert strict.exit_code == 2 and strict.output.count("\n") == 1, strict.output
+    assert strict.output.startswith(f"error: {left_out:,} of {n_members:,} members") and "--min-sessions = 7 valid" in strict.output
+    assert not (tmp_path / "m").exists()
