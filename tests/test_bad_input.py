@@ -140,6 +140,18 @@ def test_control_simulate_ab(case: Case):
     assert (out / "report.json").is_file()
 
 
+def test_control_ab_report(case: Case, world: World):
+    logs = case.path("arm_logs")
+    shutil.copytree(world.logs, logs)
+    members = pl.read_parquet(logs / "members.parquet")
+    arm = pl.when(pl.col("member_id") % 2 == 0).then(pl.lit("control")).otherwise(pl.lit("treatment"))
+    members.with_columns(arm.alias("arm")).write_parquet(logs / "members.parquet")
+    out = case.path("rep")
+    res = _invoke(["ab-report", "--logs", str(logs), "--out", str(out), *T_SKIP, "--pre-days", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "report.json").read_text())["summary"]["members_in_experiment"] == 300
+
+
 @pytest.fixture
 def quick_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo with a small A/B test and warm-up run (the CLI sizes both from --members/--days, which T_skip needs large)."""
@@ -226,6 +238,16 @@ def _rank(
 
 def _ab(*extra: str, out: Callable[[Case], object] = lambda c: c.path("ab")) -> Callable[[Case], list[str]]:
     return lambda c: ["simulate-ab", *AB, *extra, "--out", str(out(c))]
+
+
+def _abr(
+    logs: Callable[[Case], object] | str | None = None, *extra: str, out: Callable[[Case], object] = lambda c: c.path("rep")
+) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        d = c.world.logs if logs is None else (c.world.bad_logs(logs) if isinstance(logs, str) else logs(c))
+        return ["ab-report", "--logs", str(d), "--out", str(out(c)), *T_SKIP, "--quiet", *extra]
+
+    return build
 
 
 def _demo(*extra: str, out: Callable[[Case], object] = lambda c: c.path("demo")) -> Callable[[Case], list[str]]:
@@ -559,6 +581,17 @@ ROWS: list[Row] = [
         r"--out .*model/ab: lies inside the --control input",
     ),
     Row("ab-enospc-polars", _ab(), r"/ab/\S+\.parquet: " + NO_SPACE, "enospc_polars"),
+    # ab-report: the logs (the world's members have no arm), the options, the output directory.
+    Row("abr-arms-null", _abr(), r"members\.parquet: column 'arm' is null for all 300 members: nobody is in the experiment"),
+    Row("abr-logs-missing", _abr(lambda c: c.path("nowhere")), r"nowhere: not a directory of log tables"),
+    Row("abr-impressions-missing", _abr("missing_impressions"), r"impressions\.parquet: no such file"),
+    Row("abr-null-clicked", _abr("null_clicked"), r"impressions\.parquet: column 'clicked' has \d+ null value\(s\)"),
+    Row("abr-sessions-garbage", _abr("garbage_sessions"), r"sessions\.parquet: not a readable Parquet file"),
+    Row("abr-pre-days", _abr(None, "--pre-days", "-1"), r"--pre-days must be a non-negative integer, got -1"),
+    Row("abr-tskip-both", _abr(None, "--tskip-json", "none.json"), r"--t-skip and --tskip-json both given"),
+    Row("abr-spark-master-polars", _abr(None, "--spark-master", "local[1]"), r"--spark-master: only with --engine spark"),
+    Row("abr-out-not-empty", _abr(out=lambda c: c.full_dir()), r"--out .*full: directory is not empty \(pass --overwrite"),
+    Row("abr-out-inside-logs", _abr(out=lambda c: c.world.logs / "rep"), r"--out .*logs/rep: lies inside the --logs input"),
     # demo: sizes and the output directory, refused before any stage runs.
     Row("demo-out-not-empty", _demo(out=lambda c: c.full_dir()), r"--out .*full: directory is not empty \(pass --overwrite"),
     Row("demo-out-link-not-empty", _demo(out=lambda c: c.link(c.full_dir())), r"--out .*link: directory is not empty \(pass --overwrite"),
