@@ -71,6 +71,8 @@ FLAG_OF = {
     "max_sessions": "--max-sessions",
     "batch_size": "--batch-size",
     "lda_seed": "--lda-seed",
+    "device": "--device",
+    "models": "--models",
 }
 
 

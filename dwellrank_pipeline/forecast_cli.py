@@ -61,6 +61,21 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _checked_out(out: str, overwrite: bool, engine: EngineChoice, inputs: dict[str, str], directory: bool = True) -> str:
+    """``--out`` as the driver writes it, refused before any work if it is (or holds) an input or may not be replaced."""
+    from dwellrank_logs.io import check_not_input, check_output_dir, check_output_file
+    from dwellrank_logs.spark_sources import driver_path
+
+    if engine.spark:
+        out = driver_path(out, "--out")
+    check_not_input(out, inputs, "--out")
+    if directory:
+        check_output_dir(out, overwrite, "--out")
+    else:
+        check_output_file(out, "--out", overwrite=overwrite)
+    return out
+
+
 @forecast.command("train")
 @click.option("--logs", "logs_dir", type=click.Path(), required=True, help=_LOGS_HELP + "; or hive:DB[.PREFIX] tables with --engine spark.")
 @click.option("--task", type=click.Choice(TASKS), required=True, help="Day-level (3-class) or session-level (2-class).")
@@ -103,6 +118,7 @@ def forecast_train(
         if not quiet:
             click.echo(f"  epoch {epoch:>3}  train loss {train_loss:.4f}  val loss {val_loss:.4f}", err=True)
 
+    out = _checked_out(out, overwrite, engine, {"--logs": logs_dir})
     kwargs: dict[str, Any] = {
         "seed": seed,
         "window": window,
@@ -112,10 +128,8 @@ def forecast_train(
         "progress": show,
     }
     if engine.spark:
-        from dwellrank_logs.spark_sources import driver_path
         from engagement.spark_workflows import train_on_logs_spark
 
-        out = driver_path(out, "--out")
         with engine.session("dwellrank forecast train") as spark:  # the one place a session is built
             fc = train_on_logs_spark(logs_dir, out, task, spark, **kwargs)
     else:
@@ -145,11 +159,10 @@ def forecast_score(
     """Per-member class probabilities and dynamic-intent vectors for the members of some logs."""
     from engagement import score_logs
 
+    out = _checked_out(out, overwrite, engine, {"--logs": logs_dir, "--model": model_dir}, directory=False)
     if engine.spark:
-        from dwellrank_logs.spark_sources import driver_path
         from engagement.spark_workflows import score_logs_spark
 
-        out = driver_path(out, "--out")
         with engine.session("dwellrank forecast score") as spark:  # the one place a session is built
             fc, scores = score_logs_spark(model_dir, logs_dir, out, spark, task=task, device=device, overwrite=overwrite)
     else:
@@ -211,6 +224,7 @@ def forecast_compare(
             m = res.metrics
             click.echo(f"  seed {seed}  {name:<26} macro-F1 {m['macro_f1']:.3f}  AUROC {m['auroc']:.3f}  ({res.seconds:.0f} s)", err=True)
 
+    out = _checked_out(out, overwrite, engine, {"--logs": logs_dir})
     kwargs: dict[str, Any] = {
         "seeds": range(seeds),
         "models": names,
@@ -223,10 +237,8 @@ def forecast_compare(
         "progress": show,
     }
     if engine.spark:
-        from dwellrank_logs.spark_sources import driver_path
         from engagement.spark_workflows import compare_on_logs_spark
 
-        out = driver_path(out, "--out")
         with engine.session("dwellrank forecast compare") as spark:  # the one place a session is built
             result = compare_on_logs_spark(logs_dir, out, task, spark, **kwargs)
     else:

@@ -742,6 +742,105 @@ ROWS: list[Row] = [
 ]
 
 
+def _ftrain(
+    logs: Callable[[Case], object] | None = None, *extra: str, out: Callable[[Case], object] | None = None
+) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        lg = logs(c) if logs else _forecast(c.world)[1]
+        return ["forecast", "train", "--logs", str(lg), "--out", str(out(c) if out else c.path("fm")), *FORECAST_TRAIN, *extra]
+
+    return build
+
+
+def _fcompare(*extra: str, out: Callable[[Case], object] | None = None) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        args = ["forecast", "compare", "--logs", str(_forecast(c.world)[1]), "--task", "day", "--seeds", "1", "--epochs", "1"]
+        return [*args, "--models", "LR", "--out", str(out(c) if out else c.path("cmp")), "--quiet", *extra]
+
+    return build
+
+
+def _fscore(*extra: str, out: Callable[[Case], object] | None = None) -> Callable[[Case], list[str]]:
+    def build(c: Case) -> list[str]:
+        model, logs = _forecast(c.world)
+        return [
+            "forecast",
+            "score",
+            "--model",
+            str(model),
+            "--logs",
+            str(logs),
+            "--out",
+            str(out(c) if out else c.path("s.parquet")),
+            *extra,
+        ]
+
+    return build
+
+
+def _forecast_logs_with(table: str, edit: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[Case], Path]:
+    """A copy of the forecast logs with one table changed."""
+
+    def build(c: Case) -> Path:
+        d = c.path("flogs")
+        shutil.copytree(_forecast(c.world)[1], d)
+        path = d / f"{table}.parquet"
+        edit(pl.read_parquet(path)).write_parquet(path)
+        return d
+
+    return build
+
+
+FORECAST_ROWS: list[Row] = [
+    Row("ftrain-logs-missing", _ftrain(lambda c: c.path("nope")), r"nope: not a directory of log tables"),
+    Row("ftrain-logs-too-short", _ftrain(lambda c: c.world.logs), r"sessions\.start_ts covers days 0\.\.3 .*needs sessions up to day 27"),
+    Row("ftrain-epochs", _ftrain(None, "--epochs", "0"), r"--epochs must be"),
+    Row("ftrain-batch-size", _ftrain(None, "--batch-size", "0"), r"--batch-size must be"),
+    Row("ftrain-history-days", _ftrain(None, "--history-days", "0"), r"--history-days must be"),
+    Row("ftrain-min-sessions", _ftrain(None, "--min-sessions", "-1"), r"--min-sessions must be"),
+    Row("ftrain-k-range", _ftrain(None, "--k-min", "9", "--k-max", "3"), r"--k-min.*--k-max"),
+    Row("ftrain-device", _ftrain(None, "--device", "tpu"), r"^error: --device must be 'cpu', 'auto' or 'cuda\[:N\]', got 'tpu'"),
+    Row("ftrain-task", _ftrain(None, "--task", "week"), r"Invalid value for '--task'"),
+    Row("ftrain-spark-flag-on-polars", _ftrain(None, "--spark-master", "local[1]"), r"--spark-master: only with --engine spark"),
+    Row("ftrain-spark-conf-form", _ftrain(None, "--engine", "spark", "--spark-conf", "foo"), r"--spark-conf takes KEY=VALUE, got 'foo'"),
+    Row("ftrain-strict", _ftrain(None, "--strict"), r"members of the members table are left out: .*--min-sessions = 7"),
+    Row("ftrain-out-not-empty", _ftrain(out=lambda c: c.full_dir()), r"--out .*full: directory is not empty \(pass --overwrite"),
+    Row("ftrain-out-is-logs", _ftrain(None, "--overwrite", out=lambda c: _forecast(c.world)[1]), r"--out .*logs: is the --logs input"),
+    Row("ftrain-out-below-file", _ftrain(out=lambda c: c.file() / "m"), r"--out .*a_file/m: cannot write output here"),
+    Row(
+        "ftrain-null-member-id",
+        _ftrain(
+            _forecast_logs_with(
+                "sessions",
+                lambda f: f.with_columns(member_id=pl.when(pl.col("session_id") % 5 == 0).then(None).otherwise(pl.col("member_id"))),
+            )
+        ),
+        r"sessions\.parquet: column 'member_id' has [\d,]+ null",
+    ),
+    Row(
+        "ftrain-unknown-event-type",
+        _ftrain(_forecast_logs_with("events", lambda f: f.with_columns(event_type=pl.lit("teleport")))),
+        r"events\.parquet: column 'event_type' .*'teleport'",
+    ),
+    Row(
+        "ftrain-members-duplicated",
+        _ftrain(_forecast_logs_with("members", lambda f: pl.concat([f, f]))),
+        r"members\.parquet: .*member_id.*(repeat|duplicate)",
+    ),
+    Row("fcompare-models", _fcompare("--models", "LR,GPT"), r"^error: --models must be among LR, .*got \['GPT'\]"),
+    Row("fcompare-seeds", _fcompare("--seeds", "0"), r"--seeds must be"),
+    Row("fcompare-out-not-empty", _fcompare(out=lambda c: c.full_dir()), r"--out .*full: directory is not empty \(pass --overwrite"),
+    Row("fscore-out-exists", _fscore(out=lambda c: c.file("s.parquet", "earlier scores\n")), r"s\.parquet: exists \(pass --overwrite"),
+    Row("fscore-out-is-dir", _fscore("--overwrite", out=lambda c: c.full_dir()), r"full"),
+    Row(
+        "fscore-logs-missing",
+        lambda c: [*_fscore()(c)[:4], "--logs", str(c.path("nope")), "--out", str(c.path("s.parquet"))],
+        r"nope: not a directory of log tables",
+    ),
+]
+ROWS += FORECAST_ROWS
+
+
 def _nested_logs(c: Case) -> Path:
     """Logs inside the folder that --out names: replacing that folder would destroy them."""
     import shutil
