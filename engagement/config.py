@@ -89,8 +89,13 @@ class LdaConfig:
         Per-document E-step iterations and mean-change tolerance (scikit-learn's
         ``max_doc_update_iter`` and ``mean_change_tol``).
     restarts : int
-        Restarts per K (the first from scikit-learn's random start, the others from
-        :func:`engagement.lda.seeded_topics`); the lowest training perplexity is kept.
+        Restarts per K, each from its own child Generator (the first from
+        scikit-learn's random start, the others from
+        :func:`engagement.lda.seeded_topics`); each is scored on the held-out
+        sessions, and the chosen K's restart of lowest training perplexity is kept.
+    k_rule : {"best_restart", "one_se", "argmin"}
+        How K is chosen from the restarts' held-out perplexities
+        (:func:`engagement.intents.choose_k`).
     doc_topic_prior, topic_word_prior : float, optional
         alpha and eta; default 1 / K (scikit-learn's defaults).
     search_sessions : int or None
@@ -111,6 +116,7 @@ class LdaConfig:
     doc_iter: int = 100
     doc_tol: float = 1e-3
     restarts: int = 2
+    k_rule: str = "best_restart"
     doc_topic_prior: float | None = None
     topic_word_prior: float | None = None
     search_sessions: int | None = 1_000_000
@@ -128,6 +134,8 @@ class LdaConfig:
             raise ConfigError(f"k_min and k_max must satisfy 2 <= k_min <= k_max, got {self.k_min} and {self.k_max}")
         if not 0.0 < self.holdout < 0.5:
             raise ConfigError(f"holdout must be in (0, 0.5), got {self.holdout!r}")
+        if self.k_rule not in ("best_restart", "one_se", "argmin"):
+            raise ConfigError(f"k_rule must be 'best_restart', 'one_se' or 'argmin', got {self.k_rule!r}")
         check_number("tol", self.tol)
         check_number("doc_tol", self.doc_tol)
 

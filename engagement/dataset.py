@@ -27,15 +27,18 @@ import polars as pl
 
 from dwellrank_logs.errors import DroppedRowsWarning, DwellrankError, SchemaError
 from dwellrank_logs.io import scan_table, table_path
-from dwellrank_logs.schema import EVENT_TYPES, validate_frame
+from dwellrank_logs.read import open_parquet
+from dwellrank_logs.schema import EVENT_TYPES, TABLES, validate_frame
 from engagement.config import WindowConfig, check_task
 from engagement.features import (
     CONTEXT_NAMES,
     DELIVERY_NAMES,
-    MACRO_NAMES,
+    MEMBER_COLUMNS,
     RECENT_DAYS,
     delivery_features,
     macro_features,
+    macro_names,
+    member_feature_columns,
     sequence_inputs,
 )
 from engagement.labels import day_label, session_label
@@ -46,13 +49,16 @@ __all__ = [
     "assemble_members",
     "build_dataset",
     "check_kept",
+    "check_member_columns",
     "read_logs",
 ]
 
 _US_PER_DAY = 86_400 * 1_000_000
-#: The columns each table must have for this stage (others are ignored).
+#: The columns each table must have for this stage.  Of the members table only the key: its other
+#: numeric and boolean columns are the macroscopic features (:func:`engagement.features.member_feature_columns`),
+#: and the schema's columns among them are validated when present.
 NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "members": ("member_id", "connections", "tenure_days", "client", "seniority", "is_premium"),
+    "members": ("member_id",),
     "sessions": ("member_id", "session_id", "start_ts", "duration_s", "client"),
     "events": ("session_id", "event_type"),
     "deliveries": ("member_id", "ts", "channel", "content"),
@@ -83,6 +89,8 @@ class EngagementData:
         Number of valid steps in ``nu``/``ctx`` (>= 1).
     macro : ndarray of float32, shape (N, F)
         Macroscopic features M (names in ``macro_names``), unscaled.
+    member_columns : tuple of str
+        The members-table columns M was built from.
     delivery : ndarray of float32, shape (N, G)
         Latest platform delivery D in the history window (names in ``delivery_names``).
     activity : ndarray of float32, shape (N, history_days, 10)
@@ -109,7 +117,8 @@ class EngagementData:
     session_counts: np.ndarray
     window: WindowConfig
     start: dt.datetime
-    macro_names: tuple[str, ...] = MACRO_NAMES
+    member_columns: tuple[str, ...] = MEMBER_COLUMNS
+    macro_names: tuple[str, ...] = macro_names(MEMBER_COLUMNS)
     delivery_names: tuple[str, ...] = DELIVERY_NAMES
     context_names: tuple[str, ...] = CONTEXT_NAMES
 
@@ -152,7 +161,37 @@ def read_logs(logs_dir: str | os.PathLike[str]) -> dict[str, pl.LazyFrame]:
     d = Path(logs_dir)
     if not d.is_dir():
         raise SchemaError(f"{d}: not a directory of log tables")
-    return {t: scan_table(table_path(d, t), t, columns=cols) for t, cols in NEEDED_COLUMNS.items()}
+    out = {t: scan_table(table_path(d, t), t, columns=cols) for t, cols in NEEDED_COLUMNS.items() if t != "members"}
+    path = table_path(d, "members")
+    return {"members": validate_frame(open_parquet(path, "members"), "members", str(path), _present(open_parquet(path, "members"))), **out}
+
+
+def _present(frame: pl.LazyFrame | pl.DataFrame) -> tuple[str, ...]:
+    """The members table's key and every other schema column it has (validated as the schema says)."""
+    try:
+        names = set(frame.lazy().collect_schema().names())
+    except Exception:  # unreadable: validate_frame names the file and the reason
+        return NEEDED_COLUMNS["members"]
+    return (*NEEDED_COLUMNS["members"], *(c for c in TABLES["members"].names if c in names and c not in NEEDED_COLUMNS["members"]))
+
+
+def check_member_columns(
+    schema: pl.Schema | dict[str, pl.DataType], wanted: tuple[str, ...], source: str, model: str | None = None
+) -> None:
+    """Refuse a members table that lacks a column the model's macroscopic features came from.
+
+    Raises
+    ------
+    SchemaError
+        One line naming ``source``, the missing column(s) and what ``model`` expects.
+    """
+    missing = [c for c in wanted if c not in schema]
+    if missing:
+        raise SchemaError(
+            f"{source}: the members table has no column {', '.join(repr(c) for c in missing)}; "
+            + (f"the model {model} was trained with" if model else "asked for")
+            + f" macroscopic features from members columns {', '.join(wanted)}"
+        )
 
 
 def _as_lazy(tables: Mapping[str, pl.LazyFrame | pl.DataFrame]) -> dict[str, pl.LazyFrame]:
@@ -161,11 +200,14 @@ def _as_lazy(tables: Mapping[str, pl.LazyFrame | pl.DataFrame]) -> dict[str, pl.
         if t not in tables:
             raise SchemaError(f"the {t} table is missing; build_dataset needs {', '.join(NEEDED_COLUMNS)}")
         frame = tables[t]
+        cols = _present(frame) if t == "members" else cols
         out[t] = frame if isinstance(frame, pl.LazyFrame) else validate_frame(frame, t, source=f"<{t} table>", columns=cols)
     return out
 
 
-def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: WindowConfig | None = None) -> EngagementData:
+def build_dataset(
+    tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: WindowConfig | None = None, member_columns: tuple[str, ...] | None = None
+) -> EngagementData:
     """Windows, labels and padded model inputs for every member that passes the filter.
 
     Parameters
@@ -174,6 +216,10 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
         ``members``, ``sessions``, ``events`` and ``deliveries`` (as returned by
         :func:`read_logs`, or in-memory DataFrames, validated here).
     window : WindowConfig, optional
+    member_columns : tuple of str, optional
+        The members-table columns of the macroscopic features (a trained
+        model's); default every feature column the table has
+        (:func:`engagement.features.member_feature_columns`).
 
     Returns
     -------
@@ -182,7 +228,8 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     Raises
     ------
     SchemaError
-        A table is missing or breaks the schema.
+        A table is missing or breaks the schema; the members table lacks one of
+        ``member_columns``, or a feature column that is not in the schema holds nulls.
     DwellrankError
         No member table rows, no valid session, logs shorter than the two
         windows, or no member left after the ``min_history_sessions`` filter.
@@ -191,7 +238,17 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     lf = _as_lazy(tables)
     H, F = w.history_days, w.future_days
 
-    members = lf["members"].select(NEEDED_COLUMNS["members"]).collect()
+    schema = lf["members"].collect_schema()
+    mcols = member_feature_columns(schema) if member_columns is None else tuple(member_columns)
+    check_member_columns(schema, mcols, "<members table>")
+    members = lf["members"].select(*NEEDED_COLUMNS["members"], *mcols).collect()
+    nulls = [(c, members[c].null_count() + (members[c].is_nan().sum() if members[c].dtype.is_float() else 0)) for c in mcols]
+    bad = [(c, n) for c, n in nulls if n > 0]
+    if bad:
+        raise SchemaError(
+            f"<members table>: macroscopic feature column(s) {', '.join(f'{c!r} ({n} null or NaN)' for c, n in bad)} "
+            "must have a value for every member"
+        )
     if members.height == 0:
         raise DwellrankError("members table has no rows; nothing to forecast")
     per_session = (
@@ -244,7 +301,7 @@ def build_dataset(tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: Win
     counts[pc["sidx"].to_numpy(), pc["type"].to_numpy()] = pc["n"].to_numpy()
 
     delivery = delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w)
-    return assemble_members(hist, kept, counts, delivery, w, start)
+    return assemble_members(hist, kept, counts, delivery, w, start, mcols)
 
 
 def check_kept(n_members: int, n_kept: int, w: WindowConfig, start: dt.datetime) -> None:
@@ -272,7 +329,13 @@ def check_kept(n_members: int, n_kept: int, w: WindowConfig, start: dt.datetime)
 
 
 def assemble_members(
-    hist: pl.DataFrame, kept: pl.DataFrame, counts: np.ndarray, delivery: np.ndarray, w: WindowConfig, start: dt.datetime
+    hist: pl.DataFrame,
+    kept: pl.DataFrame,
+    counts: np.ndarray,
+    delivery: np.ndarray,
+    w: WindowConfig,
+    start: dt.datetime,
+    member_columns: tuple[str, ...] = MEMBER_COLUMNS,
 ) -> EngagementData:
     """The model inputs of the kept members, from the engine-neutral per-member and per-session tables.
 
@@ -289,6 +352,8 @@ def assemble_members(
     counts : ndarray, int64, shape (n_sessions, n_event_types)
         Event-type counts of each history session (the LDA corpus).
     delivery : ndarray, float32, shape (n_kept, n_delivery_features)
+    member_columns : tuple of str
+        The columns of ``kept`` the macroscopic features come from.
     """
     H, F = w.history_days, w.future_days
     seq = sequence_inputs(hist, kept, counts, w)
@@ -307,12 +372,14 @@ def assemble_members(
         nu=seq["nu"],
         ctx=seq["ctx"],
         lengths=seq["lengths"],
-        macro=macro_features(kept, hk, counts, w),
+        macro=macro_features(kept, hk, counts, w, member_columns),
         delivery=delivery,
         activity=activity,
         session_counts=counts,
         window=w,
         start=start,
+        member_columns=tuple(member_columns),
+        macro_names=macro_names(tuple(member_columns)),
     )
 
 

@@ -24,10 +24,13 @@ __all__ = [
     "CONTEXT_NAMES",
     "DELIVERY_NAMES",
     "MACRO_NAMES",
+    "MEMBER_COLUMNS",
     "RECENT_DAYS",
     "delivery_features",
     "delivery_matrix",
     "macro_features",
+    "macro_names",
+    "member_feature_columns",
     "sequence_inputs",
 ]
 
@@ -56,6 +59,13 @@ MACRO_NAMES: tuple[str, ...] = (
     "log1p_events_per_session",
     "mean_log1p_duration_min",
 )
+#: Members-table columns of the schema that become macroscopic features when present, in this order.
+MEMBER_COLUMNS: tuple[str, ...] = ("connections", "tenure_days", "client", "seniority", "is_premium")
+#: Members-table columns of the schema that are never features: the key, the A/B arm, a categorical code.
+_NOT_FEATURES = ("member_id", "arm", "industry")
+#: The activity rates of M, computed from the sessions whatever the members table holds.
+_ACTIVITY_NAMES: tuple[str, ...] = MACRO_NAMES[-6:]
+
 #: The latest platform delivery D in the history window (channel, content, recency, count).
 DELIVERY_NAMES: tuple[str, ...] = (
     "has_delivery",
@@ -116,12 +126,41 @@ def sequence_inputs(hist: pl.DataFrame, kept: pl.DataFrame, counts: np.ndarray, 
     return {"nu": nu, "ctx": ctx, "lengths": lengths}
 
 
-def macro_features(kept: pl.DataFrame, hk: pl.DataFrame, counts: np.ndarray, w: WindowConfig) -> np.ndarray:
-    """Macroscopic features M, float32, shape (N, len(MACRO_NAMES)), in :data:`MACRO_NAMES` order.
+def member_feature_columns(schema: pl.Schema | dict[str, pl.DataType]) -> tuple[str, ...]:
+    """The members-table columns that become macroscopic features, given the table's schema.
 
-    ``kept`` holds the member attributes and history counts (``n_h``, ``a_h``,
-    ``n_h7``, ``a_h7``); ``hk`` the kept members' history sessions (``row``,
-    ``sidx``, ``duration_s``, seconds); ``counts`` as for :func:`sequence_inputs`.
+    The schema's :data:`MEMBER_COLUMNS` that are present, in that order,
+    then every other numeric or boolean column in table order (the key
+    ``member_id``, ``arm`` and the categorical ``industry`` code excepted).
+    """
+    names = list(schema)
+    extra = [c for c in names if c not in MEMBER_COLUMNS and c not in _NOT_FEATURES and (schema[c].is_numeric() or schema[c] == pl.Boolean)]
+    return (*(c for c in MEMBER_COLUMNS if c in names), *extra)
+
+
+def macro_names(member_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of M's columns for these members-table columns (:data:`MACRO_NAMES` for all of :data:`MEMBER_COLUMNS`)."""
+    named = {
+        "connections": ("log1p_connections",),
+        "tenure_days": ("log1p_tenure_days",),
+        "client": tuple(f"main_client_{c}" for c in CLIENTS),
+    }
+    # Today's order of M: the log counts, seniority and premium, the client one-hot, then any other column.
+    order = ("connections", "tenure_days", "seniority", "is_premium", "client")
+    known = [n for c in order if c in member_columns for n in named.get(c, (c,))]
+    return (*known, *(c for c in member_columns if c not in order), *_ACTIVITY_NAMES)
+
+
+def macro_features(
+    kept: pl.DataFrame, hk: pl.DataFrame, counts: np.ndarray, w: WindowConfig, member_columns: tuple[str, ...] = MEMBER_COLUMNS
+) -> np.ndarray:
+    """Macroscopic features M, float32, shape (N, len(macro_names(member_columns))), in that order.
+
+    ``kept`` holds the member attributes named in ``member_columns`` and the
+    history counts (``n_h``, ``a_h``, ``n_h7``, ``a_h7``); ``hk`` the kept
+    members' history sessions (``row``, ``sidx``, ``duration_s``, seconds);
+    ``counts`` as for :func:`sequence_inputs`.  Counts enter as log1p,
+    ``client`` one-hot, any other column as its value.
     """
     n = kept.height
     rows = hk["row"].to_numpy()
@@ -129,13 +168,20 @@ def macro_features(kept: pl.DataFrame, hk: pl.DataFrame, counts: np.ndarray, w: 
     dur = np.bincount(rows, weights=np.log1p(np.maximum(hk["duration_s"].to_numpy(), 0.0) / 60.0), minlength=n)
     n_h = kept["n_h"].to_numpy().astype(np.float64)
     recent = min(RECENT_DAYS, w.history_days)
-    client = kept["client"].to_numpy()
+    member: list[np.ndarray] = []
+    for c in ("connections", "tenure_days", "seniority", "is_premium", "client"):
+        if c not in member_columns:
+            continue
+        if c in ("connections", "tenure_days"):
+            member.append(np.log1p(np.maximum(kept[c].to_numpy(), 0)))
+        elif c == "client":
+            client = kept["client"].to_numpy()
+            member.extend((client == v).astype(np.float64) for v in CLIENTS)
+        else:
+            member.append(kept[c].to_numpy().astype(np.float64))
+    member.extend(kept[c].cast(pl.Float64).to_numpy() for c in member_columns if c not in MEMBER_COLUMNS)
     cols = [
-        np.log1p(np.maximum(kept["connections"].to_numpy(), 0)),
-        np.log1p(np.maximum(kept["tenure_days"].to_numpy(), 0)),
-        kept["seniority"].to_numpy().astype(np.float64),
-        kept["is_premium"].to_numpy().astype(np.float64),
-        *((client == c).astype(np.float64) for c in CLIENTS),
+        *member,
         n_h / w.history_days,
         kept["a_h"].to_numpy() / w.history_days,
         kept["n_h7"].to_numpy() / recent,

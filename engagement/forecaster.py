@@ -259,6 +259,7 @@ def train_forecaster(
         "test_metrics": metrics,
         "class_offsets": offsets.tolist(),
         "history": hist.to_dict(),
+        "member_columns": list(data.member_columns),
         "macro_names": list(data.macro_names),
         "delivery_names": list(data.delivery_names),
         "context_names": list(CONTEXT_NAMES),

@@ -39,8 +39,9 @@ from dwellrank_logs.schema import EVENT_TYPES
 from dwellrank_logs.spark import require_pyspark
 from dwellrank_logs.spark_tables import col, read_tables_spark, spark_message
 from engagement.config import WindowConfig
-from engagement.dataset import NEEDED_COLUMNS, EngagementData, check_kept
-from engagement.features import RECENT_DAYS
+from engagement.dataset import NEEDED_COLUMNS as _POLARS_NEEDED
+from engagement.dataset import EngagementData, check_kept
+from engagement.features import MEMBER_COLUMNS, RECENT_DAYS
 from engagement.reduction import KEPT_COUNTS, LogReduction, assemble_dataset
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["build_dataset_spark", "read_logs_spark", "reduce_logs_spark", "session_documents_spark"]
 
 _US_PER_DAY = 86_400 * 1_000_000
+#: Spark still needs every one of the schema's member feature columns (polars takes any subset: issue 16, item 6).
+NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {**_POLARS_NEEDED, "members": ("member_id", *MEMBER_COLUMNS)}
 _COUNT_COLS = tuple(f"_c{k}" for k in range(len(EVENT_TYPES)))
 _SESSION_FIELDS = ("start_us", "session_id", "duration_s", "client", *_COUNT_COLS)
 

@@ -20,10 +20,11 @@ import polars as pl
 
 from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError, OutputExistsError
-from dwellrank_logs.io import check_output_dir
+from dwellrank_logs.io import check_output_dir, table_path
 from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
-from engagement.dataset import EngagementData, build_dataset, read_logs
+from engagement.dataset import EngagementData, build_dataset, check_member_columns, read_logs
 from engagement.experiment import MODELS, ModelResult, check_models, compare
+from engagement.features import MEMBER_COLUMNS
 from engagement.forecaster import Forecaster, train_forecaster, write_scores
 from engagement.intents import Intents, mine_intents
 from engagement.report import write_comparison
@@ -116,7 +117,11 @@ def score_logs(
     """
     check_scores_out(out, overwrite)
     fc = Forecaster.load(model_dir, task=task)
-    data = build_dataset(read_logs(logs_dir), fc.window)
+    tables = read_logs(logs_dir)
+    # Models saved before member_columns was recorded were trained on the schema's five member columns.
+    wanted = tuple(fc.meta.get("member_columns", MEMBER_COLUMNS))
+    check_member_columns(tables["members"].collect_schema(), wanted, str(table_path(logs_dir, "members")), str(model_dir))
+    data = build_dataset(tables, fc.window, member_columns=wanted)
     scores = fc.score(data, device=device)
     write_scores(scores, out, overwrite=overwrite)
     return fc, scores

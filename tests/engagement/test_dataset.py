@@ -194,3 +194,82 @@ def test_members_left_out_are_counted_in_a_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DroppedRowsWarning)
         assert build_dataset(_tiny_logs(), WindowConfig(history_days=4, future_days=4, min_history_sessions=2)).n_members == 3
+
+
+_TINY_WINDOW = WindowConfig(history_days=4, future_days=4, min_history_sessions=3)
+
+
+def test_a_members_table_with_only_member_id_gives_the_activity_features() -> None:
+    """Reference: the activity rates by hand from ``_tiny_logs`` (member 1: 4 sessions on 3 days; member 3: 3 on 3,
+    windows of 4 days, the last 4 days all recent); the sequences do not depend on the members table."""
+    full = build_dataset(_tiny_logs(), _TINY_WINDOW)
+    logs = _tiny_logs()
+    got = build_dataset({**logs, "members": logs["members"].select("member_id")}, _TINY_WINDOW)
+    assert got.member_columns == () and got.macro_names[:4] == (
+        "sessions_per_day",
+        "active_day_rate",
+        "sessions_per_day_last7",
+        "active_day_rate_last7",
+    )
+    np.testing.assert_allclose(got.macro[:, :4], [[4 / 4, 3 / 4, 4 / 4, 3 / 4], [3 / 4, 3 / 4, 3 / 4, 3 / 4]], rtol=1e-6)
+    assert got.macro.shape == (2, 6)
+    for name in ("nu", "ctx", "lengths", "y_day", "y_session", "delivery", "activity"):
+        assert np.array_equal(getattr(got, name), getattr(full, name)), name
+
+
+def test_extra_numeric_and_boolean_member_columns_become_features_by_name() -> None:
+    """A platform's own columns (an int, a float, a bool; a string is not a feature) enter M as their values,
+    after the schema's; the schema's columns that are present are still validated."""
+    logs = _tiny_logs()
+    members = (
+        logs["members"]
+        .select("member_id", "seniority")
+        .with_columns(
+            posts=pl.Series([7, 1, 3], dtype=pl.Int32),
+            score=pl.Series([0.5, 0.1, -2.0]),
+            verified=pl.Series([True, False, False]),
+            team=pl.lit("x"),
+        )
+    )
+    got = build_dataset({**logs, "members": members}, _TINY_WINDOW)
+    assert got.member_columns == ("seniority", "posts", "score", "verified")
+    assert got.macro_names[:4] == ("seniority", "posts", "score", "verified")
+    np.testing.assert_allclose(got.macro[:, :4], [[2, 7, 0.5, 1], [5, 3, -2.0, 0]])
+    with pytest.raises(DwellrankError, match=r"column 'seniority' must be an integer"):
+        build_dataset({**logs, "members": members.with_columns(seniority=pl.lit("senior"))}, _TINY_WINDOW)
+    with pytest.raises(DwellrankError, match=r"macroscopic feature column\(s\) 'score' \(1 null or NaN\) must have a value"):
+        build_dataset({**logs, "members": members.with_columns(score=pl.Series([0.5, None, 1.0]))}, _TINY_WINDOW)
+    with pytest.raises(DwellrankError, match=r"the members table has no column 'posts'; asked for macroscopic features"):
+        build_dataset({**logs, "members": members.drop("posts")}, _TINY_WINDOW, member_columns=("seniority", "posts"))
+
+
+def test_score_refuses_a_members_table_without_a_column_the_model_used(eng_logs, tmp_path) -> None:
+    """A model trained with a platform column ``posts`` records it in meta.json; scoring logs whose members table
+    lacks it is one line naming the file, the column and what the model expects (the same logs with it score)."""
+    import json
+    import shutil
+
+    from dwellrank_logs.errors import SchemaError
+    from engagement import ForecastTrainConfig, LdaConfig, score_logs, train_on_logs
+
+    logs = tmp_path / "logs"
+    shutil.copytree(eng_logs, logs)
+    members = pl.read_parquet(logs / "members.parquet").select("member_id", "is_premium")
+    members.with_columns(posts=(pl.col("member_id") % 5).cast(pl.Int32)).write_parquet(logs / "members.parquet")
+    train_on_logs(
+        logs,
+        tmp_path / "model",
+        "session",
+        train_config=ForecastTrainConfig(max_epochs=1),
+        lda_config=LdaConfig(k_min=7, k_max=7, restarts=1),
+    )
+    meta = json.loads((tmp_path / "model" / "meta.json").read_text())
+    assert meta["member_columns"] == ["is_premium", "posts"] and meta["macro_names"][:2] == ["is_premium", "posts"]
+    _, scores = score_logs(tmp_path / "model", logs, tmp_path / "scores.parquet")
+    assert scores.height > 0
+    members.write_parquet(logs / "members.parquet")
+    with pytest.raises(SchemaError) as err:
+        score_logs(tmp_path / "model", logs, tmp_path / "scores2.parquet", overwrite=True)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{logs / 'members.parquet'}: the members table has no column 'posts'")
+    assert msg.endswith("macroscopic features from members columns is_premium, posts"), msg
