@@ -45,7 +45,7 @@ from dwellrank_logs.schema import EVENT_TYPES
 from dwellrank_logs.spark import require_pyspark
 from dwellrank_logs.spark_tables import col, session_of, spark_message
 from engagement.config import LdaConfig
-from engagement.intents import Intents
+from engagement.intents import Intents, choose_k
 from engagement.lda import dedupe_counts
 
 if TYPE_CHECKING:
@@ -83,8 +83,10 @@ class SparkLdaConfig:
         ``learningOffset`` and ``learningDecay``); a small tau0 lets the
         first updates take nearly full steps, as a batch update does.
     starts : int
-        Random starts (seeds) fitted per K; the one with the lowest
-        perplexity bound on the training sample is kept.
+        Random starts (seeds) fitted per K, the restarts of the single-machine
+        search: each is scored on the held-out sessions, K is chosen from those
+        scores by ``LdaConfig.k_rule``, and of the chosen K's starts the one with
+        the lowest perplexity bound on the training sample is kept.
     perplexity_sessions : int
         Training sessions (about; all when fewer) on which the starts' perplexities are compared.
     parallelism : int
@@ -190,33 +192,44 @@ def mine_intents_spark(
             share = min(1.0, opt.perplexity_sessions / n_train)
             sample = train.where(_uniform(sample_seed) < F.lit(share)).select("features").persist(StorageLevel.MEMORY_AND_DISK)
         fit_on = train.select("features")
-        scores: dict[int, float] = {}
+        scores: dict[int, tuple[float, ...]] = {}
         topics: dict[int, np.ndarray] = {}
         for k in range(cfg.k_min, cfg.k_max + 1):
             seeds = [int(v) for v in gen.integers(0, 2**62, opt.starts)]
-            model = _fit(fit_on, k, seeds[0], cfg, opt) if sample is None else _best_start(fit_on, sample, k, seeds, cfg, opt)
-            topics[k] = np.asarray(_run(model.topicsMatrix).toArray(), dtype=np.float64).T  # (K, V): lambda
-            scores[k] = _completion_perplexity(model, test, topics[k])
+            topics[k], scores[k] = _starts(fit_on, sample, test, k, seeds, cfg, opt)
     finally:
         for frame in (train, test, sample, distinct):
             if frame is not None:
                 frame.unpersist()
-    best = min(scores, key=lambda k: scores[k])
+    best = choose_k(scores, cfg.k_rule)
     lam = topics[best]
-    return Intents(profiles=lam / lam.sum(axis=1, keepdims=True), perplexity=scores, n_sessions=n_sessions, n_distinct=n_distinct)
+    return Intents(
+        profiles=lam / lam.sum(axis=1, keepdims=True),
+        perplexity={k: float(np.mean(v)) for k, v in scores.items()},
+        n_sessions=n_sessions,
+        n_distinct=n_distinct,
+        restarts=scores,
+        rule=cfg.k_rule,
+    )
 
 
-def _best_start(train: DataFrame, sample: DataFrame, k: int, seeds: list[int], cfg: LdaConfig, opt: SparkLdaConfig) -> LocalLDAModel:
-    """The fit, of one per seed, with the lowest perplexity bound on the training sample (as the single-machine engine picks its restart)."""
+def _starts(
+    train: DataFrame, sample: DataFrame | None, test: DataFrame, k: int, seeds: list[int], cfg: LdaConfig, opt: SparkLdaConfig
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """One fit per seed: the topics (lambda, (K, V)) of the fit with the lowest perplexity bound on the training
+    sample (as the single-machine engine keeps its restart), and every fit's held-out completion perplexity.
+    """
 
-    def run(seed: int) -> tuple[float, LocalLDAModel]:
+    def run(seed: int) -> tuple[float, np.ndarray, float]:
         model = _fit(train, k, seed, cfg, opt)
-        return float(_run(lambda: model.logPerplexity(sample))), model
+        bound = float(_run(lambda: model.logPerplexity(sample))) if sample is not None else 0.0
+        lam = np.asarray(_run(model.topicsMatrix).toArray(), dtype=np.float64).T  # (K, V): lambda
+        return bound, lam, _completion_perplexity(model, test, lam)
 
     # Concurrent jobs, as CrossValidator's parallelism: on small data a fit is bound by job latency, not by the executors.
     with ThreadPoolExecutor(min(opt.parallelism, len(seeds))) as pool:
         fits = list(pool.map(run, seeds))
-    return fits[int(np.argmin([f[0] for f in fits]))][1]
+    return fits[int(np.argmin([f[0] for f in fits]))][1], tuple(f[2] for f in fits)
 
 
 def _split_words(held: DataFrame, seed: int) -> DataFrame:

@@ -55,8 +55,10 @@ def test_spark_intents_match_the_single_machine_ones(counts: np.ndarray, spark: 
 def test_search_scores_every_k_and_keeps_the_best(counts: np.ndarray, spark: Any):
     x = counts[:3000]
     got = mine_intents_spark(x, 5, LdaConfig(k_min=2, k_max=3), spark, QUICK)
-    assert sorted(got.perplexity) == [2, 3]
-    assert got.k == min(got.perplexity, key=got.perplexity.__getitem__)
+    assert sorted(got.perplexity) == [2, 3] and all(len(v) == QUICK.starts for v in got.restarts.values())
+    # The single-machine rule on the per-start held-out perplexities: the K of the best start.
+    assert got.k == min(got.restarts, key=lambda k: min(got.restarts[k])) and got.rule == "best_restart"
+    assert got.perplexity == {k: pytest.approx(np.mean(v)) for k, v in got.restarts.items()}
     assert got.profiles.shape == (got.k, 10) and np.all(got.profiles >= 0)
     u, w = dedupe_counts(x)
     assert (got.n_sessions, got.n_distinct) == (int(w.sum()), u.shape[0])
