@@ -35,10 +35,49 @@ window sorts whose work grows linearly with the rows, so the core-hours are
 extrapolated from the core-seconds per row measured at the largest size
 (``local[1]`` time, or twice the ``local[2]`` time without it): core-hours =
 core-seconds per row x 1e10 / 3600.  This is a floor (a cluster adds network
-shuffle and executor overheads; the sorts' n log n adds a little).  Measured
-at 10M impressions, seed 0, local[1]: see the table this prints and the
-README's Benchmarks line; the training features dominate (window functions
-over five keys and a sorted write of 40 columns), then batch ranking.
+shuffle and executor overheads; the sorts' n log n adds a little).
+
+Measured (10M impressions = 2 tiles of 40,000 x 28, seed 0, 236 MiB of Parquet;
+``local[2]``, driver 4g, one run each, on a 2-core machine shared with other
+jobs at load average 5-16, so absolute times are inflated and the 1 -> 2 core
+speed-up is not measurable there), Spark s / bare s / polars s:
+
+* tskip 11.9 / 11.2 (1.07x, goal 1.5x) / 2.0;
+* ab 225 / 11.4 (19.8x, goal 1.5x) / 35.5: the float sums are made bit-equal
+  to numpy's by ``collect_list`` of every impression as a struct per member,
+  ``sort_array`` and six ``filter`` + ``aggregate`` lambdas over the arrays
+  (no partial aggregation, every impression shuffled and sorted as a struct).
+  Fix: an order-independent exact sum on both engines (e.g. values rounded to
+  a DECIMAL(38, 12) and summed as decimals, a plain partially-aggregated
+  ``sum``), or parity within 1e-12 instead of bit equality;
+* features 793 / 30.9 (25.7x, goal 3x) / out of memory under an 8 GB
+  address-space limit: every history count is a window over the full-width
+  rows (five sorts of 10M rows carrying ~50 columns, an exchange by update_id
+  then one by member_id), then a global ``orderBy`` (a sampling job and a
+  third full shuffle) before the write, and a separate profile-check job.
+  Fix: as the polars engine, aggregate the daily counts per key first (small
+  tables, partial aggregation), cumulate them with a window on those, join
+  them back on (key, day) carrying only the row keys, add the labels last;
+  sort within partitions by day instead of a global sort;
+* engagement 161 / 20.5 (7.8x) / 8.4 (not profiled; its plan has several
+  jobs and collects each member's history sessions to the driver as arrays);
+* rank, at 1M impressions (190,657 candidates, top 10): 212 / 18.1 (11.7x) /
+  22.7 (not profiled: the candidates' history counts from the logs as
+  joins, then the ``mapInArrow`` forest).
+
+A second run at lower load (load average 5-7, two runs each, the first cold):
+tskip local[2] 9.4 / 2.6 s against bare 3.7 / 4.2 s, local[1] 5.9 / 2.6 s;
+engagement local[2] 65 / 29 s (bare 4.9 / 8.5), local[1] 50 / 49 s: times move
+by 2-5x with the other jobs' load, and this machine shows no 1 -> 2 speed-up
+(a second thread finds no free core).
+
+10B impressions on a cluster, from these (core-seconds: twice the local[2]
+seconds of the first run, or the local[1] seconds of the second; 10M; rank
+from 1M): tskip 1-7 core-hours, features ~440, ab ~125, engagement 14-90,
+rank ~1,200 (1M figure, its fixed costs included: an upper bound).  The
+training features and batch ranking dominate, both for the same reason (the
+per-row history windows and joins); the reductions to small results (tskip)
+are already at the cost of a scan.
 
     python bench/spark.py [--sizes 10M,50M] [--threads 2,1] [--repeat 2] [--work runs/bench_spark] [--out runs/bench_spark.json]
     python bench/spark.py --sizes 1M --repeat 1           # a smoke run
@@ -248,6 +287,7 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="4g")
     ap.add_argument("--polars-mem-gb", type=float, default=8.0, help="address-space limit of each polars stage's process")
     ap.add_argument("--no-polars", action="store_true")
+    ap.add_argument("--stages1", default=None, help="the stages also run on local[1] (default: all of --stages)")
     ap.add_argument("--reuse", action="store_true", help="take a child's result from an earlier run on the same data when present")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per child process")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_spark"))
@@ -292,7 +332,8 @@ def main() -> None:
         args.scratch.mkdir(exist_ok=True)
         spark: dict[int, dict[str, Any]] = {}
         for t in threads:
-            extra = ["--threads", str(t), "--stages", ",".join(spark_stages)]
+            on = spark_stages if t != 1 or args.stages1 is None else [x for x in args.stages1.split(",") if x in spark_stages]
+            extra = ["--threads", str(t), "--stages", ",".join(on)]
             spark[t] = _run_child(args, "spark", data_json, args.scratch / f"spark{t}.json", extra, None)
             if "error" in spark[t]:
                 print(f"    local[{t}]: {spark[t]['error']}", flush=True)
