@@ -48,6 +48,7 @@ __all__ = [
     "EngagementData",
     "assemble_members",
     "build_dataset",
+    "check_feature_nulls",
     "check_kept",
     "check_member_columns",
     "read_logs",
@@ -205,6 +206,22 @@ def _as_lazy(tables: Mapping[str, pl.LazyFrame | pl.DataFrame]) -> dict[str, pl.
     return out
 
 
+def check_feature_nulls(nulls: Mapping[str, int]) -> None:
+    """Refuse macroscopic feature columns with null or NaN values (``nulls``: how many per column).
+
+    Raises
+    ------
+    SchemaError
+        One line naming each such column and its count.
+    """
+    bad = {c: n for c, n in nulls.items() if n > 0}
+    if bad:
+        raise SchemaError(
+            f"<members table>: macroscopic feature column(s) {', '.join(f'{c!r} ({n} null or NaN)' for c, n in bad.items())} "
+            "must have a value for every member"
+        )
+
+
 def build_dataset(
     tables: Mapping[str, pl.LazyFrame | pl.DataFrame], window: WindowConfig | None = None, member_columns: tuple[str, ...] | None = None
 ) -> EngagementData:
@@ -242,13 +259,9 @@ def build_dataset(
     mcols = member_feature_columns(schema) if member_columns is None else tuple(member_columns)
     check_member_columns(schema, mcols, "<members table>")
     members = lf["members"].select(*NEEDED_COLUMNS["members"], *mcols).collect()
-    nulls = [(c, members[c].null_count() + (members[c].is_nan().sum() if members[c].dtype.is_float() else 0)) for c in mcols]
-    bad = [(c, n) for c, n in nulls if n > 0]
-    if bad:
-        raise SchemaError(
-            f"<members table>: macroscopic feature column(s) {', '.join(f'{c!r} ({n} null or NaN)' for c, n in bad)} "
-            "must have a value for every member"
-        )
+    check_feature_nulls(
+        {c: members[c].null_count() + (int(members[c].is_nan().sum()) if members[c].dtype.is_float() else 0) for c in mcols}
+    )
     if members.height == 0:
         raise DwellrankError("members table has no rows; nothing to forecast")
     per_session = (

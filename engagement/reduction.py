@@ -22,7 +22,7 @@ import polars as pl
 from dwellrank_logs.schema import EVENT_TYPES, TABLES
 from engagement.config import WindowConfig
 from engagement.dataset import EngagementData, assemble_members
-from engagement.features import delivery_matrix
+from engagement.features import MEMBER_COLUMNS, delivery_matrix
 
 __all__ = ["KEPT_COUNTS", "LogReduction", "assemble_dataset"]
 
@@ -40,9 +40,8 @@ class LogReduction:
     ----------
     kept : polars.DataFrame
         One row per member that passes the filter, sorted by ``member_id``:
-        the members table's ``member_id``, ``connections``, ``tenure_days``,
-        ``client``, ``seniority``, ``is_premium`` and the Int64 counts
-        :data:`KEPT_COUNTS`.
+        the members table's ``member_id``, its ``member_columns`` and the
+        Int64 counts :data:`KEPT_COUNTS`.
     hist : polars.DataFrame
         Every valid history-window session of every member (before the
         filter), sorted by ``member_id``, ``start_ts``, ``session_id``:
@@ -57,6 +56,8 @@ class LogReduction:
     start : datetime.datetime
         UTC start of history day 0.
     window : WindowConfig
+    member_columns : tuple of str
+        The members-table columns of ``kept`` that the macroscopic features come from.
     """
 
     kept: pl.DataFrame
@@ -65,6 +66,7 @@ class LogReduction:
     latest_delivery: pl.DataFrame
     start: dt.datetime
     window: WindowConfig
+    member_columns: tuple[str, ...] = MEMBER_COLUMNS
 
     def __post_init__(self) -> None:
         if self.counts.shape != (self.hist.height, len(EVENT_TYPES)):
@@ -80,7 +82,8 @@ def assemble_dataset(r: LogReduction) -> EngagementData:
     w = r.window
     members = TABLES["members"]
     kept = r.kept.with_columns(
-        *(pl.col(c).cast(members.column(c).dtype) for c in ("member_id", "connections", "tenure_days", "seniority", "is_premium")),
+        # The schema's columns to their schema type; a platform's own columns as they arrived.
+        *(pl.col(c).cast(members.column(c).dtype) for c in ("member_id", *r.member_columns) if c in members.names and c != "client"),
         pl.col(*KEPT_COUNTS).cast(pl.Int64),
     ).with_row_index("row")
     start_lit = pl.lit(r.start).cast(r.hist.schema["start_ts"])
@@ -90,7 +93,8 @@ def assemble_dataset(r: LogReduction) -> EngagementData:
         .with_row_index("sidx")
     )
     counts = np.ascontiguousarray(r.counts, dtype=np.int64)
-    return assemble_members(hist, kept, counts, latest_delivery_features(r.latest_delivery, kept, r.start, w), w, r.start)
+    delivery = latest_delivery_features(r.latest_delivery, kept, r.start, w)
+    return assemble_members(hist, kept, counts, delivery, w, r.start, r.member_columns)
 
 
 def latest_delivery_features(latest: pl.DataFrame, kept: pl.DataFrame, start: dt.datetime, w: WindowConfig) -> np.ndarray:

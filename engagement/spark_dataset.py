@@ -35,13 +35,12 @@ import numpy as np
 import polars as pl
 
 from dwellrank_logs.errors import DwellrankError, SchemaError
-from dwellrank_logs.schema import EVENT_TYPES
+from dwellrank_logs.schema import EVENT_TYPES, TABLES
 from dwellrank_logs.spark import require_pyspark
-from dwellrank_logs.spark_tables import col, read_tables_spark, spark_message
+from dwellrank_logs.spark_tables import check_table_spark, col, polars_schema, read_tables_spark, spark_message
 from engagement.config import WindowConfig
-from engagement.dataset import NEEDED_COLUMNS as _POLARS_NEEDED
-from engagement.dataset import EngagementData, check_kept
-from engagement.features import MEMBER_COLUMNS, RECENT_DAYS
+from engagement.dataset import NEEDED_COLUMNS, EngagementData, check_feature_nulls, check_kept, check_member_columns
+from engagement.features import RECENT_DAYS, member_feature_columns
 from engagement.reduction import KEPT_COUNTS, LogReduction, assemble_dataset
 
 if TYPE_CHECKING:
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["build_dataset_spark", "read_logs_spark", "reduce_logs_spark", "session_documents_spark"]
 
 _US_PER_DAY = 86_400 * 1_000_000
-#: Spark still needs every one of the schema's member feature columns (polars takes any subset: issue 16, item 6).
-NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {**_POLARS_NEEDED, "members": ("member_id", *MEMBER_COLUMNS)}
 _COUNT_COLS = tuple(f"_c{k}" for k in range(len(EVENT_TYPES)))
 _SESSION_FIELDS = ("start_us", "session_id", "duration_s", "client", *_COUNT_COLS)
 
@@ -72,12 +69,20 @@ def read_logs_spark(logs: str | os.PathLike[str] | Mapping[str, DataFrame], spar
         As :func:`engagement.read_logs` (same messages), for a mapping as
         :func:`engagement.build_dataset` (a missing table).
     """
-    tables, _ = read_tables_spark(logs, NEEDED_COLUMNS, spark, "build_dataset")
+    tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "build_dataset")
+    # As the polars reader: the members table's other schema columns are validated when present.
+    names = set(tables["members"].columns)
+    present = tuple(c for c in TABLES["members"].names if c in names and c not in NEEDED_COLUMNS["members"])
+    if present:
+        check_table_spark(tables["members"], "members", (*NEEDED_COLUMNS["members"], *present), sources["members"])
     return tables
 
 
 def build_dataset_spark(
-    logs: str | os.PathLike[str] | Mapping[str, DataFrame], window: WindowConfig | None = None, spark: SparkSession | None = None
+    logs: str | os.PathLike[str] | Mapping[str, DataFrame],
+    window: WindowConfig | None = None,
+    spark: SparkSession | None = None,
+    member_columns: tuple[str, ...] | None = None,
 ) -> EngagementData:
     """:func:`engagement.build_dataset` with the reduction on Spark: the same :class:`EngagementData` on the same logs.
 
@@ -88,6 +93,8 @@ def build_dataset_spark(
     window : WindowConfig, optional
     spark : SparkSession, optional
         Reads a path; default the session active in this thread.
+    member_columns : tuple of str, optional
+        As for :func:`engagement.build_dataset`.
 
     Raises
     ------
@@ -98,11 +105,16 @@ def build_dataset_spark(
     DwellrankError
         As :func:`engagement.build_dataset`.
     """
-    return assemble_dataset(reduce_logs_spark(read_logs_spark(logs, spark), window))
+    return assemble_dataset(reduce_logs_spark(read_logs_spark(logs, spark), window, member_columns))
 
 
-def reduce_logs_spark(tables: Mapping[str, DataFrame], window: WindowConfig | None = None) -> LogReduction:
+def reduce_logs_spark(
+    tables: Mapping[str, DataFrame], window: WindowConfig | None = None, member_columns: tuple[str, ...] | None = None
+) -> LogReduction:
     """The reduction of :func:`engagement.build_dataset`, on Spark; ``tables`` as :func:`read_logs_spark` returns them.
+
+    ``member_columns`` as for :func:`engagement.build_dataset` (default every
+    numeric and boolean column of the members table, by the same rule).
 
     Raises
     ------
@@ -118,17 +130,25 @@ def reduce_logs_spark(tables: Mapping[str, DataFrame], window: WindowConfig | No
 
     w = window if window is not None else WindowConfig()
     H, Fd = w.history_days, w.future_days
+    mschema = polars_schema(tables["members"].schema, list(NEEDED_COLUMNS["members"]), "<members table>", "the members table")
+    mcols = member_feature_columns(mschema) if member_columns is None else tuple(member_columns)
+    check_member_columns(mschema, mcols, "<members table>")
+    # Schema columns as their kind (cast to the schema's type on the driver, as polars casts); others as read.
+    kinds = {"connections": "long", "tenure_days": "long", "seniority": "long", "client": "string", "is_premium": "boolean"}
     members = tables["members"].select(
         col("member_id").cast("long").alias("member_id"),
-        *(col(c).cast("long").alias(c) for c in ("connections", "tenure_days", "seniority")),
-        col("client").cast("string").alias("client"),
-        col("is_premium").cast("boolean").alias("is_premium"),
+        # Renamed while on Spark: a platform's column may share a name with the reduction's own (n, ts_us, ...).
+        *((col(c).cast(kinds[c]) if c in kinds else col(c)).alias(f"_m{i}") for i, c in enumerate(mcols)),
     )
     valid = _valid_sessions(tables).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One job for the three numbers the checks need: members, and the first and last valid session.
-        sizes = members.agg(F.count(F.lit(1)).alias("n")).crossJoin(valid.agg(F.min("start_us").alias("lo"), F.max("start_us").alias("hi")))
-        n_members, lo, hi = _run(lambda: tuple(sizes.collect()[0]), "members, sessions and events")
+        nulls = [_null_count(f"_m{i}", mschema[c].is_float()).alias(f"_null{i}") for i, c in enumerate(mcols)]
+        sizes = members.agg(F.count(F.lit(1)).alias("n"), *nulls).crossJoin(
+            valid.agg(F.min("start_us").alias("lo"), F.max("start_us").alias("hi"))
+        )
+        n_members, *null_counts, lo, hi = _run(lambda: tuple(sizes.collect()[0]), "members, sessions and events")
+        check_feature_nulls({c: int(n or 0) for c, n in zip(mcols, null_counts, strict=True)})
         if n_members == 0:
             raise DwellrankError("members table has no rows; nothing to forecast")
         if lo is None:
@@ -157,7 +177,7 @@ def reduce_logs_spark(tables: Mapping[str, DataFrame], window: WindowConfig | No
     kept_rows = rows.filter(pl.col("_kept").fill_null(False))
     check_kept(int(n_members), kept_rows.height, w, start)
     hist, counts = _flatten_sessions(rows)
-    kept_frame = kept_rows.select(*NEEDED_COLUMNS["members"], *KEPT_COUNTS)
+    kept_frame = kept_rows.select(*NEEDED_COLUMNS["members"], *(pl.col(f"_m{i}").alias(c) for i, c in enumerate(mcols)), *KEPT_COUNTS)
     delivered = kept_rows.filter(pl.col("n").is_not_null()).select(
         "member_id",
         pl.col("ts_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
@@ -165,7 +185,15 @@ def reduce_logs_spark(tables: Mapping[str, DataFrame], window: WindowConfig | No
         "content",
         pl.col("n").cast(pl.Int64),
     )
-    return LogReduction(kept=kept_frame, hist=hist, counts=counts, latest_delivery=delivered, start=start, window=w)
+    return LogReduction(kept=kept_frame, hist=hist, counts=counts, latest_delivery=delivered, start=start, window=w, member_columns=mcols)
+
+
+def _null_count(name: str, is_float: bool) -> Column:
+    """Rows of a members column that are null (or NaN, for a float column): the polars engine's count."""
+    from pyspark.sql import functions as F
+
+    bad = col(name).isNull() | F.isnan(col(name)) if is_float else col(name).isNull()
+    return F.sum(bad.cast("long")).cast("long")
 
 
 def session_documents_spark(tables: Mapping[str, DataFrame], start: dt.datetime, window: WindowConfig) -> DataFrame:

@@ -22,13 +22,15 @@ import polars as pl
 from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.io import check_output_dir
+from dwellrank_logs.spark_tables import polars_schema
 from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
-from engagement.dataset import EngagementData
+from engagement.dataset import EngagementData, check_member_columns
 from engagement.experiment import MODELS, ModelResult, check_models
+from engagement.features import MEMBER_COLUMNS
 from engagement.forecaster import Forecaster, train_forecaster, write_scores
 from engagement.inputs import split_members
 from engagement.intents import Intents
-from engagement.spark_dataset import build_dataset_spark
+from engagement.spark_dataset import build_dataset_spark, read_logs_spark
 from engagement.spark_lda import SparkLdaConfig, mine_intents_spark
 from engagement.workflows import check_scores_out, compare_mined, lda_generator
 
@@ -122,7 +124,14 @@ def score_logs_spark(
     """
     check_scores_out(out, overwrite)
     fc = Forecaster.load(model_dir, task=task)
-    data = build_dataset_spark(logs, fc.window, spark)
+    tables = read_logs_spark(logs, spark)
+    wanted = tuple(fc.meta.get("member_columns", MEMBER_COLUMNS))
+    path = "" if isinstance(logs, Mapping) else os.fspath(logs)
+    source = "<members table>" if isinstance(logs, Mapping) else path if path.startswith("hive:") else f"{path.rstrip('/')}/members.parquet"
+    check_member_columns(
+        polars_schema(tables["members"].schema, ["member_id"], source, "the members table"), wanted, source, str(model_dir)
+    )
+    data = build_dataset_spark(tables, fc.window, spark, member_columns=wanted)
     scores = fc.score(data, device=device)
     write_scores(scores, out, overwrite=overwrite)
     return fc, scores

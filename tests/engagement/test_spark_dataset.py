@@ -146,3 +146,39 @@ def test_bad_input_gets_the_polars_message(logs: Path, tmp_path: Path, spark: An
     assert type(spark_error.value) is type(polars_error.value)
     assert str(spark_error.value) == str(polars_error.value)
     assert "\n" not in str(spark_error.value) and "at org.apache" not in str(spark_error.value)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        lambda m: m.select("member_id"),
+        # A platform's own columns, one named as a column of the reduction's own ("n").
+        lambda m: m.select("member_id", "seniority", "client").with_columns(
+            n=(pl.col("member_id") % 3).cast(pl.Int32), score=pl.col("member_id") / 7.0, verified=pl.col("member_id") % 2 == 0
+        ),
+    ],
+    ids=["member_id-only", "own-columns"],
+)
+def test_spark_dataset_equals_polars_on_a_reduced_members_table(
+    logs: Path, tmp_path: Path, spark: Any, members: Callable[[pl.DataFrame], pl.DataFrame]
+):
+    out = tmp_path / "logs"
+    shutil.copytree(logs, out)
+    members(pl.read_parquet(logs / "members.parquet")).write_parquet(out / "members.parquet")
+    polars_data = build_dataset(read_logs(out))
+    spark_data = build_dataset_spark(out, spark=spark)
+    assert_same(polars_data, spark_data)
+    assert polars_data.member_columns == spark_data.member_columns
+
+
+def test_null_feature_column_is_the_same_error_on_both_engines(logs: Path, tmp_path: Path, spark: Any):
+    out = tmp_path / "logs"
+    shutil.copytree(logs, out)
+    m = pl.read_parquet(logs / "members.parquet").select("member_id")
+    m.with_columns(score=pl.when(pl.col("member_id") % 100 == 0).then(None).otherwise(1.0)).write_parquet(out / "members.parquet")
+    messages = []
+    for build in (lambda: build_dataset(read_logs(out)), lambda: build_dataset_spark(out, spark=spark)):
+        with pytest.raises(DwellrankError, match=r"macroscopic feature column\(s\) 'score' \(\d+ null or NaN\)") as err:
+            build()
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
