@@ -184,8 +184,15 @@ def check_member_columns(
     Raises
     ------
     SchemaError
-        One line naming ``source``, the missing column(s) and what ``model`` expects.
+        One line naming ``source``, the missing column(s) and what ``model`` expects,
+        or a column named as one the dataset adds (``row``, ``n_h``, ...).
     """
+    taken = sorted(set(wanted) & {"row", "n_h", "n_f", "a_h", "a_f", "n_h7", "a_h7"})
+    if taken:
+        raise SchemaError(
+            f"{source}: members column(s) {', '.join(repr(c) for c in taken)} share a name with the dataset's own per-member "
+            "counts; rename them"
+        )
     missing = [c for c in wanted if c not in schema]
     if missing:
         raise SchemaError(

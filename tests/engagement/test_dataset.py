@@ -239,6 +239,8 @@ def test_extra_numeric_and_boolean_member_columns_become_features_by_name() -> N
         build_dataset({**logs, "members": members.with_columns(seniority=pl.lit("senior"))}, _TINY_WINDOW)
     with pytest.raises(DwellrankError, match=r"macroscopic feature column\(s\) 'score' \(1 null or NaN\) must have a value"):
         build_dataset({**logs, "members": members.with_columns(score=pl.Series([0.5, None, 1.0]))}, _TINY_WINDOW)
+    with pytest.raises(DwellrankError, match=r"members column\(s\) 'n_h' share a name with the dataset's own per-member counts"):
+        build_dataset({**logs, "members": members.rename({"posts": "n_h"})}, _TINY_WINDOW)
     with pytest.raises(DwellrankError, match=r"the members table has no column 'posts'; asked for macroscopic features"):
         build_dataset({**logs, "members": members.drop("posts")}, _TINY_WINDOW, member_columns=("seniority", "posts"))
 
