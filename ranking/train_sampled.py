@@ -64,8 +64,11 @@ def _labels(raw: pl.DataFrame, t_skip_s: float, t_long_s: float) -> pl.DataFrame
 
 
 def _matrix(raw: pl.DataFrame, fs: FeatureSet) -> np.ndarray:
-    """The Float64 feature matrix of raw rows, from the one definition of each feature."""
-    return _derive(raw, fs).collect().to_numpy()
+    """The Float64 feature matrix of raw rows, from the one definition of each feature.
+
+    Row-major, as the heads and LightGBM take it: a column-major matrix would be copied once more in each fit.
+    """
+    return _derive(raw, fs).collect().to_numpy(order="c")
 
 
 def fit_within_budget(
@@ -151,7 +154,7 @@ def fit_within_budget(
     train = rows.filter(pl.col("day") <= cut)
     test_frame = frame_from_raw(rows.filter(pl.col("day") > cut), fs, cfg.t_skip_s, cfg.t_long_s)
     del rows
-    X_te = test_frame.select(fs.columns).to_numpy()
+    X_te = test_frame.select(fs.columns).to_numpy(order="c")
     test = test_frame.drop(fs.columns)
     del test_frame
     lab_tr = _labels(train, cfg.t_skip_s, cfg.t_long_s)
