@@ -144,7 +144,8 @@ def test_model_for_the_other_task_is_refused(session_model: Path, eng_logs: Path
 def test_score_bad_arguments(args, pattern, session_model: Path, eng_logs: Path, tmp_path: Path) -> None:
     existing = tmp_path / "old.parquet"
     existing.write_bytes(b"keep")
-    sub = {"{tmp}": str(tmp_path), "{model}": str(session_model), "{file}": str(existing)}
+    (tmp_path / "not_a_model").mkdir()  # beside --out: an --out inside --model is refused first, for another reason
+    sub = {"{tmp}": str(tmp_path / "not_a_model"), "{model}": str(session_model), "{file}": str(existing)}
     base = {"--model": str(session_model), "--out": str(tmp_path / "s.parquet")}
     opts = dict(zip(args[::2], [sub.get(a, a) for a in args[1::2]], strict=True))
     argv = ["forecast", "score", "--logs", str(eng_logs)] + [x for k, v in {**base, **opts}.items() for x in (k, v)]
