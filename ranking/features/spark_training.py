@@ -8,20 +8,21 @@ derived from them, the labels), as one Spark plan of built-in functions:
    (author, topic, creation time), the day of the request and the
    per-impression indicators (an action, a viral action, not skipped);
 2. per key of :data:`~ranking.features.catalogue._RAW` (update, member x type,
-   member x author, member x topic, member), a window sum over the key's rows
-   ordered by day with the frame ``RANGE BETWEEN UNBOUNDED PRECEDING AND 1
-   PRECEDING``: the counts of the days strictly before the row's, which is the
-   polars engine's backward as-of join of cumulated daily counts without the
-   exact day.  A row with a null key gets no history, as polars' join leaves it;
+   member x author, member x topic, member), the sums of each (key, day) (a
+   small table, partially aggregated), cumulated over the key's strictly
+   earlier days by a window on that small table (``ROWS BETWEEN UNBOUNDED
+   PRECEDING AND 1 PRECEDING``, one row per day), and joined back on (key,
+   day): the polars engine's backward as-of join of cumulated daily counts
+   without the exact day.  A row with a null key, or on its key's first day,
+   gets no history (0), as polars' join leaves it;
 3. the features rendered from the one table of definitions,
    :data:`~ranking.features.catalogue._DEFS`, by :func:`_spark_feature` (the
    polars rendering is :mod:`ranking.features.evaluate`), and the labels, the
    skip label from :func:`dwellrank_logs.protocol.not_skipped`.
 
-The four member-keyed windows share one shuffle (the rows are hash-partitioned
-by member_id once, which every member window's partitioning satisfies); the
-update window has its own.  Nothing is collected but the check that every
-member has a profile (a count and at most five ids).
+The full-width rows are never sorted by a window: only the five small daily
+tables are, and the rows meet them in equi-joins.  Nothing is collected but
+the check that every member has a profile (a count and at most five ids).
 
 pyspark is imported inside the functions: without it, :mod:`ranking` imports
 and these raise :class:`~dwellrank_logs.errors.ConfigError` saying how to
@@ -95,7 +96,6 @@ def training_frame_spark(
         impressions of members without a profile (one small Spark job counts them).
     """
     require_pyspark()
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     fs = get_feature_set(feature_set)
@@ -135,19 +135,7 @@ def training_frame_spark(
         "n_not_skipped": F.col("_ns"),
         "n_actions": F.col("_action"),
     }
-    # The update window first, then every member-keyed window over one hash partitioning by member_id
-    # (it satisfies each of their partitionings, so they add sorts but no shuffle).
-    member_keyed = [name for name in _RAW if _RAW[name][0][0] == "member_id"]
-    for name in [n for n in _RAW if n not in member_keyed] + member_keyed:
-        keys, cols = _RAW[name]
-        if name == member_keyed[0]:
-            rows = rows.repartition("member_id")
-        before = Window.partitionBy(*keys).orderBy("day").rangeBetween(Window.unboundedPreceding, -1)
-        known = reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys])
-        # Null: no history (an impression's first day, or a null key, as polars' as-of join leaves it); read as 0.
-        rows = rows.withColumns(
-            {raw: F.coalesce(F.when(known, F.sum(adds[hist]).over(before)), F.lit(0)).cast("double") for hist, raw in cols.items()}
-        )
+    rows = _add_history(rows, adds)
     rows = rows.join(members, "member_id", "left")
     labels: list[Column | str] = [
         F.col("session_id").alias("request_id"),
@@ -163,6 +151,51 @@ def training_frame_spark(
         F.col("upstream_value").cast("double").alias("upstream"),
     ]
     return rows.select(*labels, *[_spark_feature(_DEFS[c]).cast("double").alias(c) for c in fs.columns])
+
+
+def _add_history(rows: DataFrame, adds: Mapping[str, Column]) -> DataFrame:
+    """``rows`` with every raw count of ``_RAW`` (DOUBLE, 0 without history): the sums over strictly earlier days.
+
+    Per key, the sums of each (key, day) are a small table (partially
+    aggregated), cumulated over the key's earlier days by a window on that
+    table: a row's (key, day) is always in it, since the row itself is.  The
+    update counts join on (update_id, day); the member-keyed ones are packed
+    into one table per (member_id, day), the member x type/author/topic counts
+    as maps from the second key, so the full-width rows are shuffled twice and
+    never sorted (hash joins that build on the small side).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    def cumulated(keys: tuple[str, ...], cols: Mapping[str, str]) -> DataFrame:
+        known = reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys])
+        daily = rows.where(known).groupBy(*keys, "day").agg(*[F.sum(adds[hist]).alias(raw) for hist, raw in cols.items()])
+        # One row per (key, day): the rows before are the strictly earlier days (none: null).
+        before = Window.partitionBy(*keys).orderBy("day").rowsBetween(Window.unboundedPreceding, -1)
+        return daily.select(*keys, "day", *[F.sum(raw).over(before).alias(raw) for raw in cols.values()])
+
+    member_keyed = {n: kc for n, kc in _RAW.items() if kc[0][0] == "member_id"}
+    per_member = next(cumulated(k, c) for k, c in member_keyed.values() if k == ("member_id",))
+    lookups: dict[str, Column] = {}
+    for name, (keys, cols) in member_keyed.items():
+        if keys == ("member_id",):
+            lookups.update({raw: F.col(raw) for raw in cols.values()})
+            continue
+        (second,) = keys[1:]
+        packed = (
+            cumulated(keys, cols)
+            .groupBy("member_id", "day")
+            .agg(F.map_from_entries(F.collect_list(F.struct(F.col(second), F.struct(*cols.values())))).alias(f"_{name}"))
+        )
+        per_member = per_member.join(packed, ["member_id", "day"], "left")
+        # A null second key, or none of it: no entry, null (the polars as-of join finds nothing either).
+        lookups.update({raw: F.try_element_at(F.col(f"_{name}"), F.col(second))[raw] for raw in cols.values()})
+    (update_keys, update_cols), *_ = [kc for n, kc in _RAW.items() if n not in member_keyed]
+    out = rows.join(cumulated(update_keys, update_cols).hint("shuffle_hash"), [*update_keys, "day"], "left")
+    out = out.join(per_member.hint("shuffle_hash"), ["member_id", "day"], "left")
+    lookups.update({raw: F.col(raw) for raw in update_cols.values()})
+    out = out.withColumns({raw: F.coalesce(lookups[raw], F.lit(0)).cast("double") for _, cols in _RAW.values() for raw in cols.values()})
+    return out.drop(*[f"_{name}" for name in member_keyed])
 
 
 def write_training_frame_spark(
