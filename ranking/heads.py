@@ -233,7 +233,7 @@ class GBDTLRHead:
     def __init__(self, config: HeadConfig | None = None) -> None:
         self.config = config or HeadConfig()
 
-    def fit(self, X: np.ndarray, y: np.ndarray, seed: int | np.random.Generator = 0) -> GBDTLRHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, seed: int | np.random.Generator = 0, label: str = "y") -> GBDTLRHead:
         """Fit trees on the first rows and the LR on the rest.
 
         Parameters
@@ -241,6 +241,8 @@ class GBDTLRHead:
         X : ndarray, shape (n_rows, n_features), float, rows in time order
         y : ndarray, shape (n_rows,), bool or 0/1
         seed : int or numpy.random.Generator
+        label : str
+            The label's name (a head of the training frame), for error messages.
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y).astype(np.float64)
@@ -248,9 +250,10 @@ class GBDTLRHead:
         cut = round(n * self.config.tree_fraction)
         for part, rows in (("trees", y[:cut]), ("logistic regression", y[cut:])):
             if rows.size == 0 or rows.min() == rows.max():
+                pos = int(rows.sum()) if rows.size else 0
                 raise ConfigError(
-                    f"the {part} part of the training rows ({rows.size} rows) needs both labels; "
-                    f"got {int(rows.sum()) if rows.size else 0} positives (more data or another tree_fraction)"
+                    f"label {label!r}: the {part} part of the training rows ({rows.size:,} rows) needs both classes, "
+                    f"got {pos:,} positive(s) and {rows.size - pos:,} negative(s) (train on more members or days)"
                 )
         self.booster_ = fit_trees(X[:cut], y[:cut], self.config, seed)
         self.leaves_per_tree_ = _leaves_per_tree(self.booster_)

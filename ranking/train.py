@@ -221,7 +221,7 @@ def _fit(
     report_heads: dict[str, Any] = {}
     for i, h in enumerate(HEADS):
         y_tr, y_te = train[h].to_numpy(), test[h].to_numpy()
-        heads[h] = GBDTLRHead(cfg.head).fit(X_tr, y_tr, seeds[i])
+        heads[h] = GBDTLRHead(cfg.head).fit(X_tr, y_tr, seeds[i], label=h)
         p_te = heads[h].predict_proba(X_te)
         if cfg.baselines:
             metrics = compare_heads(X_tr, y_tr, X_te, y_te, cfg.head, seeds[i], head=heads[h])
@@ -253,7 +253,7 @@ def _fit(
     report = _report(cfg, first, last, train.height, test.height, report_heads, report_regs, weights.to_dict())
     if cfg.skip_lift and fs.uses_dwell:
         base_cols = FEATURE_SETS["base"].columns
-        base_head = GBDTLRHead(cfg.head).fit(train.select(base_cols).to_numpy(), train["skip"].to_numpy(), seeds[-1])
+        base_head = GBDTLRHead(cfg.head).fit(train.select(base_cols).to_numpy(), train["skip"].to_numpy(), seeds[-1], label="skip")
         auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
         report["skip_dwell_lift"] = _skip_lift(auc_base, report_heads["skip"]["metrics"]["gbdt_lr"]["auc"])
     metadata = _metadata(cfg, first, last, frame.height, train.height, test.height, source, list(regs))
@@ -267,7 +267,7 @@ def _fit_regressors(
     regs: dict[str, ActionRegressor] = {}
     report_regs: dict[str, Any] = {}
     for k, (name, X, y_fit, X_test, y) in enumerate(rows, start=len(HEADS)):
-        reg = ActionRegressor(cfg.regressor).fit(X, y_fit, seeds[k])
+        reg = ActionRegressor(cfg.regressor).fit(X, y_fit, seeds[k], target=name)
         regs[name] = reg
         report_regs[name] = {
             "n_train": reg.n_rows_,

@@ -169,7 +169,7 @@ def fit_within_budget(
         masks[h] = mask = plan.keep(u_tr, lab_tr[h].to_numpy())
         X, y = _matrix(train.filter(pl.Series(mask)), fs), lab_tr[h].to_numpy()[mask]
         records[h] = plan.to_dict(int(y.size), int(y.sum()))
-        heads[h] = GBDTLRHead(cfg.head).fit(X, y, seeds[i]).recalibrate(plan.shift, records[h])
+        heads[h] = GBDTLRHead(cfg.head).fit(X, y, seeds[i], label=h).recalibrate(plan.shift, records[h])
         y_te = test[h].to_numpy()
         background = plan.positives_before / max(plan.rows_before, 1)  # the full training rate, not the sample's
         metrics = _metrics(X, y, X_te, y_te, cfg.head, seeds[i], heads[h], plan, background, cfg.baselines)
@@ -188,7 +188,7 @@ def fit_within_budget(
     if cfg.skip_lift and fs.uses_dwell:
         base = FEATURE_SETS["base"]
         sub = train.filter(pl.Series(masks["skip"]))
-        base_head = GBDTLRHead(cfg.head).fit(_matrix(sub, base), lab_tr["skip"].to_numpy()[masks["skip"]], seeds[-1])
+        base_head = GBDTLRHead(cfg.head).fit(_matrix(sub, base), lab_tr["skip"].to_numpy()[masks["skip"]], seeds[-1], label="skip")
         auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(_base_columns(X_te, fs, base)))["auc"]
         report["skip_dwell_lift"] = _skip_lift(auc_base, report_heads["skip"]["metrics"]["gbdt_lr"]["auc"])
     sampling = {

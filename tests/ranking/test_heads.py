@@ -6,6 +6,8 @@ Quality world: 2,000 members x 14 days, seed 0 (tests/ranking/ranking_worlds.py)
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -161,5 +163,6 @@ def test_config_errors(kwargs, pattern):
 def test_fit_needs_both_labels_in_each_part():
     X = np.random.default_rng(0).normal(size=(100, 3))
     y = np.r_[np.zeros(60), np.ones(40)]  # the tree part (first 30 rows) has no positive
-    with pytest.raises(ConfigError, match="the trees part of the training rows \\(30 rows\\) needs both labels"):
-        GBDTLRHead().fit(X, y)
+    expected = "label 'clicked': the trees part of the training rows (30 rows) needs both classes, got 0 positive(s) and 30 negative(s)"
+    with pytest.raises(ConfigError, match=re.escape(expected) + r" \(train on more members or days\)$"):
+        GBDTLRHead().fit(X, y, label="clicked")
