@@ -20,7 +20,7 @@ import polars as pl
 
 from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError, OutputExistsError
-from dwellrank_logs.io import check_output_dir, table_path
+from dwellrank_logs.io import check_not_input, check_output_dir, table_path
 from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
 from engagement.dataset import EngagementData, build_dataset, check_member_columns, read_logs
 from engagement.experiment import MODELS, ModelResult, check_models, compare
@@ -70,6 +70,7 @@ def train_on_logs(
         ``meta`` holds the seed, sizes, test metrics and loss history.
     """
     check_task(task)
+    check_not_input(out, {"logs_dir": logs_dir}, "out")  # with overwrite, replacing the logs would destroy them
     check_output_dir(out, overwrite)
     data = build_dataset(read_logs(logs_dir), window)
     fc, history, pca_input = train_forecaster(
@@ -115,6 +116,7 @@ def score_logs(
     OutputExistsError
         ``out`` is a directory, or exists while ``overwrite`` is false.
     """
+    check_not_input(out, {"logs_dir": logs_dir, "model_dir": model_dir}, "out")
     check_scores_out(out, overwrite)
     fc = Forecaster.load(model_dir, task=task)
     tables = read_logs(logs_dir)
@@ -188,6 +190,7 @@ def compare_on_logs(
     check_task(task)
     check_models(models)
     lda_rng = lda_generator(lda_seed)
+    check_not_input(out, {"logs_dir": logs_dir}, "out")
     check_output_dir(out, overwrite)
     data = build_dataset(read_logs(logs_dir), window)
     intents = mine_intents(data.session_counts, lda_rng, lda_config)

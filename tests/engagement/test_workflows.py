@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dwellrank_logs.errors import ConfigError
-from engagement import LdaConfig, compare_on_logs, mine_intents
+from dwellrank_logs.errors import ConfigError, OutputError
+from engagement import LdaConfig, compare_on_logs, mine_intents, train_on_logs
 
 LDA = LdaConfig(k_min=7, k_max=7)
 
@@ -50,3 +50,14 @@ def test_compare_on_logs_refuses_bad_arguments_before_reading_the_logs(tmp_path:
     with pytest.raises(ConfigError, match=pattern):
         compare_on_logs(tmp_path / "no-logs", tmp_path / "out", task, **args)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("verb", ["train", "compare"])
+def test_out_equal_to_the_logs_is_refused_even_with_overwrite(verb: str, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "members.parquet").write_bytes(b"the user's logs")
+    run = train_on_logs if verb == "train" else compare_on_logs
+    with pytest.raises(OutputError, match=r"out .*logs: is the logs_dir input"):
+        run(logs, logs, "session", overwrite=True)
+    assert (logs / "members.parquet").read_bytes() == b"the user's logs"
