@@ -24,10 +24,11 @@ they raise :class:`~dwellrank_logs.errors.ConfigError` saying how to install it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import polars as pl
@@ -42,7 +43,17 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
-__all__ = ["check_table_spark", "col", "polars_schema", "read_tables_spark", "session_of", "spark_message"]
+__all__ = [
+    "check_table_spark",
+    "col",
+    "polars_schema",
+    "read_tables_spark",
+    "reduced_to_polars",
+    "run_reduction",
+    "session_of",
+    "spark_message",
+    "timestamp_micros",
+]
 
 
 def session_of(spark: SparkSession | None, what: str) -> SparkSession:
@@ -270,6 +281,31 @@ def spark_message(exc: BaseException) -> str:
         return f"{top}; {root.getClass().getSimpleName()}: {first_line(Exception(root.getMessage() or ''))}"
     except Exception:  # the JVM may be gone
         return first_line(exc)
+
+
+def timestamp_micros(frame: DataFrame, name: str) -> Column:
+    """Microseconds since the epoch of a timestamp column; one without time zone is read as UTC, as the polars engine reads it."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if isinstance(frame.schema[name].dataType, T.TimestampNTZType):
+        return F.timestamp_diff("MICROSECOND", F.lit(dt.datetime(1970, 1, 1)).cast("timestamp_ntz"), col(name))
+    return F.unix_micros(col(name))
+
+
+def run_reduction(job: Any, what: str) -> Any:
+    """``job()``, a Spark action of a stage's reduction; a Spark failure becomes one :class:`SchemaError` line naming ``what``."""
+    try:
+        return job()
+    except DwellrankError:
+        raise
+    except Exception as exc:  # AnalysisException and py4j errors, with a JVM stack trace
+        raise SchemaError(f"cannot reduce the {what} table(s) on Spark ({spark_message(exc)})") from exc
+
+
+def reduced_to_polars(frame: DataFrame, what: str) -> pl.DataFrame:
+    """The (small, aggregated) ``frame`` on the driver, through Arrow (:func:`run_reduction`'s errors)."""
+    return cast(pl.DataFrame, pl.from_arrow(run_reduction(frame.toArrow, what)))
 
 
 def col(name: str) -> Column:

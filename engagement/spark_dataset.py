@@ -29,15 +29,23 @@ import datetime as dt
 import math
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.errors import DwellrankError, SchemaError
+from dwellrank_logs.errors import DwellrankError
 from dwellrank_logs.schema import EVENT_TYPES, TABLES
 from dwellrank_logs.spark import require_pyspark
-from dwellrank_logs.spark_tables import check_table_spark, col, polars_schema, read_tables_spark, spark_message
+from dwellrank_logs.spark_tables import (
+    check_table_spark,
+    col,
+    polars_schema,
+    read_tables_spark,
+    reduced_to_polars,
+    run_reduction,
+    timestamp_micros,
+)
 from engagement.config import WindowConfig
 from engagement.dataset import NEEDED_COLUMNS, EngagementData, check_feature_nulls, check_kept, check_member_columns
 from engagement.features import RECENT_DAYS, member_feature_columns
@@ -147,7 +155,7 @@ def reduce_logs_spark(
         sizes = members.agg(F.count(F.lit(1)).alias("n"), *nulls).crossJoin(
             valid.agg(F.min("start_us").alias("lo"), F.max("start_us").alias("hi"))
         )
-        n_members, *null_counts, lo, hi = _run(lambda: tuple(sizes.collect()[0]), "members, sessions and events")
+        n_members, *null_counts, lo, hi = run_reduction(lambda: tuple(sizes.collect()[0]), "members, sessions and events")
         check_feature_nulls({c: int(n or 0) for c, n in zip(mcols, null_counts, strict=True)})
         if n_members == 0:
             raise DwellrankError("members table has no rows; nothing to forecast")
@@ -171,7 +179,7 @@ def reduce_logs_spark(
             .join(kept.withColumn("_kept", F.lit(True)), "member_id", "left")
             .join(latest, "member_id", "left")
         )
-        rows = _arrow(per_member, "members, sessions, events and deliveries").sort("member_id")
+        rows = reduced_to_polars(per_member, "members, sessions, events and deliveries").sort("member_id")
     finally:
         valid.unpersist()
     kept_rows = rows.filter(pl.col("_kept").fill_null(False))
@@ -230,7 +238,7 @@ def _valid_sessions(tables: Mapping[str, DataFrame]) -> DataFrame:
     sessions = tables["sessions"].select(
         col("member_id").cast("long").alias("member_id"),
         col("session_id").cast("long").alias("session_id"),
-        _timestamp_micros(tables["sessions"], "start_ts").alias("start_us"),
+        timestamp_micros(tables["sessions"], "start_ts").alias("start_us"),
         col("duration_s").cast("double").alias("duration_s"),
         col("client").cast("string").alias("client"),
     )
@@ -282,7 +290,7 @@ def _latest_deliveries(deliveries: DataFrame, kept: DataFrame, start_us: int, en
 
     d = deliveries.select(
         col("member_id").cast("long").alias("member_id"),
-        _timestamp_micros(deliveries, "ts").alias("ts_us"),
+        timestamp_micros(deliveries, "ts").alias("ts_us"),
         col("channel").cast("string").alias("channel"),
         col("content").cast("string").alias("content"),
     ).where((col("ts_us") >= start_us) & (col("ts_us") < end_us))
@@ -294,16 +302,6 @@ def _latest_deliveries(deliveries: DataFrame, kept: DataFrame, start_us: int, en
     )
 
 
-def _timestamp_micros(frame: DataFrame, name: str) -> Column:
-    """Microseconds since the epoch; a timestamp without time zone is read as UTC, as the polars engine reads it."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    if isinstance(frame.schema[name].dataType, T.TimestampNTZType):
-        return F.timestamp_diff("MICROSECOND", F.lit(dt.datetime(1970, 1, 1)).cast("timestamp_ntz"), col(name))
-    return F.unix_micros(col(name))
-
-
 def _window_start(first_us: int, w: WindowConfig) -> dt.datetime:
     if w.start_date is not None:
         return dt.datetime.combine(dt.date.fromisoformat(w.start_date), dt.time(), tzinfo=dt.timezone.utc)
@@ -312,17 +310,3 @@ def _window_start(first_us: int, w: WindowConfig) -> dt.datetime:
 
 def _micros(t: dt.datetime) -> int:
     return (t - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
-
-
-def _arrow(frame: DataFrame, what: str) -> pl.DataFrame:
-    """The (small, aggregated) ``frame`` on the driver, through Arrow."""
-    return cast(pl.DataFrame, pl.from_arrow(_run(frame.toArrow, what)))
-
-
-def _run(job: Any, what: str) -> Any:
-    try:
-        return job()
-    except DwellrankError:
-        raise
-    except Exception as exc:  # AnalysisException and py4j errors, with a JVM stack trace
-        raise SchemaError(f"cannot reduce the {what} tables on Spark ({spark_message(exc)})") from exc

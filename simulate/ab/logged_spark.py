@@ -29,7 +29,6 @@ cost about 3x a plain per-member ``sum`` (default world, 870K impressions,
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -37,11 +36,10 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import polars as pl
 
-from dwellrank_logs.errors import DwellrankError, SchemaError
 from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import VIRAL_COLUMNS
 from dwellrank_logs.spark import require_pyspark
-from dwellrank_logs.spark_tables import col, read_tables_spark, spark_message
+from dwellrank_logs.spark_tables import col, read_tables_spark, reduced_to_polars, run_reduction, timestamp_micros
 from simulate.ab.aggregates import AGGREGATES, SUM_ORDER, daily_frame
 from simulate.ab.config import ARMS
 from simulate.ab.logged import NEEDED_COLUMNS, LogReduction, experiment_members
@@ -84,7 +82,7 @@ def reduce_logs_spark(
 
     tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "the A/B analysis")
     members = tables["members"].select(col("member_id").cast("long").alias("member_id"), col("arm").cast("string").alias("arm"))
-    arms, n_outside = experiment_members(_arrow(members, "members"), config, sources["members"])
+    arms, n_outside = experiment_members(reduced_to_polars(members, "members"), config, sources["members"])
     control, treatment = config.arms
     label = col("arm")
     inside = members.select(
@@ -93,9 +91,9 @@ def reduce_logs_spark(
     sess = tables["sessions"].select(
         col("member_id").cast("long").alias("member_id"),
         col("session_id").cast("long").alias("session_id"),
-        _timestamp_micros(tables["sessions"], "start_ts").alias("start_us"),
+        timestamp_micros(tables["sessions"], "start_ts").alias("start_us"),
     )
-    lo, hi = _run(lambda: tuple(sess.agg(F.min("start_us"), F.max("start_us")).collect()[0]), "sessions")
+    lo, hi = run_reduction(lambda: tuple(sess.agg(F.min("start_us"), F.max("start_us")).collect()[0]), "sessions")
     period = resolve_period(lo, hi, config, sources["sessions"])
     windows = [period.experiment_us] + ([period.pre_us] if period.pre_days else [])
     w = F.lit(None).cast("int")
@@ -106,7 +104,7 @@ def reduce_logs_spark(
     terms = _impression_terms(tables["impressions"], dated, config.t_skip_s).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_member = _member_sums(dated.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
-        rows = _arrow(per_member, "sessions and impressions")
+        rows = reduced_to_polars(per_member, "sessions and impressions")
         daily = _daily(dated, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
     finally:
         terms.unpersist()
@@ -138,7 +136,7 @@ def _impression_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float)
         col("member_id").cast("long").alias("member_id"),
         col("session_id").cast("long").alias("session_id"),
         col("position").cast("long").alias("position"),
-        _timestamp_micros(impressions, "ts").alias("ts_us"),
+        timestamp_micros(impressions, "ts").alias("ts_us"),
         col("update_id").cast("long").alias("update_id"),
         (~kept).cast("long").alias("skipped"),
         col("clicked").cast("boolean").cast("long").alias("clicked"),
@@ -207,7 +205,7 @@ def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataF
     i_sums = i.groupBy("arm", "d").agg(
         F.count(F.lit(1)).alias("n_imp"), F.sum("skipped").alias("n_skip"), F.sum("clicked").alias("n_click"), F.sum("well_s").alias("well")
     )
-    got = _arrow(s_sums.join(i_sums, ["arm", "d"], "full_outer"), "sessions and impressions")
+    got = reduced_to_polars(s_sums.join(i_sums, ["arm", "d"], "full_outer"), "sessions and impressions")
     arm_names = sorted(set(arms["arm"].to_list()))
     size = np.array([int((arms["arm"] == a).sum()) for a in arm_names], dtype=float)
     cells = len(arm_names) * n_days
@@ -236,27 +234,3 @@ def _day(micros: Column) -> Column:
     from pyspark.sql import functions as F
 
     return ((micros - F.pmod(micros, F.lit(DAY_US))) / F.lit(DAY_US)).cast("long")
-
-
-def _timestamp_micros(frame: DataFrame, name: str) -> Column:
-    """Microseconds since the epoch; a timestamp without time zone is read as UTC, as the polars engine reads it."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    if isinstance(frame.schema[name].dataType, T.TimestampNTZType):
-        return F.timestamp_diff("MICROSECOND", F.lit(dt.datetime(1970, 1, 1)).cast("timestamp_ntz"), col(name))
-    return F.unix_micros(col(name))
-
-
-def _arrow(frame: DataFrame, what: str) -> pl.DataFrame:
-    """The (small, aggregated) ``frame`` on the driver, through Arrow."""
-    return cast(pl.DataFrame, pl.from_arrow(_run(frame.toArrow, what)))
-
-
-def _run(job: Any, what: str) -> Any:
-    try:
-        return job()
-    except DwellrankError:
-        raise
-    except Exception as exc:  # AnalysisException and py4j errors, with a JVM stack trace
-        raise SchemaError(f"cannot reduce the {what} table(s) on Spark ({spark_message(exc)})") from exc
