@@ -211,8 +211,8 @@ def arm_daily(tables: Mapping[str, Frame], t_skip_s: float, start_us: int, n_day
     """
     members = tables["members"].lazy().select("member_id", "arm").filter(pl.col("arm").is_not_null()).sort("member_id").collect()
     ids = members["member_id"].to_numpy()
-    arm_names = sorted(set(members["arm"].to_list()))
-    arm_of = np.searchsorted(np.array(arm_names), members["arm"].to_numpy())  # (N,) arm index
+    names, arm_of = np.unique(members["arm"].to_numpy(), return_inverse=True)  # sorted names; (N,) arm index
+    arm_names: list[str] = names.tolist()
     n_arms = len(arm_names)
     size = np.bincount(arm_of, minlength=n_arms).astype(float)
     sess = _sessions(tables)

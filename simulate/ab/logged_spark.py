@@ -206,8 +206,9 @@ def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataF
         F.count(F.lit(1)).alias("n_imp"), F.sum("skipped").alias("n_skip"), F.sum("clicked").alias("n_click"), F.sum("well_s").alias("well")
     )
     got = reduced_to_polars(s_sums.join(i_sums, ["arm", "d"], "full_outer"), "sessions and impressions")
-    arm_names = sorted(set(arms["arm"].to_list()))
-    size = np.array([int((arms["arm"] == a).sum()) for a in arm_names], dtype=float)
+    names, counts = np.unique(arms["arm"].to_numpy(), return_counts=True)
+    arm_names: list[str] = names.tolist()
+    size = counts.astype(float)
     cells = len(arm_names) * n_days
     key = np.searchsorted(np.array(arm_names), got["arm"].to_numpy()) * n_days + got["d"].to_numpy()
 
