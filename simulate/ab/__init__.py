@@ -22,7 +22,7 @@ The work is done by pure functions, one module per concern:
 """
 
 from simulate.ab.aggregates import AGGREGATES
-from simulate.ab.aggregates import SUM_ORDER
+from simulate.ab.aggregates import split_seconds
 from simulate.ab.aggregates import arm_daily
 from simulate.ab.aggregates import daily_trajectories
 from simulate.ab.aggregates import member_aggregates
@@ -55,7 +55,6 @@ __all__ = [
     "AGGREGATES",
     "ARMS",
     "METRICS",
-    "SUM_ORDER",
     "ABConfig",
     "ABResult",
     "LogReduction",
@@ -78,6 +77,7 @@ __all__ = [
     "minimum_detectable_effect",
     "reduce_logs",
     "run_ab",
+    "split_seconds",
     "splitmix64",
     "srm_test",
     "window_aggregates",

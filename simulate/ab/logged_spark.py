@@ -11,20 +11,17 @@ impression.  The checks and the statistics are the shared code of
 :mod:`simulate.ab.logged`.
 
 Determinism: counts are integer sums, exact.  The float sums (dwell, time
-spent, time well spent) add each member's impressions in the order of
-:data:`simulate.ab.SUM_ORDER`, as the polars engine's ``bincount`` does: the
-group-by collects a member's impressions as structs whose fields start with
-that order, ``sort_array`` sorts them, and ``aggregate`` adds them one by one
-in IEEE double arithmetic.  So every per-member aggregate equals the polars
-engine's bit for bit, whatever the partitioning.  The daily time-well-spent
-sum per arm and day is Spark's ``sum``, equal to polars' up to rounding (a
-relative 1e-12 or so); its counts and rates are exact.
+spent, time well spent) are sums of integer nanoseconds, the values split as
+the polars engine splits them (:func:`simulate.ab.split_seconds`, here as
+column arithmetic), so Spark's ordinary partial aggregation gives exactly
+the polars engine's integers whatever the partitioning, and both engines turn
+them into seconds with the same numpy code.  Every per-member aggregate and
+every daily sum therefore equals the polars engine's bit for bit.
 
 Shuffles: the sessions by ``session_id`` (the join) and both tables by
 ``member_id`` (the group-bys); the daily sums by (arm, day).  The joined
-impressions are cached for the two jobs that read them.  The exact float sums
-cost about 3x a plain per-member ``sum`` (default world, 870K impressions,
-``local[2]``: 10-13 s against 3.6 s warm, on a loaded machine).
+impressions are cached for the two jobs that read them.  Every sum is an
+ordinary Spark aggregate, combined within each partition before the shuffle.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import VIRAL_COLUMNS
 from dwellrank_logs.spark import require_pyspark
 from dwellrank_logs.spark_tables import col, read_tables_spark, reduced_to_polars, run_reduction, timestamp_micros
-from simulate.ab.aggregates import AGGREGATES, SUM_ORDER, daily_frame
+from simulate.ab.aggregates import AGGREGATES, FIXED_LIMIT_S, NS_PER_S, daily_frame, seconds_from_parts
 from simulate.ab.config import ARMS
 from simulate.ab.logged import NEEDED_COLUMNS, LogReduction, experiment_members
 from simulate.ab.logged_config import LoggedABConfig, resolve_period
@@ -132,21 +129,18 @@ def _impression_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float)
     time_s = dwell + F.coalesce(col("click_dwell_s").cast("double"), F.lit(0.0))
     # The one skip label, on Spark columns (its operators are Spark's too).
     kept = cast(Any, not_skipped)(dwell, action, float(t_skip_s))
+    well = time_s * kept.cast("double")  # a multiplication, as the polars engine's: 0 * NaN stays NaN
     flags = impressions.select(
         col("member_id").cast("long").alias("member_id"),
         col("session_id").cast("long").alias("session_id"),
-        col("position").cast("long").alias("position"),
-        timestamp_micros(impressions, "ts").alias("ts_us"),
-        col("update_id").cast("long").alias("update_id"),
         (~kept).cast("long").alias("skipped"),
         col("clicked").cast("boolean").cast("long").alias("clicked"),
         viral.cast("long").alias("viral"),
         reduce(lambda a, b: a + b, [col(c).cast("boolean").cast("long") for c in VIRAL_COLUMNS]).alias("n_virals"),
         col("downstream_virals").cast("long").alias("downstream_virals"),
-        dwell.alias("dwell_s"),
-        time_s.alias("time_s"),
-        # A multiplication, as the polars engine's: 0 * NaN stays NaN.
-        (time_s * kept.cast("double")).alias("well_s"),
+        *_split_seconds(dwell, "dwell_s"),
+        *_split_seconds(time_s, "time_s"),
+        *_split_seconds(well, "well_s"),
     )
     return flags.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "inner")
 
@@ -162,30 +156,41 @@ def _member_sums(sessions: DataFrame, terms: DataFrame, n_windows: int) -> DataF
             F.count_distinct(F.when(col("w") == k, col("day"))).alias(f"active_days_{k}"),
         ]
     per_sessions = sessions.where(col("w").isNotNull()).groupBy("member_id").agg(*s_aggs)
-    order = F.struct(col("w"), *(col(c) for c in SUM_ORDER))
-    i_aggs = [F.sort_array(F.collect_list(order)).alias("_rows")]
+    i_aggs = []
     for k in range(n_windows):
         i_aggs.append(F.count(F.when(col("w") == k, F.lit(1))).alias(f"n_impressions_{k}"))
         for name, c in {**_COUNT_SUMS, "downstream_virals": "downstream_virals"}.items():
             i_aggs.append(F.sum(F.when(col("w") == k, col(c)).otherwise(F.lit(0))).cast("long").alias(f"{name}_{k}"))
+        for name, c in _FLOAT_SUMS.items():
+            i_aggs += [F.sum(F.when(col("w") == k, col(f"{c}_ns"))).alias(f"{name}_ns_{k}")]
+            i_aggs += [F.sum(F.when(col("w") == k, col(f"{c}_rest"))).alias(f"{name}_rest_{k}")]
     per_imp = terms.where(col("w").isNotNull()).groupBy("member_id").agg(*i_aggs)
-    floats = [_ordered_sum(k, c).alias(f"{name}_{k}") for k in range(n_windows) for name, c in _FLOAT_SUMS.items()]
-    per_imp = per_imp.select("*", *floats).drop("_rows")
     return per_sessions.join(per_imp, "member_id", "full_outer")
 
 
-def _ordered_sum(k: int, field: str) -> Column:
-    """The sum of ``field`` over the sorted ``_rows`` of window ``k``, added one by one from 0.0: numpy bincount's, bit for bit."""
+def _split_seconds(x: Column, name: str) -> tuple[Column, Column]:
+    """:func:`simulate.ab.split_seconds` on a Spark column: ``<name>_ns`` (long) and ``<name>_rest`` (double)."""
     from pyspark.sql import functions as F
 
-    # Spark counts a lambda's parameters, defaults included: k and field come in by closure.
-    rows = F.filter(col("_rows"), lambda x: x["w"] == F.lit(k))
-    return F.aggregate(rows, F.lit(0.0), lambda acc, x: acc + x[field])
+    fixed = F.abs(x) < F.lit(FIXED_LIMIT_S)  # null or false for NaN: both go to the remainder
+    ns = F.floor(F.when(fixed, x).otherwise(F.lit(0.0)) * F.lit(float(NS_PER_S)) + F.lit(0.5)).cast("long")
+    return ns.alias(f"{name}_ns"), F.when(fixed, F.lit(0.0)).otherwise(x).alias(f"{name}_rest")
+
+
+def _seconds(frame: pl.DataFrame, ns: str, rest: str) -> np.ndarray:
+    """The summed seconds of the columns ``ns`` (integer nanoseconds) and ``rest`` (floats); null: nothing summed."""
+    return seconds_from_parts(frame[ns].fill_null(0).to_numpy(), frame[rest].fill_null(0.0).to_numpy())
 
 
 def _window_frame(arms: pl.DataFrame, rows: pl.DataFrame, k: int) -> pl.DataFrame:
     """The aggregates of window ``k`` for every member of ``arms`` (zeros where Spark had no row), as the polars engine's."""
-    got = rows.select("member_id", *(pl.col(f"{a}_{k}").alias(a) for a in AGGREGATES))
+    got = rows.select(
+        "member_id",
+        *(
+            pl.Series(a, _seconds(rows, f"{a}_ns_{k}", f"{a}_rest_{k}")) if a in _FLOAT_SUMS else pl.col(f"{a}_{k}").alias(a)
+            for a in AGGREGATES
+        ),
+    )
     frame = arms.select("member_id").join(got, on="member_id", how="left", maintain_order="left")
     return frame.select(
         "member_id",
@@ -201,9 +206,13 @@ def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataF
     in_range = (col("d") >= 0) & (col("d") < n_days)
     s = dated.join(inside, "member_id", "inner").select("arm", rel, "member_id").where(in_range)
     s_sums = s.groupBy("arm", "d").agg(F.count(F.lit(1)).alias("sessions"), F.count_distinct("member_id").alias("active"))
-    i = terms.join(inside, "member_id", "inner").select("arm", rel, "skipped", "clicked", "well_s").where(in_range)
+    i = terms.join(inside, "member_id", "inner").select("arm", rel, "skipped", "clicked", "well_s_ns", "well_s_rest").where(in_range)
     i_sums = i.groupBy("arm", "d").agg(
-        F.count(F.lit(1)).alias("n_imp"), F.sum("skipped").alias("n_skip"), F.sum("clicked").alias("n_click"), F.sum("well_s").alias("well")
+        F.count(F.lit(1)).alias("n_imp"),
+        F.sum("skipped").alias("n_skip"),
+        F.sum("clicked").alias("n_click"),
+        F.sum("well_s_ns").alias("well_ns"),
+        F.sum("well_s_rest").alias("well_rest"),
     )
     got = reduced_to_polars(s_sums.join(i_sums, ["arm", "d"], "full_outer"), "sessions and impressions")
     names, counts = np.unique(arms["arm"].to_numpy(), return_counts=True)
@@ -226,7 +235,7 @@ def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataF
         dense("n_imp", np.float64),
         dense("n_skip", np.float64),
         dense("n_click", np.float64),
-        dense("well", np.float64),
+        seconds_from_parts(dense("well_ns", np.int64), dense("well_rest", np.float64)),
     )
 
 
