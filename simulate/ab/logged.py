@@ -46,9 +46,6 @@ NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "impressions": (
         "member_id",
         "session_id",
-        "update_id",
-        "ts",
-        "position",
         "dwell_s",
         "clicked",
         "reacted",
