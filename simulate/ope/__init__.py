@@ -10,7 +10,12 @@ of the update it puts first, over the logged feed requests
 * :mod:`simulate.ope.recorder` -- :class:`OPERecorder`, what the logging ranker and each target put first;
 * :mod:`simulate.ope.run` -- :class:`OPEConfig` and :func:`run_ope`, which simulates the logging policy
   (:class:`simulate.exploration.ExplorationRanker`), estimates, and computes the simulator's truth
-  for the same requests with :mod:`simulate.truth`.
+  for the same requests with :mod:`simulate.truth`;
+* :mod:`simulate.ope.slate` -- estimators of a whole ranked feed's value (standard, independent and
+  cascade IPS, cascade DR, pseudoinverse; each also self-normalised; normal or bootstrap intervals);
+* :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR;
+* :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes and exact
+  position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md).
 """
 
 from simulate.exploration import ExplorationRanker
@@ -26,6 +31,24 @@ from simulate.ope.reward_model import fit_reward_model
 from simulate.ope.reward_model import reward_features
 from simulate.ope.run import OPEConfig
 from simulate.ope.run import run_ope
+from simulate.ope.slate import slate_cascade_dr
+from simulate.ope.slate import slate_cascade_ips
+from simulate.ope.slate import slate_independent_ips
+from simulate.ope.slate import slate_pseudoinverse
+from simulate.ope.slate import slate_standard_ips
+from simulate.ope.slate_propensity import expected_under
+from simulate.ope.slate_propensity import factorised_pseudoinverse_weight
+from simulate.ope.slate_propensity import pl_conditionals
+from simulate.ope.slate_propensity import pl_position_marginals
+from simulate.ope.slate_propensity import pl_prefix_steps
+from simulate.ope.slate_propensity import prefix_product
+from simulate.ope.slate_propensity import pseudoinverse_weight
+from simulate.ope.slate_propensity import slate_arrays
+from simulate.ope.slate_propensity import take_logged
+from simulate.ope.slate_propensity import uniform_ranking_gamma
+from simulate.ope.slate_top import direct_method
+from simulate.ope.slate_top import self_normalised_dr
+from simulate.ope.slate_top import switch_dr
 
 __all__ = [
     "OPE_REWARDS",
@@ -33,12 +56,30 @@ __all__ = [
     "OPEConfig",
     "OPEEstimate",
     "OPERecorder",
+    "direct_method",
     "doubly_robust",
+    "expected_under",
+    "factorised_pseudoinverse_weight",
     "fit_reward_model",
     "ips",
     "observed_reward",
+    "pl_conditionals",
+    "pl_position_marginals",
+    "pl_prefix_steps",
+    "prefix_product",
+    "pseudoinverse_weight",
     "reward_features",
     "run_ope",
+    "self_normalised_dr",
+    "slate_arrays",
+    "slate_cascade_dr",
+    "slate_cascade_ips",
+    "slate_independent_ips",
+    "slate_pseudoinverse",
+    "slate_standard_ips",
     "snips",
+    "switch_dr",
+    "take_logged",
     "top_rows",
+    "uniform_ranking_gamma",
 ]

@@ -1,0 +1,202 @@
+"""Ranked-list estimators and per-position propensities: closed forms, reductions, enumeration and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from dwellrank_logs.errors import ConfigError
+from simulate.ope import ips, snips
+from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_independent_ips, slate_pseudoinverse, slate_standard_ips
+from simulate.ope.slate_propensity import (
+    factorised_pseudoinverse_weight,
+    pl_conditionals,
+    pl_position_marginals,
+    pl_prefix_steps,
+    prefix_product,
+    pseudoinverse_weight,
+    slate_arrays,
+    take_logged,
+    uniform_ranking_gamma,
+)
+from simulate.ope.slate_top import direct_method, self_normalised_dr, switch_dr
+
+Z95 = 1.959963984540054
+
+R = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+MU = np.array([[0.5, 0.5], [0.25, 0.5], [0.5, 1.0], [1.0, 0.5]])  # marginals
+PI = np.array([[1.0, 0.0], [0.5, 0.5], [0.25, 1.0], [0.5, 1.0]])
+
+
+def test_independent_ips_closed_form_and_self_normalised_per_position():
+    w = PI / MU
+    e = slate_independent_ips(R, MU, PI)
+    terms = (w * R).sum(axis=1)
+    assert e.value == pytest.approx(terms.mean())
+    assert e.se == pytest.approx(terms.std(ddof=1) / 2)
+    assert (e.ci_low, e.ci_high) == (pytest.approx(e.value - Z95 * e.se), pytest.approx(e.value + Z95 * e.se))
+    s = slate_independent_ips(R, MU, PI, self_normalised=True)
+    assert s.value == pytest.approx(sum((w[:, k] * R[:, k]).sum() / w[:, k].sum() for k in range(2)))
+    weighted = slate_independent_ips(R, MU, PI, position_weight=np.array([1.0, 0.5]))
+    assert weighted.value == pytest.approx((w * R * [1.0, 0.5]).sum(axis=1).mean())
+
+
+def test_one_position_reduces_to_the_top_slot_estimators():
+    """K = 1: every slate estimator is IPS (or SNIPS) of :mod:`simulate.ope.estimators`, intervals included."""
+    rng = np.random.default_rng(3)
+    r = (rng.random((50, 1)) < 0.4).astype(float)
+    mu = rng.uniform(0.1, 1, (50, 1))
+    pi = rng.uniform(0, 1, (50, 1))
+    ref, ref_sn = ips(r[:, 0], (pi / mu)[:, 0]), snips(r[:, 0], (pi / mu)[:, 0])
+    for sn, want in ((False, ref), (True, ref_sn)):
+        for e in (
+            slate_standard_ips(r, mu[:, 0], pi[:, 0], self_normalised=sn),
+            slate_independent_ips(r, mu, pi, self_normalised=sn),
+            slate_cascade_ips(r, mu, pi, self_normalised=sn),
+        ):
+            assert (e.value, e.se) == (pytest.approx(want.value), pytest.approx(want.se)), e.estimator
+
+
+def test_cascade_weights_use_the_prefix_and_dr_adds_the_model():
+    mu_prefix = prefix_product(MU)
+    pi_prefix = prefix_product(PI)
+    w = pi_prefix / mu_prefix
+    assert slate_cascade_ips(R, mu_prefix, pi_prefix).value == pytest.approx((w * R).sum(axis=1).mean())
+    assert slate_standard_ips(R, mu_prefix[:, -1], pi_prefix[:, -1]).value == pytest.approx((w[:, -1] * R.sum(axis=1)).mean())
+    ql, qt = np.full((4, 2), 0.3), np.full((4, 2), 0.2)
+    w_prev = np.column_stack([np.ones(4), w[:, :-1]])
+    d = slate_cascade_dr(R, mu_prefix, pi_prefix, ql, qt)
+    assert d.value == pytest.approx((w * (R - ql) + w_prev * qt).sum(axis=1).mean())
+    zero = slate_cascade_dr(R, mu_prefix, pi_prefix, np.zeros((4, 2)), np.zeros((4, 2)))
+    assert zero.value == pytest.approx(slate_cascade_ips(R, mu_prefix, pi_prefix).value)
+
+
+def test_top_slot_dm_sndr_and_switch():
+    r, w = np.array([1.0, 0.0, 1.0, 0.0]), np.array([2.0, 0.0, 4.0, 2.0])
+    ql, qt = np.array([0.5, 0.2, 0.6, 0.1]), np.array([0.4, 0.3, 0.5, 0.2])
+    assert direct_method(qt).value == pytest.approx(qt.mean())
+    assert self_normalised_dr(r, w, ql, qt).value == pytest.approx(qt.mean() + (w * (r - ql)).sum() / w.sum())
+    assert switch_dr(r, w, ql, qt, tau=3.0).value == pytest.approx(np.mean(qt + np.where(w <= 3, w, 0) * (r - ql)))
+    assert switch_dr(r, w, ql, qt, tau=0.0).value == pytest.approx(direct_method(qt).value)
+    assert switch_dr(r, w, ql, qt, tau=math.inf).value == pytest.approx(np.mean(qt + w * (r - ql)))
+
+
+def test_bootstrap_interval_is_seeded_and_close_to_the_normal_one():
+    rng = np.random.default_rng(0)
+    r = (rng.random((400, 3)) < 0.3).astype(float)
+    mu = np.full((400, 3), 0.2)
+    pi = rng.uniform(0, 0.4, (400, 3))
+    a = slate_independent_ips(r, mu, pi, interval="bootstrap", n_boot=300, rng=1)
+    b = slate_independent_ips(r, mu, pi, interval="bootstrap", n_boot=300, rng=np.random.default_rng(1))
+    n = slate_independent_ips(r, mu, pi)
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+    assert a.value == n.value
+    assert a.se == pytest.approx(n.se, rel=0.15)
+    sn = slate_independent_ips(r, mu, pi, self_normalised=True, interval="bootstrap", n_boot=300, rng=2)
+    assert sn.ci_low < sn.value < sn.ci_high
+
+
+def _perm_probability(logits: np.ndarray, perm: tuple[int, ...]) -> float:
+    s = logits.copy()
+    p, left = 1.0, list(range(s.size))
+    for j in perm:
+        z = np.exp(s[left] - s[left].max())
+        p *= z[left.index(j)] / z.sum()
+        left.remove(j)
+    return p
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 6.0])
+def test_pl_position_marginals_equal_enumeration_of_all_orders(scale):
+    """Reference: sum of the probabilities of all 5! orders, each a product of PL steps computed here by hand."""
+    logits = np.random.default_rng(7).normal(size=(2, 5)) * scale
+    got = pl_position_marginals(logits)
+    ref = np.zeros_like(got)
+    for i in range(2):
+        for perm in itertools.permutations(range(5)):
+            p = _perm_probability(logits[i], perm)
+            for k, j in enumerate(perm):
+                ref[i, j, k] += p
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    first = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(got[:, :, 0], first / first.sum(axis=1, keepdims=True), atol=1e-12)
+
+
+def test_pl_steps_conditionals_and_the_logging_rankers_prefix():
+    logits = np.array([[0.0, 1.0, 2.0], [2.0, 0.0, -1.0]])
+    item = np.array([[2, 0, 1], [0, 2, 1]])
+    steps = pl_prefix_steps(logits, item)
+    for i in range(2):
+        assert prefix_product(steps)[i, -1] == pytest.approx(_perm_probability(logits[i], tuple(item[i])))
+    cond = pl_conditionals(logits, item)
+    np.testing.assert_allclose(take_logged(np.swapaxes(cond, 1, 2), item), steps)
+    assert cond[0, 1, 2] == 0.0 and cond[0, 2].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_pseudoinverse_uniform_logging_is_unbiased_for_additive_rewards_by_enumeration():
+    """Exact expectation over all orders of 2 of 3 items under uniform logging equals the target's additive value."""
+    m, k = 3, 2
+    phi = np.array([[0.9, 0.4], [0.2, 0.1], [0.5, 0.3]])  # reward of item j at position k
+    target = np.array([[0.6, 0.1], [0.3, 0.3], [0.1, 0.6]])[None]  # P(item j at k), columns sum to 1
+    gp = np.linalg.pinv(uniform_ranking_gamma(m, k))
+    slates = np.array(list(itertools.permutations(range(m), k)))
+    g = pseudoinverse_weight(slates, target, gp)
+    value = phi[slates, np.arange(k)].sum(axis=1)
+    assert np.mean(g * value) == pytest.approx(float((target[0] * phi).sum()))
+    reward = phi[slates, np.arange(k)]
+    assert slate_pseudoinverse(reward, g).value == pytest.approx(float((target[0] * phi).sum()))
+
+
+def test_factorised_pseudoinverse_weight():
+    np.testing.assert_allclose(factorised_pseudoinverse_weight(MU, PI), (PI / MU).sum(axis=1) - 1)
+
+
+def test_slate_arrays_from_a_shuffled_long_log():
+    req = np.array([7, 3, 7, 3, 7, 3])
+    pos = np.array([1, 0, 0, 1, 2, 2])
+    out = slate_arrays(req, pos, np.array([4, 1, 5, 2, 9, 9]), np.array([0.5, 0.2, 0.3, 0.4, 1.0, 1.0]), np.array([1, 0, 0, 1, 0, 0.0]), 2)
+    assert out["request_id"].tolist() == [3, 7]
+    assert out["item"].tolist() == [[1, 2], [5, 4]]
+    assert out["propensity"].tolist() == [[0.2, 0.4], [0.3, 0.5]]
+    assert out["reward"].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+
+
+ONE = np.ones((3, 2))
+BAD = [
+    (lambda: slate_independent_ips(np.ones(3), ONE, ONE), "reward must be a 2-d array"),
+    (lambda: slate_independent_ips(ONE[:1], ONE[:1], ONE[:1]), "at least 2 logged requests"),
+    (lambda: slate_independent_ips(ONE, ONE[:, :1], ONE), r"logging_marginal must be a 2-d array of shape \(3, 2\)"),
+    (lambda: slate_independent_ips(ONE, ONE * 0, ONE), r"logging_marginal must be in \(0, 1\]"),
+    (lambda: slate_independent_ips(ONE, ONE, ONE * 2), r"target_marginal must be in \[0, 1\]"),
+    (lambda: slate_independent_ips(ONE * np.nan, ONE, ONE), "reward must be finite"),
+    (
+        lambda: slate_independent_ips(ONE, ONE, ONE, position_weight=np.ones(3)),
+        "position_weight must be a finite 1-d array of length K = 2",
+    ),
+    (lambda: slate_independent_ips(ONE, ONE, ONE, alpha=1.5), r"alpha must be in the open interval \(0, 1\)"),
+    (lambda: slate_independent_ips(ONE, ONE, ONE, interval="exact"), "interval must be 'normal' or 'bootstrap'"),
+    (lambda: slate_independent_ips(ONE, ONE, ONE, interval="bootstrap", n_boot=1), "n_boot must be an integer >= 2"),
+    (lambda: slate_cascade_ips(ONE, np.array([[0.5, 1.0]] * 3), ONE), "logging_prefix must not increase along positions"),
+    (lambda: slate_standard_ips(ONE, np.ones(2), np.ones(3)), "logging_slate must be a 1-d array of length 3"),
+    (lambda: slate_cascade_dr(ONE, ONE, ONE, ONE[:, :1], ONE), r"q_logged must be a 2-d array of shape \(3, 2\)"),
+    (lambda: slate_pseudoinverse(ONE, np.ones(4)), "pi_weight must be a 1-d array of length 3"),
+    (lambda: switch_dr(np.ones(3), np.ones(3), np.ones(3), np.ones(3), tau=-1), "tau must be a number >= 0"),
+    (lambda: self_normalised_dr(np.ones(3), -np.ones(3), np.ones(3), np.ones(3)), "weight must be >= 0"),
+    (lambda: direct_method(np.ones(1)), "at least 2 logged requests"),
+    (lambda: slate_arrays(np.array([1, 1]), np.array([0, 0]), np.array([1, 2]), np.ones(2), np.ones(2), 1), "request 1 has 2 row"),
+    (lambda: slate_arrays(np.array([1, 2]), np.array([0, 1]), np.array([1, 2]), np.ones(2), np.ones(2), 2), "request 1 has 0 row"),
+    (lambda: slate_arrays(np.array([1]), np.array([0.5]), np.array([1]), np.ones(1), np.ones(1), 1), "position must hold integers"),
+    (lambda: slate_arrays(np.array([1]), np.array([0]), np.array([1]), np.ones(1), np.ones(1), 0), "n_positions must be an integer >= 1"),
+    (lambda: take_logged(np.ones((1, 3, 2)), np.array([[0, 3]])), "item must index dist's 3 items"),
+    (lambda: pl_position_marginals(np.ones(3)), "logits must be a finite 2-d array"),
+    (lambda: uniform_ranking_gamma(2, 3), "1 <= n_positions <= n_items"),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), BAD)
+def test_bad_input_is_named(call, match):
+    with pytest.raises(ConfigError, match=match):
+        call()
