@@ -3,10 +3,14 @@
 :func:`ranking.features.spark_training.write_training_frame_spark` writes the
 frame as part files sorted by (day, ts, request_id, update_id) with a
 description, ``_dwellrank_frame.json``, beside them (the engine, the feature
-set, the thresholds, the row count).  :func:`read_training_frame` reads it
-back on the driver, whole or as a seeded uniform sample of at most
-``max_rows`` rows, streaming the parts so that only the sample is held: the
-driver never needs the full frame in memory to fit from a sample of it.
+set, the thresholds, the row count), in whatever order Spark's partitions
+hold them.  :func:`read_training_frame` reads it back on the driver, whole
+or as a seeded uniform sample of at most ``max_rows`` rows, streaming the
+parts so that only the sample is held, and sorts what it keeps by
+:data:`FRAME_ORDER`.  The sample is drawn by a seeded hash of each row's
+(request_id, update_id), not by row position, so it is the same whatever the
+partitioning and the number or order of the parts: Spark needs no global
+sort before the write.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import polars as pl
 
 from dwellrank_logs.checks import check_positive_int, require_columns
 from dwellrank_logs.errors import SchemaError
+from dwellrank_logs.hashing import keyed_hash
 from dwellrank_logs.io import open_parquet
 from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION, TIME_UNIT, TIME_ZONE
 from ranking.features.catalogue import FeatureSet, get_feature_set
@@ -31,8 +36,10 @@ __all__ = ["FRAME_META", "frame_meta", "frame_schema", "read_training_frame"]
 FRAME_META = "_dwellrank_frame.json"
 #: Version of the frame directory's layout.
 FRAME_FORMAT = 1
-#: The order of the rows in the parts (in name order).
+#: The order of the rows :func:`read_training_frame` returns (the parts hold them in any order).
 FRAME_ORDER: tuple[str, ...] = ("day", "ts", "request_id", "update_id")
+#: A row's key: what the sample's hash is taken of.
+_ROW_KEY = ("request_id", "update_id")
 
 
 def frame_schema(feature_set: str | FeatureSet) -> dict[str, pl.DataType]:
@@ -81,10 +88,12 @@ def read_training_frame(
     feature_set, t_skip_s, t_long_s
         What the caller trains with; the frame must have been built with the same.
     max_rows : int, optional
-        Sample size: with more rows than this, ``max_rows`` distinct rows
-        drawn uniformly by ``rng``, kept in the frame's order.
+        Sample size: with more rows than this, the ``max_rows`` rows of the
+        smallest seeded hash of (request_id, update_id), a uniform sample
+        without replacement that does not depend on the layout of the parts
+        (a key that the frame repeats brings all of its rows).
     rng : int or numpy.random.Generator
-        The sample's randomness.
+        The sample's randomness (one 63-bit seed of the hash is drawn from it).
     columns : tuple of str, optional
         Read only these columns of :func:`frame_schema` (default all).
 
@@ -126,16 +135,18 @@ def read_training_frame(
     for c in names:
         if type(got[c]) is not type(schema[c]):
             raise SchemaError(f"{d}: training-frame column '{c}' must be {schema[c]}, got {got[c]}")
-    lf = lf.select([pl.col(c).cast(schema[c]) for c in names])
+    read = (*names, *(c for c in FRAME_ORDER if c not in names))
+    lf = lf.select([pl.col(c).cast(schema[c]) for c in read])
     n = int(lf.select(pl.len()).collect().item())  # from the footers
     info: dict[str, Any] = {"engine": built[3], "frame_rows": n, "sample_rows": None}
     if max_rows is None or n <= max_rows:
-        return lf.collect(engine="streaming"), info
-    gen = np.random.default_rng(rng)
-    keep = np.sort(gen.choice(n, size=max_rows, replace=False))
-    indexed = lf.with_row_index("_row")
-    wanted = pl.Series(keep).cast(indexed.collect_schema()["_row"])
+        return lf.sort(FRAME_ORDER).select(names).collect(engine="streaming"), info
+    seed = int(np.random.default_rng(rng).integers(2**63))
+    keys = lf.select(_ROW_KEY).collect(engine="streaming")
+    h = keyed_hash(seed, *(keys[c].to_numpy() for c in _ROW_KEY))
+    # The max_rows smallest hashes, ties (equal keys) broken by the key itself so that exactly max_rows are kept.
+    chosen = keys.with_columns(pl.Series("_h", h)).sort("_h", *_ROW_KEY).head(max_rows).drop("_h")
     # Streamed: the parts pass through and only the drawn rows are kept.
-    sample = indexed.filter(pl.col("_row").is_in(wanted.implode())).drop("_row").collect(engine="streaming")
+    sample = lf.join(chosen.lazy(), on=list(_ROW_KEY), how="semi").sort(FRAME_ORDER).select(names).collect(engine="streaming")
     info["sample_rows"] = sample.height
     return sample, info

@@ -208,9 +208,9 @@ def write_training_frame_spark(
 ) -> dict[str, Any]:
     """Build the training frame on Spark and write it as Parquet part files, atomically.
 
-    The rows are sorted by (day, ts, request_id, update_id), so the parts in
-    name order hold the frame in that order whatever the partitioning (and a
-    seeded sample of them is the same on every run, see
+    The parts hold the rows in the order of Spark's partitions (no global
+    sort: the reader orders what it keeps, and draws its seeded sample by a
+    hash of each row's key, see
     :func:`ranking.features.frame_file.read_training_frame`).  Spark writes
     into a temporary sibling directory that replaces ``path`` when the job
     and the description file ``_dwellrank_frame.json`` (feature set,
@@ -250,7 +250,7 @@ def write_training_frame_spark(
         # Spark writes INT96 timestamps by default; polars (and the schema) read microseconds in UTC.
         session.conf.set(key, "TIMESTAMP_MICROS")
         try:
-            frame.orderBy("day", "ts", "request_id", "update_id").write.mode("overwrite").parquet("file://" + str(tmp.absolute()))
+            frame.write.mode("overwrite").parquet("file://" + str(tmp.absolute()))
             n_rows = session.read.parquet("file://" + str(tmp.absolute())).count()  # from the footers
         except DwellrankError:
             raise

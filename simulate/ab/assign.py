@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dwellrank_logs.hashing import splitmix64
 from simulate.ab.config import ARMS, check_split
 
 __all__ = ["assign_arms", "assignment_units", "splitmix64"]
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele, Lea & Flood 2014) applied elementwise to uint64."""
-    z = np.asarray(x, dtype=np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 def assignment_units(member_id: np.ndarray, seed: int) -> np.ndarray:
