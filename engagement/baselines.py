@@ -5,8 +5,11 @@ and a GBDT (LightGBM in place of XGBoost).  Torch models share DIGMN's input
 convention (a dict of tensors; each model lists the keys it reads in
 ``inputs``): an MLP {64, 32} on ``[M, D]``; the Activity LSTM (two layers
 over the 14 x 10 daily event counts, its last output with D into an MLP
-{64, 32}); and Deep Multi-channel without the Temporal GCN-LSTM channel
-(M, D and the activity LSTM into an MLP {64, 32}).
+{64, 32}); the Temporal GCN-LSTM (:class:`engagement.gcn.TemporalGCNLSTM`
+over the daily 10 x 10 action graphs, its last output with D into an MLP
+{64, 32}); and Deep Multi-channel (M, D, the activity LSTM and the Temporal
+GCN-LSTM into an MLP {64, 32}; ``gcn=False`` leaves the graph channel out,
+the ablation "Deep Multi-channel (no GCN)").
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from engagement.gcn import TemporalGCNLSTM
+
 if TYPE_CHECKING:
     import lightgbm as lgb
     from sklearn.linear_model import LogisticRegression
@@ -26,6 +31,7 @@ __all__ = [
     "MLP",
     "ActivityLSTM",
     "DeepMultiChannel",
+    "GCNLSTMBaseline",
     "fit_lightgbm",
     "fit_logistic",
     "mlp_head",
@@ -72,22 +78,51 @@ class ActivityLSTM(nn.Module):
         return self.head(torch.cat([out[:, -1], delivery], dim=-1))
 
 
-class DeepMultiChannel(nn.Module):
-    """Deep Multi-channel without the Temporal GCN-LSTM channel: M, D and the activity LSTM."""
+class GCNLSTMBaseline(nn.Module):
+    """The Temporal GCN-LSTM baseline: the graph channel's last output and D into an MLP {64, 32}."""
 
-    inputs = ("activity", "macro", "delivery")
+    inputs = ("transitions", "delivery")
+
+    def __init__(self, n_events: int, n_delivery: int, n_classes: int, lstm_hidden: int = 32, hidden: tuple[int, ...] = (64, 32)) -> None:
+        super().__init__()
+        self.gcn = TemporalGCNLSTM(n_events, lstm_hidden=lstm_hidden)
+        self.head = mlp_head(lstm_hidden + n_delivery, hidden, n_classes)
+
+    def forward(self, transitions: Tensor, delivery: Tensor) -> Tensor:
+        """Logits (B, n_classes) from transition counts (B, days, V, V) and D (B, G)."""
+        return self.head(torch.cat([self.gcn(transitions), delivery], dim=-1))
+
+
+class DeepMultiChannel(nn.Module):
+    """Deep Multi-channel: M, D, the activity LSTM and (``gcn=True``) the Temporal GCN-LSTM into an MLP {64, 32}."""
 
     def __init__(
-        self, n_events: int, n_macro: int, n_delivery: int, n_classes: int, lstm_hidden: int = 32, hidden: tuple[int, ...] = (64, 32)
+        self,
+        n_events: int,
+        n_macro: int,
+        n_delivery: int,
+        n_classes: int,
+        lstm_hidden: int = 32,
+        hidden: tuple[int, ...] = (64, 32),
+        gcn: bool = True,
     ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(n_events, lstm_hidden, num_layers=2, batch_first=True)
-        self.head = mlp_head(lstm_hidden + n_macro + n_delivery, hidden, n_classes)
+        self.gcn = TemporalGCNLSTM(n_events, lstm_hidden=lstm_hidden) if gcn else None
+        self.inputs = ("activity", "transitions", "macro", "delivery") if gcn else ("activity", "macro", "delivery")
+        n_in = lstm_hidden * (2 if gcn else 1) + n_macro + n_delivery
+        self.head = mlp_head(n_in, hidden, n_classes)
 
-    def forward(self, activity: Tensor, macro: Tensor, delivery: Tensor) -> Tensor:
-        """Logits (B, n_classes)."""
+    def forward(self, activity: Tensor, *rest: Tensor) -> Tensor:
+        """Logits (B, n_classes) from A (B, days, V), [transitions (B, days, V, V),] M (B, F) and D (B, G)."""
         out, _ = self.lstm(activity)  # (B, days, H)
-        return self.head(torch.cat([out[:, -1], macro, delivery], dim=-1))
+        parts = [out[:, -1]]
+        if self.gcn is not None:
+            transitions, *rest_list = rest
+            parts.append(self.gcn(transitions))  # (B, H)
+            rest = tuple(rest_list)
+        macro, delivery = rest
+        return self.head(torch.cat([*parts, macro, delivery], dim=-1))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int) -> LogisticRegression:

@@ -42,6 +42,7 @@ from engagement.features import (
     sequence_inputs,
 )
 from engagement.labels import day_label, session_label
+from engagement.transitions import member_day_transitions, session_transitions, transition_array
 
 __all__ = [
     "NEEDED_COLUMNS",
@@ -61,7 +62,7 @@ _US_PER_DAY = 86_400 * 1_000_000
 NEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "members": ("member_id",),
     "sessions": ("member_id", "session_id", "start_ts", "duration_s", "client"),
-    "events": ("session_id", "event_type"),
+    "events": ("session_id", "ts", "event_type"),
     "deliveries": ("member_id", "ts", "channel", "content"),
 }
 
@@ -96,6 +97,10 @@ class EngagementData:
         Latest platform delivery D in the history window (names in ``delivery_names``).
     activity : ndarray of float32, shape (N, history_days, 10)
         Daily event counts (the Activity LSTM input, the paper's A transposed).
+    transitions : ndarray of float32, shape (N, history_days, 10, 10)
+        Daily action graphs: ``[i, t, a, b]`` counts event type ``b`` directly
+        following type ``a`` in a session started on day ``t``
+        (:mod:`engagement.transitions`; the Temporal GCN-LSTM input).
     session_counts : ndarray of int64, shape (S, 10)
         Event counts of every valid history-window session of every member
         (before the filter): the LDA corpus.  Uses no future-window data.
@@ -115,6 +120,7 @@ class EngagementData:
     macro: np.ndarray
     delivery: np.ndarray
     activity: np.ndarray
+    transitions: np.ndarray
     session_counts: np.ndarray
     window: WindowConfig
     start: dt.datetime
@@ -146,6 +152,7 @@ class EngagementData:
             "macro",
             "delivery",
             "activity",
+            "transitions",
         )
         return dataclasses.replace(self, **{k: getattr(self, k)[rows] for k in per_member})
 
@@ -321,7 +328,8 @@ def build_dataset(
     counts[pc["sidx"].to_numpy(), pc["type"].to_numpy()] = pc["n"].to_numpy()
 
     delivery = delivery_features(lf["deliveries"].select(NEEDED_COLUMNS["deliveries"]), kept, start, w)
-    return assemble_members(hist, kept, counts, delivery, w, start, mcols)
+    transitions = member_day_transitions(session_transitions(lf["events"]).collect(), hist)
+    return assemble_members(hist, kept, counts, delivery, w, start, mcols, transitions=transitions)
 
 
 def check_kept(n_members: int, n_kept: int, w: WindowConfig, start: dt.datetime) -> None:
@@ -356,6 +364,8 @@ def assemble_members(
     w: WindowConfig,
     start: dt.datetime,
     member_columns: tuple[str, ...] = MEMBER_COLUMNS,
+    *,
+    transitions: pl.DataFrame,
 ) -> EngagementData:
     """The model inputs of the kept members, from the engine-neutral per-member and per-session tables.
 
@@ -374,6 +384,8 @@ def assemble_members(
     delivery : ndarray, float32, shape (n_kept, n_delivery_features)
     member_columns : tuple of str
         The columns of ``kept`` the macroscopic features come from.
+    transitions : DataFrame
+        Per-(member, day) transition counts (:data:`engagement.transitions.TRANSITION_COLUMNS`).
     """
     H, F = w.history_days, w.future_days
     seq = sequence_inputs(hist, kept, counts, w)
@@ -395,6 +407,7 @@ def assemble_members(
         macro=macro_features(kept, hk, counts, w, member_columns),
         delivery=delivery,
         activity=activity,
+        transitions=transition_array(transitions, kept, H),
         session_counts=counts,
         window=w,
         start=start,

@@ -19,7 +19,7 @@ from torch import nn
 
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.schema import EVENT_TYPES, SCHEMA_VERSION
-from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel, fit_lightgbm, fit_logistic
+from engagement.baselines import MLP, ActivityLSTM, DeepMultiChannel, GCNLSTMBaseline, fit_lightgbm, fit_logistic
 from engagement.config import DigmnConfig, ForecastTrainConfig, check_task
 from engagement.dataset import EngagementData
 from engagement.digmn import DIGMN, count_parameters
@@ -37,6 +37,7 @@ __all__ = [
     "compare",
     "fit_feature_baseline",
     "matched_hidden",
+    "model_tensors",
     "run_model",
     "summarize_runs",
 ]
@@ -47,13 +48,33 @@ MODELS: tuple[str, ...] = (
     "LightGBM",
     "MLP",
     "Activity LSTM",
+    "Temporal GCN-LSTM",
     "Deep Multi-channel",
+    "Deep Multi-channel (no GCN)",
     "DIGMN (Static)",
     "DIGMN (Static, matched)",
     "DIGMN (learned intents)",
     "DIGMN",
     "DIGMN (+activity)",
 )
+#: Which spawned child of a replicate's Generator each model draws from.  The models of the first
+#: list kept their streams when the graph baselines came: their results did not change.  Deep
+#: Multi-channel with and without the graph channel share one stream (the same torch seed and batch
+#: order), so their difference is the channel's alone.
+_STREAM: dict[str, int] = {
+    "LR": 0,
+    "LightGBM": 1,
+    "MLP": 2,
+    "Activity LSTM": 3,
+    "Deep Multi-channel": 4,
+    "Deep Multi-channel (no GCN)": 4,
+    "DIGMN (Static)": 5,
+    "DIGMN (Static, matched)": 6,
+    "DIGMN (learned intents)": 7,
+    "DIGMN": 8,
+    "DIGMN (+activity)": 9,
+    "Temporal GCN-LSTM": 10,
+}
 
 
 @dataclass
@@ -108,8 +129,12 @@ def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, c
         return MLP(f, g, n_cls), 0.0
     if name == "Activity LSTM":
         return ActivityLSTM(v, g, n_cls), 0.0
+    if name == "Temporal GCN-LSTM":
+        return GCNLSTMBaseline(v, g, n_cls), 0.0
     if name == "Deep Multi-channel":
         return DeepMultiChannel(v, f, g, n_cls), 0.0
+    if name == "Deep Multi-channel (no GCN)":
+        return DeepMultiChannel(v, f, g, n_cls, gcn=False), 0.0
     if name == "DIGMN":
         return build_digmn(data, task, intents, config), config.beta
     if name == "DIGMN (Static)":
@@ -122,6 +147,14 @@ def _torch_model(name: str, data: EngagementData, task: str, intents: Intents, c
     if name == "DIGMN (+activity)":
         return build_digmn(data, task, intents, replace(config, activity_channel=True)), config.beta
     raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+
+
+def model_tensors(data: EngagementData, scaler: Scaler) -> dict[str, torch.Tensor]:
+    """:func:`engagement.inputs.make_tensors` and the daily transition counts ``transitions`` (B, days, 10, 10), unscaled.
+
+    The graph channel damps the counts itself (:func:`engagement.gcn.gcn_propagation`).
+    """
+    return {**make_tensors(data, scaler), "transitions": torch.from_numpy(np.ascontiguousarray(data.transitions, dtype=np.float32))}
 
 
 def baseline_features(data: EngagementData, split: Split) -> np.ndarray:
@@ -176,7 +209,7 @@ def run_model(
         metrics, n_params = fit_feature_baseline(name, task, x, y, split, seed)
         return ModelResult(name, metrics, n_params, time.perf_counter() - t0)
     if tensors is None:
-        tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
+        tensors = model_tensors(data, Scaler.fit(data.subset(split.train)))
     torch_seed(rng)
     model, beta = _torch_model(name, data, task, intents, dc)
     hist = fit_torch(model, tensors, y, split, tc, rng, beta=beta)
@@ -208,7 +241,7 @@ def compare(
     ----------
     seeds : sequence of int
         Replicate ``s`` uses ``numpy.random.default_rng(s)`` for its split and,
-        through spawned children (one per name in :data:`MODELS`), for every
+        through spawned children (one per model, Deep Multi-channel's shared by its ablation), for every
         model's randomness: a model's result does not depend on the other models run.
     progress : callable, optional
         Called after each fit with (seed, model name, result).
@@ -227,12 +260,12 @@ def compare(
     for seed in seeds:
         rng = np.random.default_rng(seed)
         split = split_members(data.n_members, rng)
-        tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
-        # One child per known model, picked by name: a model's randomness does not depend on which
+        tensors = model_tensors(data, Scaler.fit(data.subset(split.train)))
+        # One child per known model, picked by name (_STREAM): a model's randomness does not depend on which
         # other models run or in which order (with all models, the same streams as listing them all).
-        children = rng.spawn(len(MODELS))
+        children = rng.spawn(max(_STREAM.values()) + 1)
         for name in models:
-            child = children[MODELS.index(name)]
+            child = children[_STREAM[name]]
             res = run_model(name, data, task, intents, split, child, train_config, digmn_config, tensors=tensors)
             runs.append(
                 {"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds, "epochs": res.epochs}

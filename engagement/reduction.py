@@ -4,7 +4,8 @@ An engine (polars on one machine, Spark on a cluster) reduces the members,
 sessions, events and deliveries tables to a :class:`LogReduction`: the kept
 members with their session and active-day counts, the valid history-window
 sessions with their event-type counts (the events themselves are gone), and
-each kept member's latest delivery.  :func:`assemble_dataset` then builds the
+each kept member's latest delivery, and the transitions between consecutive
+events per member and history day.  :func:`assemble_dataset` then builds the
 padded model inputs from it with the functions of :mod:`engagement.features`
 and :mod:`engagement.labels`, the same operations in the same order as
 :func:`engagement.dataset.build_dataset`, so both engines give the same
@@ -23,6 +24,7 @@ from dwellrank_logs.schema import EVENT_TYPES, TABLES
 from engagement.config import WindowConfig
 from engagement.dataset import EngagementData, assemble_members
 from engagement.features import MEMBER_COLUMNS, delivery_matrix
+from engagement.transitions import TRANSITION_COLUMNS
 
 __all__ = ["KEPT_COUNTS", "LogReduction", "assemble_dataset"]
 
@@ -53,6 +55,10 @@ class LogReduction:
         One row per kept member with a delivery in the history window:
         ``member_id``, the latest delivery's ``ts``, ``channel`` and
         ``content``, and ``n`` (Int64) deliveries in the window.
+    transitions : polars.DataFrame
+        Transition counts between consecutive events of the history sessions,
+        summed by member and history day: :data:`engagement.transitions.TRANSITION_COLUMNS`
+        (at least the kept members'; any row order).
     start : datetime.datetime
         UTC start of history day 0.
     window : WindowConfig
@@ -64,6 +70,7 @@ class LogReduction:
     hist: pl.DataFrame
     counts: np.ndarray
     latest_delivery: pl.DataFrame
+    transitions: pl.DataFrame
     start: dt.datetime
     window: WindowConfig
     member_columns: tuple[str, ...] = MEMBER_COLUMNS
@@ -94,7 +101,8 @@ def assemble_dataset(r: LogReduction) -> EngagementData:
     )
     counts = np.ascontiguousarray(r.counts, dtype=np.int64)
     delivery = latest_delivery_features(r.latest_delivery, kept, r.start, w)
-    return assemble_members(hist, kept, counts, delivery, w, r.start, r.member_columns)
+    transitions = r.transitions.select(pl.col(c).cast(pl.Int64) for c in TRANSITION_COLUMNS)
+    return assemble_members(hist, kept, counts, delivery, w, r.start, r.member_columns, transitions=transitions)
 
 
 def latest_delivery_features(latest: pl.DataFrame, kept: pl.DataFrame, start: dt.datetime, w: WindowConfig) -> np.ndarray:

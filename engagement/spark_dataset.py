@@ -7,7 +7,9 @@ the sessions, per-member and per-day group-bys, the latest delivery per
 member as a max over structs; no Python UDFs) and collects only its result,
 an :class:`~engagement.reduction.LogReduction`: a row per kept member (its
 attributes, counts and latest delivery) and a row per member holding its
-history-window sessions, each a context and 10 event counts.  Events and
+history-window sessions, each a context and 10 event counts; and the
+transitions between consecutive events per member and history day (a
+``lag`` over each session, summed by member, day and pair).  Events and
 future-window sessions never reach the driver.  :func:`build_dataset_spark`
 then builds :class:`~engagement.dataset.EngagementData` with
 :func:`~engagement.reduction.assemble_dataset`, equal array for array to the
@@ -180,6 +182,8 @@ def reduce_logs_spark(
             .join(latest, "member_id", "left")
         )
         rows = reduced_to_polars(per_member, "members, sessions, events and deliveries").sort("member_id")
+        # Every member's history transitions (the shared assembly keeps the kept members'): no second pass over `kept`.
+        transitions = reduced_to_polars(_day_transitions(tables["events"], windowed.where(col("day") < H)), "sessions and events")
     finally:
         valid.unpersist()
     kept_rows = rows.filter(pl.col("_kept").fill_null(False))
@@ -193,7 +197,16 @@ def reduce_logs_spark(
         "content",
         pl.col("n").cast(pl.Int64),
     )
-    return LogReduction(kept=kept_frame, hist=hist, counts=counts, latest_delivery=delivered, start=start, window=w, member_columns=mcols)
+    return LogReduction(
+        kept=kept_frame,
+        hist=hist,
+        counts=counts,
+        latest_delivery=delivered,
+        transitions=transitions,
+        start=start,
+        window=w,
+        member_columns=mcols,
+    )
 
 
 def _null_count(name: str, is_float: bool) -> Column:
@@ -243,6 +256,33 @@ def _valid_sessions(tables: Mapping[str, DataFrame]) -> DataFrame:
         col("client").cast("string").alias("client"),
     )
     return sessions.join(per_session, "session_id", "inner")
+
+
+def _day_transitions(events: DataFrame, hist: DataFrame) -> DataFrame:
+    """Transitions between consecutive events per (member, history day, from, to): :func:`engagement.transitions.session_transitions`.
+
+    ``lag`` over each session ordered by event time, ties by event-type index
+    (the polars engine's order), counted per session before the join with the
+    history sessions (``hist``: ``session_id``, ``member_id``, ``day``).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pos = F.array_position(F.array(*(F.lit(e) for e in EVENT_TYPES)), col("event_type").cast("string")) - 1
+    typed = events.select(
+        col("session_id").cast("long").alias("session_id"), timestamp_micros(events, "ts").alias("ts_us"), pos.cast("long").alias("dst")
+    )
+    per_session = (
+        typed.withColumn("src", F.lag("dst").over(Window.partitionBy("session_id").orderBy("ts_us", "dst")))
+        .where(col("src").isNotNull())
+        .groupBy("session_id", "src", "dst")
+        .agg(F.count(F.lit(1)).alias("n"))
+    )
+    return (
+        per_session.join(hist.select("session_id", "member_id", "day"), "session_id", "inner")
+        .groupBy("member_id", "day", "src", "dst")
+        .agg(F.sum("n").cast("long").alias("n"))
+    )
 
 
 def _member_counts(windowed: DataFrame, H: int) -> DataFrame:

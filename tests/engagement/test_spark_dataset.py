@@ -18,6 +18,8 @@ import pytest
 from dwellrank_logs.errors import DwellrankError
 from engagement import EngagementData, WindowConfig, build_dataset, read_logs
 from simulate import WorldConfig, simulate_to
+from tests.engagement.test_transitions import WINDOW, _hand_counts
+from tests.engagement.test_transitions import _logs as transition_logs
 
 pytest.importorskip("pyspark")
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -25,7 +27,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 from engagement.spark_dataset import build_dataset_spark, session_documents_spark  # noqa: E402
 
 INT_FIELDS = ("member_id", "n_sessions", "active_days", "y_day", "y_session", "lengths", "session_counts")
-FLOAT_FIELDS = ("nu", "ctx", "macro", "delivery", "activity")
+FLOAT_FIELDS = ("nu", "ctx", "macro", "delivery", "activity", "transitions")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def test_spark_dataset_equals_polars_on_dataframes_with_other_windows(logs: Path
     # engines; Spark reads them as TIMESTAMP_NTZ), a later start, a short sequence cap and another filter.
     naive = tmp_path / "naive"
     shutil.copytree(logs, naive, ignore=shutil.ignore_patterns("impressions.parquet", "updates.parquet", "truth*"))
-    for table, column in (("sessions", "start_ts"), ("deliveries", "ts")):
+    for table, column in (("sessions", "start_ts"), ("deliveries", "ts"), ("events", "ts")):
         path = naive / f"{table}.parquet"
         pl.read_parquet(path).with_columns(pl.col(column).dt.replace_time_zone(None)).write_parquet(path)
     w = WindowConfig(history_days=10, future_days=7, min_history_sessions=3, max_sessions=8, start_date="2026-01-06")
@@ -182,3 +184,10 @@ def test_null_feature_column_is_the_same_error_on_both_engines(logs: Path, tmp_p
             build()
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+
+
+def test_spark_transitions_equal_the_hand_counted_log(tmp_path: Path, spark: Any):
+    # The hand-written log of test_transitions: events out of row order and a tie in time (broken by type index).
+    for table, frame in transition_logs().items():
+        frame.write_parquet(tmp_path / f"{table}.parquet")
+    np.testing.assert_array_equal(build_dataset_spark(tmp_path, WINDOW, spark).transitions, _hand_counts())
