@@ -15,7 +15,8 @@ of the update it puts first, over the logged feed requests
   cascade IPS, cascade DR, pseudoinverse; each also self-normalised; normal or bootstrap intervals);
 * :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR;
 * :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes and exact
-  position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md).
+  position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md);
+* :mod:`simulate.ope.slate_synthetic` -- synthetic ranked feeds with a known truth per reward structure.
 """
 
 from simulate.exploration import ExplorationRanker
@@ -46,18 +47,23 @@ from simulate.ope.slate_propensity import pseudoinverse_weight
 from simulate.ope.slate_propensity import slate_arrays
 from simulate.ope.slate_propensity import take_logged
 from simulate.ope.slate_propensity import uniform_ranking_gamma
+from simulate.ope.slate_synthetic import SLATE_REWARDS
+from simulate.ope.slate_synthetic import estimate_slates
+from simulate.ope.slate_synthetic import synthetic_slates
 from simulate.ope.slate_top import direct_method
 from simulate.ope.slate_top import self_normalised_dr
 from simulate.ope.slate_top import switch_dr
 
 __all__ = [
     "OPE_REWARDS",
+    "SLATE_REWARDS",
     "ExplorationRanker",
     "OPEConfig",
     "OPEEstimate",
     "OPERecorder",
     "direct_method",
     "doubly_robust",
+    "estimate_slates",
     "expected_under",
     "factorised_pseudoinverse_weight",
     "fit_reward_model",
@@ -79,6 +85,7 @@ __all__ = [
     "slate_standard_ips",
     "snips",
     "switch_dr",
+    "synthetic_slates",
     "take_logged",
     "top_rows",
     "uniform_ranking_gamma",
