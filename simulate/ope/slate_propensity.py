@@ -218,7 +218,7 @@ def pl_position_marginals(logits: np.ndarray) -> np.ndarray:
     chunk = max(1, _CHUNK_CELLS // (x.size * m * m))
     for start in range(0, n, chunk):
         out[start : start + chunk] = _race_marginals(w[start : start + chunk], t)
-    return out
+    return np.clip(out, 0.0, 1.0)  # rounding leaves ~1e-19 below 0 where a probability is ~0
 
 
 def _race_marginals(w: np.ndarray, t: np.ndarray) -> np.ndarray:
