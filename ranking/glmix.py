@@ -74,8 +74,9 @@ class GlmixConfig:
     max_step : float
         Largest Newton step per coefficient, logit units (> 0).
     chunk_rows : int
-        Rows per chunk of the per-row temporaries (>= 1): memory is about
-        ``chunk_rows * p * (p + 3) * 8`` bytes per block.
+        Rows per chunk of the per-row temporaries (>= 1): buffers of about
+        ``chunk_rows * (p + 1) * (p + 4) / 2 * 8`` bytes per block, and per-row
+        vectors small enough for the allocator to reuse (a few MB).
     """
 
     prior_var: tuple[tuple[str, float], ...] = (("member", 0.3), ("update", 0.3))
@@ -83,7 +84,7 @@ class GlmixConfig:
     max_newton: int = 10
     newton_tol: float = 1e-6
     max_step: float = 2.0
-    chunk_rows: int = 1_000_000
+    chunk_rows: int = 262_144
 
     def __post_init__(self) -> None:
         check_int("n_passes", self.n_passes, 1)
@@ -163,6 +164,8 @@ def _labels_offset(y: np.ndarray, offset: np.ndarray, designs: Sequence[EffectDe
     offset = np.asarray(offset, dtype=np.float64)
     if y.ndim != 1 or offset.shape != y.shape:
         raise SchemaError(f"y and offset must be 1-d arrays of one length, got shapes {y.shape} and {offset.shape}")
+    if y.size == 0 or not designs:
+        raise SchemaError(f"nothing to fit: {y.size} rows and {len(designs)} block(s); GLMix needs rows and at least one block")
     if not np.isin(y, (0.0, 1.0)).all():
         raise SchemaError("y must hold only 0/1 (or boolean) labels")
     if not np.isfinite(offset).all():
@@ -262,9 +265,11 @@ class GlmixModel:
             every block was given at least :data:`MIN_IDS_FOR_WORLD_CHECK`
             distinct ids and none of them is known to the model.
         """
+        if not designs:
+            raise SchemaError("random_effect needs at least one block's design")
         if world is not None and self.world_ is not None and world != self.world_:
             raise GlmixWorldError(f"random effects fitted on world {self.world_!r}, scored on world {world!r}: refit on this world's logs")
-        n = designs[0].ids.size if designs else 0
+        n = designs[0].ids.size
         total = np.zeros(n)
         unknown_blocks = []
         for d in designs:
@@ -279,7 +284,7 @@ class GlmixModel:
             n_distinct = np.unique(d.ids).size
             if n_distinct >= MIN_IDS_FOR_WORLD_CHECK and not known.any():
                 unknown_blocks.append(f"none of {n_distinct} distinct {d.entity} values is among the model's {block.ids.size:,}")
-        if designs and len(unknown_blocks) == len(designs):
+        if len(unknown_blocks) == len(designs):
             raise GlmixWorldError(f"random effects of another world: {'; '.join(unknown_blocks)} (fitted on world {self.world_!r})")
         return total
 

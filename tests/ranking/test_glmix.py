@@ -220,6 +220,12 @@ def _scored(model, des, offset, case):
         return GlmixModel(model.config).fit(np.full(offset.size, 2.0), offset, des)
     if case == "offset length":
         return GlmixModel(model.config).fit(np.zeros(offset.size), offset[:-1], des)
+    if case == "no rows":
+        return GlmixModel(model.config).fit(
+            np.zeros(0), np.zeros(0), [EffectDesign("member", "member_id", np.zeros(0, dtype=np.int64), np.zeros((0, 2)), ("i", "x"))]
+        )
+    if case == "no blocks":
+        return model.decision_function(offset, [])
     if case == "block without a prior":
         return GlmixModel(model.config).fit(np.zeros(offset.size), offset, [replace(des[0], name="author")])
     raise AssertionError(case)
@@ -232,6 +238,8 @@ SCORING_ERRORS = [
     ("unknown block", IncompatibleModelError, r"GLMix model has no block 'author' \(blocks member\)"),
     ("labels not 0/1", SchemaError, r"y must hold only 0/1"),
     ("offset length", SchemaError, r"y and offset must be 1-d arrays of one length"),
+    ("no rows", SchemaError, r"nothing to fit: 0 rows and 1 block\(s\)"),
+    ("no blocks", SchemaError, r"random_effect needs at least one block's design"),
     ("block without a prior", ConfigError, r"block 'author' has no prior variance in prior_var \(blocks member, update\)"),
 ]
 
