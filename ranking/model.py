@@ -18,6 +18,7 @@ model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,17 +32,18 @@ import polars as pl
 
 from dwellrank_logs.errors import first_line
 from dwellrank_logs.io import atomic_dir, write_json, write_parquet
-from dwellrank_logs.manifest import ManifestError, has_manifest, verify_manifest, write_manifest
+from dwellrank_logs.manifest import MANIFEST_NAME, ManifestError, file_sha256, has_manifest, verify_manifest, write_manifest
 from dwellrank_logs.paths import os_reason
 from dwellrank_logs.schema import ACTIONS
 from ranking.features import FEATURE_SETS, FeatureSet, IncompatibleModelError
 from ranking.forest import CompiledForest, compile_forest, exp_exact
 from ranking.heads import GBDTLRHead
+from ranking.native import NativeScorer, ScorerSpec, available_cpus, build_native, value_params
 from ranking.regressors import ActionRegressor
 from ranking.report import plot_report
 from ranking.value import ValueWeights, load_weights, needed_predictions, value_function
 
-__all__ = ["HEADS", "MODEL_FORMAT", "MODEL_KIND", "REGRESSORS", "RankerModel", "check_trees_file", "load_model"]
+__all__ = ["BACKENDS", "HEADS", "MODEL_FORMAT", "MODEL_KIND", "REGRESSORS", "RankerModel", "check_trees_file", "load_model"]
 
 #: The binary heads, in order (``long_dwell``: dwell_s > T_long, an optional value term).
 HEADS: tuple[str, ...] = (*ACTIONS, "skip", "long_dwell")
@@ -58,6 +60,9 @@ MODEL_KIND = "dwellrank.ranking.model"
 #: with more than two it gets large batches (from _FOREST_MIN_ROWS_THREADED rows).
 _FOREST_MAX_THREADS = 2
 _FOREST_MIN_ROWS_THREADED = 2048
+#: Scoring backends: "auto" (native code where it builds, see ranking.native; else the numpy
+#: forest and LightGBM as above) and "numpy" (never native).
+BACKENDS = ("auto", "numpy")
 
 
 class RankerModel:
@@ -76,6 +81,12 @@ class RankerModel:
     profiles : polars.DataFrame
         member_id and profile columns, from the training logs.
     metadata, report : dict
+    backend : {"auto", "numpy"}
+        "auto" scores with :mod:`ranking.native` where it builds (and
+        ``DWELLRANK_NATIVE`` does not turn it off); "numpy" never does.
+    fingerprint_ : str or None
+        sha256 of the model directory's manifest when loaded from one (keys
+        the native code cache); None for a model built in memory.
     """
 
     def __init__(
@@ -98,6 +109,9 @@ class RankerModel:
         self.metadata = metadata
         self.report = report or {}
         self._forests: dict[tuple[str, ...] | None, CompiledForest | None] = {}
+        self._natives: dict[tuple[str, ...] | None, NativeScorer | None] = {}
+        self.backend = "auto"
+        self.fingerprint_: str | None = None
 
     def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Every head's P and every regression's expectation.
@@ -107,7 +121,8 @@ class RankerModel:
         X : ndarray, shape (n_rows, n_features)
             Columns in the order of ``feature_set.columns``.
         num_threads : int
-            LightGBM prediction threads.
+            Prediction threads (0: :func:`ranking.native.available_cpus`, the
+            container's CPU limit, not ``os.cpu_count()``).
         only : tuple of str, optional
             Compute just these outputs (e.g. :func:`ranking.value.needed_predictions`).
 
@@ -117,12 +132,23 @@ class RankerModel:
             ``p_<head>`` for the six heads, ``down_<a>``, ``up_<a>`` and ``dwell`` (seconds).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
+        threads = num_threads if num_threads > 0 else available_cpus()
+        native = self._natives.get(only) if self.backend != "numpy" else None  # built by prepare()
+        if native is not None and X.shape[1] == native.n_features:
+            return self._predict_numpy(X, threads, only, native.raw_scores(X, threads))
+        return self._predict_numpy(X, threads, only)
+
+    def _predict_numpy(
+        self, X: np.ndarray, threads: int, only: tuple[str, ...] | None, raw_scores: list[np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` with the trees' raw scores given (native code) or from the numpy forest or LightGBM."""
         heads, regs, boosters = self._outputs(only)
         # All trees in one vectorised pass (the compiled forest, see ranking.forest's invariant);
         # LightGBM's predict for unsupported trees and many-thread large batches.
         raw: dict[int, np.ndarray] = {}
-        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
-        if threads <= _FOREST_MAX_THREADS or X.shape[0] < _FOREST_MIN_ROWS_THREADED:
+        if raw_scores is not None:
+            raw = {id(b): r for b, r in zip(boosters, raw_scores, strict=True)}
+        elif threads <= _FOREST_MAX_THREADS or X.shape[0] < _FOREST_MIN_ROWS_THREADED:
             forest = self._forest(only, boosters)
             if forest is not None and X.ndim == 2 and X.shape[1] == forest.n_features:
                 raw = {id(b): r for b, r in zip(boosters, forest.raw_scores(X), strict=True)}
@@ -132,10 +158,10 @@ class RankerModel:
             kind = head.config.raw_transform
             if kind not in shared:
                 shared[kind] = head.scaler_.f(X)
-            out[f"p_{h}"] = head.predict_proba(X, num_threads, transformed=shared[kind], leaf_part=raw.get(id(head.folded_)))
+            out[f"p_{h}"] = head.predict_proba(X, threads, transformed=shared[kind], leaf_part=raw.get(id(head.folded_)))
         for name, reg in regs:
             r = raw.get(id(reg.booster_)) if reg.booster_ is not None else None
-            out[name] = exp_exact(r) if r is not None else reg.predict(X, num_threads)
+            out[name] = exp_exact(r) if r is not None else reg.predict(X, threads)
         return out
 
     def _outputs(self, only: tuple[str, ...] | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[Any]]:
@@ -152,20 +178,94 @@ class RankerModel:
             self._forests[only] = compile_forest(boosters)
         return self._forests[only]
 
-    def prepare(self, weights: ValueWeights | None = None) -> bool:
-        """Compile the forest that :meth:`score` under ``weights`` uses, ahead of the first request.
+    def _native(self, only: tuple[str, ...] | None, weights: ValueWeights | None = None) -> NativeScorer | None:
+        """The native scorer of the outputs ``only``, built on first call and kept; None (backend "numpy", unavailable, refused).
 
-        Compiling (and checking against LightGBM) takes tens of milliseconds,
-        which would otherwise fall on the first scored request.  Returns
-        whether the trees compiled (False: LightGBM's predict serves them).
+        Only built when every output has trees (a constant regression has none: the numpy path serves it).
+        Each build or cache load is checked on probe rows: raw scores equal to LightGBM's, scores
+        within 1e-12 of the numpy path's.
         """
-        only = needed_predictions(weights or self.weights)
-        return self._forest(only, self._outputs(only)[2]) is not None
+        if self.backend == "numpy":
+            return None
+        if only not in self._natives:
+            heads, regs, boosters = self._outputs(only)
+            if any(reg.booster_ is None for _, reg in regs):
+                self._natives[only] = None
+                return None
+            spec = ScorerSpec(
+                boosters=boosters,
+                heads=tuple(h for h, _ in heads),
+                coefs=tuple(np.asarray(head.raw_coef_, dtype=np.float64) for _, head in heads),
+                intercepts=tuple(float(head.intercept_) for _, head in heads),
+                transforms=tuple(head.config.raw_transform for _, head in heads),
+                regs=tuple(n for n, _ in regs),
+                fingerprint=self.fingerprint_ or self._content_hash(),
+            )
+            w = weights or self.weights
+            self._natives[only] = build_native(spec, check=lambda scorer: self._native_agrees(scorer, only, boosters, w))
+        return self._natives[only]
+
+    def _content_hash(self) -> str:
+        """sha256 of every tree and LR coefficient (the native cache key of a model without a manifest)."""
+        h = hashlib.sha256()
+        for name, head in self.heads.items():
+            h.update(name.encode() + head.folded_.model_to_string().encode())
+            h.update(np.asarray(head.raw_coef_, dtype=np.float64).tobytes() + repr(float(head.intercept_)).encode())
+            h.update(head.config.raw_transform.encode())
+        for name, reg in self.regressors.items():
+            h.update(name.encode() + (reg.booster_.model_to_string().encode() if reg.booster_ is not None else b"-"))
+        return h.hexdigest()
+
+    def _native_agrees(self, scorer: NativeScorer, only: tuple[str, ...] | None, boosters: list[Any], weights: ValueWeights) -> bool:
+        """Probe rows (split thresholds and their neighbours, 0, tiny, NaN; and integer counts) agree with the numpy path."""
+        from ranking.forest import _probe_rows
+
+        forest = self._forest(only, boosters)
+        rng = np.random.default_rng(0)
+        n_features = scorer.n_features
+        X = _probe_rows(forest) if forest is not None else rng.normal(size=(512, n_features))
+        if X.shape[1] != n_features:
+            return False
+        counts = rng.integers(0, 5000, size=(256, n_features)).astype(np.float64)  # the asinh table's range and past it
+        X = np.vstack([X, counts, np.abs(X)])
+        raw = scorer.raw_scores(X)
+        for booster, got in zip(boosters, raw, strict=True):
+            if not np.array_equal(got, booster.predict(X, raw_score=True, num_threads=1)):
+                return False
+        if only is None:
+            return True
+        want = value_function(self._predict_numpy(X, 1, only), weights)
+        got_score = scorer.score(X, value_params(weights))
+        return bool(np.allclose(got_score, want, rtol=1e-12, atol=1e-12, equal_nan=True))
+
+    def prepare(self, weights: ValueWeights | None = None, full: bool = False) -> bool:
+        """Compile what :meth:`score` under ``weights`` uses (and, with ``full``, :meth:`predict` of every output).
+
+        Builds the native scorer (:mod:`ranking.native`; LLVM takes about a
+        second per model the first time, then it is loaded from the on-disk
+        cache in milliseconds) and the numpy forest that serves when native
+        code is unavailable (tens of milliseconds), so that neither falls on
+        the first request.  Only a prepared model scores natively: training and
+        evaluation, which predict once per model, stay on the numpy forest and
+        pay no compilation.  Returns whether the trees compiled (False:
+        LightGBM's predict serves them).
+        """
+        w = weights or self.weights
+        done = []
+        for only in (needed_predictions(w), None) if full else (needed_predictions(w),):
+            forest = self._forest(only, self._outputs(only)[2])
+            done.append(self._native(only, w) is not None or forest is not None)
+        return all(done)
 
     def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
         """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
         w = weights or self.weights
-        return value_function(self.predict(X, num_threads, only=needed_predictions(w)), w)
+        only = needed_predictions(w)
+        native = self._natives.get(only) if self.backend != "numpy" else None  # built by prepare()
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if native is not None and X.ndim == 2 and X.shape[1] == native.n_features:
+            return native.score(X, value_params(w), num_threads if num_threads > 0 else available_cpus())
+        return value_function(self.predict(X, num_threads, only=only), w)
 
     # ---------------------------------------------------------------- persistence
 
@@ -239,7 +339,10 @@ def load_model(directory: str | os.PathLike[str], verify: bool = True) -> Ranker
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise IncompatibleModelError(f"{d}: unreadable model file ({type(exc).__name__}: {first_line(exc)})") from None
-    return RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
+    model = RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
+    if verify:  # the files were just checked against the manifest: its hash names their content
+        model.fingerprint_ = file_sha256(d / MANIFEST_NAME)
+    return model
 
 
 #: What to do with a model directory written before manifests existed.

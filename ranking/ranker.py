@@ -33,7 +33,7 @@ from ranking.features import (
     member_profiles,
     validate_feature_matrix,
 )
-from ranking.model import RankerModel, load_model
+from ranking.model import BACKENDS, RankerModel, load_model
 from ranking.train import TrainConfig, TrainingLogs, train_ranker
 from ranking.value import ValueWeights, value_function
 
@@ -65,8 +65,13 @@ class FeedRanker(RankerBase):
     profiles : polars.DataFrame, optional
         member_id + profile columns; default: the snapshot in the model.
     num_threads : int
-        LightGBM prediction threads (0 = OpenMP's default; 1 is fastest for
-        one request and on a busy machine).
+        Scoring threads (0, the default: every CPU this process may use,
+        :func:`ranking.native.available_cpus`).  Native code splits only
+        batches of 32K+ rows (two threads), so requests stay on one thread.
+    backend : {"auto", "numpy"}, optional
+        Sets the model's :attr:`~ranking.model.RankerModel.backend`: "auto"
+        scores with native code where it builds (:mod:`ranking.native`),
+        "numpy" never does; default: leave the model's as it is.
 
     Attributes
     ----------
@@ -81,8 +86,13 @@ class FeedRanker(RankerBase):
         model: RankerModel,
         weights: ValueWeights | None = None,
         profiles: pl.DataFrame | None = None,
-        num_threads: int = 1,
+        num_threads: int = 0,
+        backend: str | None = None,
     ) -> None:
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+            model.backend = backend
         self.model = model
         self.weights = weights or model.weights
         self.profiles = profiles if profiles is not None else model.profiles
@@ -245,6 +255,7 @@ def rank_candidates_file(
     check_output_file(out, "out", overwrite=overwrite)
     check_not_input(out, {"candidates": candidates, "model": model_dir, "logs": logs_dir}, "out")
     ranker = FeedRanker.load(model_dir, weights=weights)
+    ranker.model.prepare(ranker.weights, full=True)  # every prediction is written: compile predict()'s trees too
     frame = _read_candidates(candidates)
     source = str(candidates)
     fs = ranker.feature_set
