@@ -226,14 +226,18 @@ class GlmixModel:
         coef = {d.name: np.zeros((sorted_blocks[d.name].ids.size, d.X.shape[1])) for d in designs}
         scores = {d.name: np.zeros(y.size) for d in designs}  # original row order
         variances = {d.name: cfg.variance(d.name) for d in designs}
+        y_sorted = {name: y[sb.perm] for name, sb in sorted_blocks.items()}
         self.history_: list[dict[str, Any]] = []
         for k in range(cfg.n_passes):
             for d in designs:
                 sb = sorted_blocks[d.name]
-                others = offset + sum((s for n, s in scores.items() if n != d.name), np.zeros(y.size))
+                others = offset.copy()
+                for n, s in scores.items():
+                    if n != d.name:
+                        others += s
                 coef[d.name], steps = newton_fit(
                     sb,
-                    y[sb.perm],
+                    y_sorted[d.name],
                     others[sb.perm],
                     variances[d.name],
                     coef[d.name],

@@ -43,12 +43,17 @@ class SortedBlock:
         Sorted rows ``starts[k]:starts[k + 1]`` belong to entity ``k``.
     XT : ndarray, shape (p, n_rows), float64, C-contiguous
         The block's features, feature-major, in sorted row order.
+    together : ndarray, shape (p, p), bool
+        Whether features ``i`` and ``j`` are both nonzero in some row.  Pairs
+        that never are (two levels of one one-hot group) have Hessian entry 0
+        for every entity and are not computed.
     """
 
     ids: np.ndarray
     perm: np.ndarray
     starts: np.ndarray
     XT: np.ndarray
+    together: np.ndarray
 
     @property
     def counts(self) -> np.ndarray:
@@ -72,7 +77,11 @@ def sort_block(ids: np.ndarray, X: np.ndarray) -> SortedBlock:
     XT = np.empty((X.shape[1], perm.size))
     for j in range(X.shape[1]):  # one feature at a time: no second (n_rows, p) copy
         XT[j] = X[:, j][perm]
-    return SortedBlock(ids=s[first].astype(np.int64), perm=perm, starts=starts, XT=XT)
+    cooc = np.zeros((X.shape[1], X.shape[1]))
+    for a in range(0, perm.size, 1 << 20):
+        nz = (XT[:, a : a + (1 << 20)] != 0).astype(np.float32)  # (p, rows)
+        cooc += nz @ nz.T  # co-occurrence counts by BLAS, exact in float32 within a chunk (< 2^24 rows)
+    return SortedBlock(ids=s[first].astype(np.int64), perm=perm, starts=starts, XT=XT, together=cooc > 0)
 
 
 def _chunks(starts: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
@@ -146,21 +155,24 @@ def newton_fit(
     """
     n_ent, p = block.ids.size, block.XT.shape[0]
     coef = np.zeros((n_ent, p)) if coef0 is None else np.array(coef0, dtype=np.float64)
-    iu, ju = np.triu_indices(p)  # row-major upper triangle: the order the pair loop below fills
-    tri = np.empty((p, p), dtype=np.int64)
+    iu, ju = np.triu_indices(p)
+    live = block.together[iu, ju]
+    iu, ju = iu[live], ju[live]  # the upper-triangle pairs that can be nonzero, row-major: the pair loop's order
+    tri = np.full((p, p), iu.size, dtype=np.int64)  # index iu.size: an appended column of zeros
     tri[iu, ju] = tri[ju, iu] = np.arange(iu.size)
-    sym, diag = tri.ravel(), tri[np.arange(p), np.arange(p)]
+    sym = tri.ravel()
     chunks = _chunks(block.starts, chunk_rows)
     precision = 1.0 / prior_var
     rows_max = max((int(block.starts[b] - block.starts[a]) for a, b in chunks), default=0)
     # Buffers reused by every chunk and step: fresh arrays this large are mmap-ed and page-faulted
     # on every allocation, which cost more than the arithmetic.
-    pair = np.empty((iu.size, rows_max))  # (p(p+1)/2, rows)
+    pair = np.empty((iu.size, rows_max))  # (pairs, rows)
     resid = np.empty((p, rows_max))  # (p, rows)
+    wx = np.empty(rows_max)
     steps = 0
     for steps in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         grad = coef * precision  # (E, p)
-        hess_up = np.empty((n_ent, iu.size))  # (E, p(p+1)/2): the upper triangle of each Hessian
+        hess_up = np.zeros((n_ent, iu.size + 1))  # (E, pairs + 1): each Hessian's live upper-triangle entries, then 0
         for a, b in chunks:
             r0, r1 = block.starts[a], block.starts[b]
             m = r1 - r0
@@ -170,15 +182,16 @@ def newton_fit(
             seg = block.starts[a:b] - r0  # first row of each entity within the chunk
             np.multiply(XT, mu - y[r0:r1], out=resid[:, :m])
             grad[a:b] += np.add.reduceat(resid[:, :m], seg, axis=1).T
-            k = 0
-            for i in range(p):
-                np.multiply(XT[i], w, out=resid[0, :m])  # resid's first row is free again: w * x_i
-                for j in range(i, p):
-                    np.multiply(resid[0, :m], XT[j], out=pair[k, :m])
-                    k += 1
-            hess_up[a:b] = np.add.reduceat(pair[:, :m], seg, axis=1).T
-        hess_up[:, diag] += precision  # the prior makes every system positive definite
+            last_i = -1
+            for k in range(iu.size):
+                if iu[k] != last_i:
+                    last_i = int(iu[k])
+                    np.multiply(XT[last_i], w, out=wx[:m])
+                np.multiply(wx[:m], XT[ju[k]], out=pair[k, :m])
+            if iu.size:
+                hess_up[a:b, :-1] = np.add.reduceat(pair[:, :m], seg, axis=1).T
         hess = hess_up.take(sym, axis=1).reshape(n_ent, p, p)  # one gather fills both triangles
+        hess.reshape(n_ent, p * p)[:, :: p + 1] += precision  # the prior makes every system positive definite
         step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]  # (E, p)
         big = np.abs(step).max(axis=1, initial=0.0)
         step *= np.minimum(1.0, max_step / np.maximum(big, 1e-300))[:, None]

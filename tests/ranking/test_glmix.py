@@ -53,11 +53,19 @@ def _penalised_nll(X: np.ndarray, y: np.ndarray, offset: np.ndarray, var: float)
     return f, g
 
 
-def test_batched_fit_equals_per_entity_scipy_fits() -> None:
-    """Reference: scipy.optimize BFGS (gtol 1e-10) on each entity's penalised log-likelihood, one entity at a time."""
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_batched_fit_equals_per_entity_scipy_fits(one_hot) -> None:
+    """Reference: scipy.optimize BFGS (gtol 1e-10) on each entity's penalised log-likelihood, one entity at a time.
+
+    ``one_hot``: the first three columns are one level each of a one-hot group
+    (never nonzero together), whose Hessian pairs the batched fit skips.
+    """
     rng = np.random.default_rng(0)
     ids, X, offset, y, _ = _planted(rng, 25, 700, 4, 1.0)
+    if one_hot:
+        X[:, :3] = np.eye(3)[rng.integers(0, 3, X.shape[0])]
     block = sort_block(ids, X)
+    assert block.together[0, 1] != one_hot
     # chunk_rows=60 spreads the entities over many chunks, as large data would.
     coef, _ = newton_fit(block, y[block.perm], offset[block.perm], 0.7, max_iter=60, tol=1e-12, chunk_rows=60)
     ref = np.empty_like(coef)
