@@ -246,3 +246,90 @@ def forecast_compare(
     if not quiet:
         click.echo(format_comparison_table(result))
         click.echo(f"wrote {out}")
+
+
+def _values(text: str, flag: str, kind: type) -> tuple[Any, ...]:
+    """A comma-separated option as a tuple of ``kind`` ('' or 'none': the parameter is not swept)."""
+    from dwellrank_logs.errors import ConfigError
+
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(kind(v.strip()) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated {kind.__name__} values (or 'none'), got {text!r}") from None
+
+
+@forecast.command("sweep")
+@click.option("--logs", "logs_dir", type=click.Path(), required=True, help="Logs directory with members, sessions, events, deliveries.")
+@click.option("--task", type=click.Choice(TASKS), default="session", show_default=True, help="The paper sweeps the session-level task.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for sweep.json, sweep.png and intents.json.")
+@_window_options
+@click.option("--layers", default="1,2,3,4", show_default=True, help="L values (FC-D layers; Table 5's hidden units), or 'none'.")
+@click.option("--bases", default="1,2,4,8", show_default=True, help="d values (dimension of the meta weights a), or 'none'.")
+@click.option("--betas", default="0,1e-3,1e-2,1e-1", show_default=True, help="beta values (orthogonality weight), or 'none'.")
+@click.option(
+    "--history", default="7,10,14", show_default=True, help="History lengths in days (ending where --history-days ends), or 'none'."
+)
+@click.option("--seeds", type=int, default=3, show_default=True, help="Replicates; replicate s uses seed s.")
+@click.option("--epochs", type=int, default=_FIT.max_epochs, show_default=True, help="Maximum epochs (early stopping on validation).")
+@click.option("--lda-seed", type=int, default=0, show_default=True, help="Seeds the LDA intent mining (once, shared by every point).")
+@click.option("--device", default=_FIT.device, show_default=True, help="cpu, cuda[:N] or auto.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out directory.")
+@strict_option
+@click.option("--quiet", is_flag=True)
+def forecast_sweep(
+    logs_dir: str,
+    task: str,
+    out: str,
+    history_days: int,
+    future_days: int,
+    min_sessions: int,
+    max_sessions: int,
+    k_min: int,
+    k_max: int,
+    layers: str,
+    bases: str,
+    betas: str,
+    history: str,
+    seeds: int,
+    epochs: int,
+    lda_seed: int,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """DIGMN's sensitivity to L, d, beta and the history length, one at a time around the defaults (paper 6.4)."""
+    from dwellrank_logs.errors import ConfigError
+    from engagement.sweep import SweepConfig, sweep_on_logs
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    config = SweepConfig(
+        layers=_values(layers, "--layers", int),
+        n_bases=_values(bases, "--bases", int),
+        beta=_values(betas, "--betas", float),
+        history_days=_values(history, "--history", int),
+        seeds=tuple(range(seeds)),
+    )
+    window = WindowConfig(history_days=history_days, future_days=future_days, min_history_sessions=min_sessions, max_sessions=max_sessions)
+    tc = ForecastTrainConfig(max_epochs=epochs, device=device)
+
+    def show(param: str, value: Any, seed: int, rec: dict[str, Any]) -> None:
+        if not quiet:
+            v, t = rec["val"], rec["test"]
+            click.echo(
+                f"  seed {seed}  {param}={value:<8g} val AUROC {v['auroc']:.3f} macro-F1 {v['macro_f1']:.3f}  "
+                f"test AUROC {t['auroc']:.3f} macro-F1 {t['macro_f1']:.3f}  ({rec['seconds']:.0f} s)",
+                err=True,
+            )
+
+    out = _checked_out(out, overwrite, EngineChoice(), {"--logs": logs_dir})
+    result = sweep_on_logs(
+        logs_dir, out, task, config, window, LdaConfig(k_min=k_min, k_max=k_max), tc, lda_seed=lda_seed, overwrite=overwrite, progress=show
+    )
+    if not quiet:
+        for param, panel in result["parameters"].items():
+            points = "  ".join(f"{p['value']:g}: {p['val']['mean']:.3f}/{p['test']['mean']:.3f}" for p in panel["points"])
+            click.echo(f"{param:<13} (val/test {result['metric']})  {points}  best by validation {panel['best_by_validation']:g}")
+        click.echo(f"wrote {out}")

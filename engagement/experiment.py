@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ __all__ = [
     "compare",
     "fit_feature_baseline",
     "matched_hidden",
+    "model_rng",
+    "model_streams",
     "model_tensors",
     "run_model",
     "summarize_runs",
@@ -87,6 +89,18 @@ class ModelResult:
     seconds: float
     epochs: int | None = None
     model: Any = None
+
+
+def model_streams(rng: np.random.Generator) -> list[np.random.SeedSequence]:
+    """The seed sequences of a replicate's models: those of ``rng.spawn``'s children, one per stream."""
+    seq = cast("np.random.SeedSequence", rng.bit_generator.seed_seq)  # default_rng's: spawnable
+    return seq.spawn(max(_STREAM.values()) + 1)
+
+
+def model_rng(streams: list[np.random.SeedSequence], name: str) -> np.random.Generator:
+    """A fresh Generator on model ``name``'s stream (``rng.spawn``'s child): models sharing a stream draw the same numbers."""
+    check_models([name])
+    return np.random.Generator(np.random.PCG64(streams[_STREAM[name]]))
 
 
 def check_models(models: Sequence[str]) -> None:
@@ -263,9 +277,9 @@ def compare(
         tensors = model_tensors(data, Scaler.fit(data.subset(split.train)))
         # One child per known model, picked by name (_STREAM): a model's randomness does not depend on which
         # other models run or in which order (with all models, the same streams as listing them all).
-        children = rng.spawn(max(_STREAM.values()) + 1)
+        streams = model_streams(rng)
         for name in models:
-            child = children[_STREAM[name]]
+            child = model_rng(streams, name)
             res = run_model(name, data, task, intents, split, child, train_config, digmn_config, tensors=tensors)
             runs.append(
                 {"seed": seed, "model": name, **res.metrics, "n_params": res.n_params, "seconds": res.seconds, "epochs": res.epochs}
