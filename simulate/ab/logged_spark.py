@@ -97,14 +97,19 @@ def reduce_logs_spark(
     for k, (a, b) in reversed(list(enumerate(windows))):
         w = F.when((col("start_us") >= a) & (col("start_us") < b), F.lit(k)).otherwise(w)
     dated = sess.withColumn("w", w).withColumn("day", _day(col("start_us")))
-    # The impressions with their session's window and day feed both jobs: computed once.
-    terms = _impression_terms(tables["impressions"], dated, config.t_skip_s).persist(StorageLevel.MEMORY_AND_DISK)
+    # Every sum is additive: the impressions are summed per session before the join (one row per session
+    # crosses the shuffle, not one per impression), and these rows feed both jobs: computed once.
+    terms = _session_terms(tables["impressions"], dated, config.t_skip_s).persist(StorageLevel.MEMORY_AND_DISK)
+    # The sessions counted per (member, day, window): the active days and both jobs' session counts, no count_distinct
+    # over the sessions themselves.
+    days = dated.groupBy("member_id", "day", "w").agg(F.count(F.lit(1)).alias("n_sessions")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        per_member = _member_sums(dated.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
+        per_member = _member_sums(days.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
         rows = reduced_to_polars(per_member, "sessions and impressions")
-        daily = _daily(dated, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
+        daily = _daily(days, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
     finally:
         terms.unpersist()
+        days.unpersist()
     aggs = [_window_frame(arms, rows, k) for k in range(len(windows))]
     return LogReduction(
         arms=arms,
@@ -117,8 +122,12 @@ def reduce_logs_spark(
     )
 
 
-def _impression_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float) -> DataFrame:
-    """:func:`simulate.ab.impression_terms` on Spark: per impression with a known session, in a window or not."""
+def _session_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float) -> DataFrame:
+    """The sums of :func:`simulate.ab.impression_terms` per (member, session) with a known session, in a window or not.
+
+    ``n`` impressions, then each count and float part of the impression terms summed; keyed by the
+    impression's own member_id (as the polars engine groups), with its session's start, window and day.
+    """
     from functools import reduce
 
     from pyspark.sql import functions as F
@@ -142,7 +151,9 @@ def _impression_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float)
         *_split_seconds(time_s, "time_s"),
         *_split_seconds(well, "well_s"),
     )
-    return flags.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "inner")
+    parts = [c for c in flags.columns if c not in ("member_id", "session_id")]
+    per_session = flags.groupBy("member_id", "session_id").agg(F.count(F.lit(1)).alias("n"), *(F.sum(c).alias(c) for c in parts))
+    return per_session.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "inner")
 
 
 def _member_sums(sessions: DataFrame, terms: DataFrame, n_windows: int) -> DataFrame:
@@ -152,13 +163,13 @@ def _member_sums(sessions: DataFrame, terms: DataFrame, n_windows: int) -> DataF
     s_aggs = []
     for k in range(n_windows):
         s_aggs += [
-            F.count(F.when(col("w") == k, F.lit(1))).alias(f"n_sessions_{k}"),
-            F.count_distinct(F.when(col("w") == k, col("day"))).alias(f"active_days_{k}"),
+            F.sum(F.when(col("w") == k, col("n_sessions")).otherwise(F.lit(0))).cast("long").alias(f"n_sessions_{k}"),
+            F.count(F.when(col("w") == k, F.lit(1))).alias(f"active_days_{k}"),  # a row per (member, day, window)
         ]
     per_sessions = sessions.where(col("w").isNotNull()).groupBy("member_id").agg(*s_aggs)
     i_aggs = []
     for k in range(n_windows):
-        i_aggs.append(F.count(F.when(col("w") == k, F.lit(1))).alias(f"n_impressions_{k}"))
+        i_aggs.append(F.sum(F.when(col("w") == k, col("n")).otherwise(F.lit(0))).cast("long").alias(f"n_impressions_{k}"))
         for name, c in {**_COUNT_SUMS, "downstream_virals": "downstream_virals"}.items():
             i_aggs.append(F.sum(F.when(col("w") == k, col(c)).otherwise(F.lit(0))).cast("long").alias(f"{name}_{k}"))
         for name, c in _FLOAT_SUMS.items():
@@ -204,11 +215,11 @@ def _daily(dated: DataFrame, terms: DataFrame, inside: DataFrame, arms: pl.DataF
 
     rel = (col("day") - F.lit(first_day)).alias("d")
     in_range = (col("d") >= 0) & (col("d") < n_days)
-    s = dated.join(inside, "member_id", "inner").select("arm", rel, "member_id").where(in_range)
-    s_sums = s.groupBy("arm", "d").agg(F.count(F.lit(1)).alias("sessions"), F.count_distinct("member_id").alias("active"))
-    i = terms.join(inside, "member_id", "inner").select("arm", rel, "skipped", "clicked", "well_s_ns", "well_s_rest").where(in_range)
+    s = dated.join(inside, "member_id", "inner").select("arm", rel, "member_id", "n_sessions").where(in_range)
+    s_sums = s.groupBy("arm", "d").agg(F.sum("n_sessions").alias("sessions"), F.count_distinct("member_id").alias("active"))
+    i = terms.join(inside, "member_id", "inner").select("arm", rel, "n", "skipped", "clicked", "well_s_ns", "well_s_rest").where(in_range)
     i_sums = i.groupBy("arm", "d").agg(
-        F.count(F.lit(1)).alias("n_imp"),
+        F.sum("n").alias("n_imp"),
         F.sum("skipped").alias("n_skip"),
         F.sum("clicked").alias("n_click"),
         F.sum("well_s_ns").alias("well_ns"),
