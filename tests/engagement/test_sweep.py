@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import main
 from dwellrank_logs.errors import ConfigError
-from engagement import ForecastTrainConfig, Intents, WindowConfig, build_dataset, compare, read_logs
+from engagement import DIGMN, DigmnConfig, ForecastTrainConfig, Intents, WindowConfig, build_dataset, compare, read_logs
 from engagement.sweep import SweepConfig, _shifted_window, hidden_for_layers
 from simulate import WorldConfig, simulate, write_simulation
 
@@ -35,7 +36,7 @@ def test_sweep_writes_json_and_png_and_refuses_to_overwrite(tiny_logs: Path, tmp
     out = tmp_path / "sweep"
     args = ["forecast", "sweep", "--logs", str(tiny_logs), "--out", str(out), "--task", "session"]
     args += ["--history-days", "5", "--future-days", "5", "--min-sessions", "2", "--k-min", "2", "--k-max", "2"]
-    args += ["--layers", "1,3", "--bases", "none", "--betas", "none", "--history", "3,5", "--seeds", "1", "--epochs", "1", "--quiet"]
+    args += ["--layers", "3", "--bases", "none", "--betas", "none", "--history", "3,5", "--seeds", "1", "--epochs", "1", "--quiet"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = CliRunner().invoke(main, args)
@@ -56,16 +57,14 @@ def test_sweep_writes_json_and_png_and_refuses_to_overwrite(tiny_logs: Path, tmp
         best = max(panel["points"], key=lambda p: p["val"]["mean"])
         assert panel["best_by_validation"] == best["value"] and panel["test_at_best"] == best["test"]
     # The default point (L = 3, history 5) is one fit shared by the panels.
-    assert panels["layers"]["points"][1]["runs"] == panels["history_days"]["points"][1]["runs"]
-    # L = 1 has one FC-D layer: fewer parameters than L = 3.
-    assert panels["layers"]["points"][0]["runs"][0]["n_params"] < panels["layers"]["points"][1]["runs"][0]["n_params"]
+    assert panels["layers"]["points"][0]["runs"] == panels["history_days"]["points"][1]["runs"]
     # The default point is compare's DIGMN on the same replicate (same split, same stream), with the mined intents.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = build_dataset(read_logs(tiny_logs), WINDOW)
     intents = Intents.from_dict(json.loads((out / "intents.json").read_text()))
     ref = compare(data, intents, "session", seeds=[0], models=["DIGMN"], train_config=FIT)
-    assert panels["layers"]["points"][1]["runs"][0]["test"]["auroc"] == ref["runs"][0]["auroc"]
+    assert panels["layers"]["points"][0]["runs"][0]["test"]["auroc"] == ref["runs"][0]["auroc"]
     again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "--overwrite" in again.output and len(again.output.strip().splitlines()) == 1
 
@@ -73,6 +72,9 @@ def test_sweep_writes_json_and_png_and_refuses_to_overwrite(tiny_logs: Path, tmp
 @pytest.mark.parametrize(("layers", "hidden"), [(1, ()), (2, (64,)), (3, (64, 32)), (4, (64, 32, 32)), (5, (64, 32, 32, 32))])
 def test_hidden_units_per_layer_count_are_table_5s(layers: int, hidden: tuple[int, ...]) -> None:
     assert hidden_for_layers(layers) == hidden
+    # L FC-D layers: the predictor's layers after the linear mapping (sections 5.3.1 and 6.1.4).
+    net = DIGMN(10, 6, 4, 5, 2, torch.eye(10)[:3], DigmnConfig(hidden=hidden))
+    assert len(net.layers) == layers
 
 
 @pytest.mark.parametrize(
