@@ -1,26 +1,30 @@
-"""Ranking throughput: the full value function vs bare LightGBM predict over the same trees.
+"""Ranking throughput: the full value function vs bare LightGBM and lleaves over the same trees.
 
 Trains a model (dwell features) on a simulated world, builds 1M candidate rows
-(features of real impressions, position 0, tiled), and prints rows/s of
+(features of real impressions, position 0, tiled), and prints, in one run, with
+the methods interleaved round by round (the machine's load changes between
+rounds; each figure is the best round), on 1 and 2 threads:
 
-  (a) the full value function under the default weights: 5 GBDT+LR heads (LR leaf
-      weights folded into the trees, one raw-score predict each, plus a dense dot
-      product), 8 downstream/upstream regressions, and the weighted combination
-      (the optional long-dwell head and dwell regression have weight 0 and are
-      not evaluated);
-  (b) bare LightGBM ``predict`` over the same trees (those heads' original
-      boosters and those regressions' boosters), nothing else;
-  (c) the textbook GBDT+LR path (leaf indices -> sparse one-hot -> LR) for the heads,
-      on a tenth of the rows, to measure what folding saves;
+  (a) the project's full value function under the default weights, features given
+      (``RankerModel.score``): 5 GBDT+LR heads (LR leaf weights folded into the trees,
+      plus the LR over asinh of the raw features), 8 downstream/upstream regressions
+      and the weighted combination -- native code (:mod:`ranking.native`) where it
+      builds, and, on 1 thread in one round, the numpy fallback;
+  (b) bare LightGBM ``predict`` over the same trees (the heads' original boosters and
+      the regressions' boosters), nothing else;
+  (c) lleaves 1.3 over the same boosters (each compiled on its own, ``predict``);
 
-the ratio (a)/(b) (goal >= 0.5), and the median latency of one request of 1,000
-candidates (goal <= 5 ms): scoring from features, features from the history
-tables, and both end to end.  Requests reuse one history snapshot, as a server
-serving a day's snapshot does, so they read the lookup indexes kept with it; the
-first request on a new snapshot, which builds those indexes, is timed apart
-(over fresh snapshots of the same tables).
+the ratios (a)/(b) and (a)/(c) (goal: (a) >= 1.0x (c) on 1 thread), the largest
+difference of (a) from LightGBM's predictions plus the folded LR on all rows,
+the first-request cost (compiling the native code into an empty cache) and the
+warm-cache cost (a fresh model object loading it), and the median latency of one
+request of 1,000 candidates (goal <= 1 ms scoring, <= 2 ms end to end): scoring
+from features, features from the history tables, and both end to end.  Requests
+reuse one history snapshot, as a server serving a day's snapshot does, so they
+read the lookup indexes kept with it; the first request on a new snapshot, which
+builds those indexes, is timed apart (over fresh snapshots of the same tables).
 
-    python bench/rank.py [--rows 1000000] [--members 3000] [--days 14] [--threads 1] [--seed 0]
+    python bench/rank.py [--rows 1000000] [--members 3000] [--days 14] [--rounds 5] [--seed 0]
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import copy
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -39,19 +46,34 @@ import polars as pl
 from dwellrank_logs.history import history_tables
 from dwellrank_logs.protocol import HistoryTables
 from ranking.features import candidate_features, training_frame
+from ranking.native import available_cpus, native_stats
 from ranking.ranker import FeedRanker
 from ranking.train import TrainConfig, train_ranker
 from ranking.value import needed_predictions
 from simulate import WorldConfig, simulate
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _reference(model, X: np.ndarray, used: tuple[str, ...]) -> np.ndarray:
+    """LightGBM's raw scores of the folded heads plus the LR over asinh, sigmoids, exp, the value function."""
+    from ranking.value import value_function
+
+    preds = {}
+    Z = np.arcsinh(X)
+    for name, head in model.heads.items():
+        if f"p_{name}" in used:
+            preds[f"p_{name}"] = 1 / (1 + np.exp(-(head.folded_.predict(X, raw_score=True) + Z @ head.raw_coef_ + head.intercept_)))
+    for name, reg in model.regressors.items():
+        if name in used:
+            preds[name] = (
+                np.exp(reg.booster_.predict(X, raw_score=True)) if reg.booster_ is not None else np.full(X.shape[0], reg.constant_)
+            )
+    return value_function(preds, model.weights)
 
 
 def main() -> None:
@@ -59,9 +81,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--members", type=int, default=3000)
     ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--threads", type=int, default=1, help="LightGBM prediction threads for the 1M-row runs")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every batch measurement")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    cache = tempfile.mkdtemp(prefix="dwellrank-native-bench-")
+    os.environ["DWELLRANK_NATIVE_CACHE"] = cache  # an empty cache: the first prepare() compiles
 
     world = simulate(WorldConfig(n_members=args.members, n_days=args.days), seed=args.seed)
     t0 = time.perf_counter()
@@ -77,35 +101,64 @@ def main() -> None:
     n_trees = sum(b.num_trees() for b in boosters)
     print(
         f"model: {len(heads)} heads + {len(boosters) - len(heads)} regressions used by the default weights, {n_trees} trees, "
-        f"{len(fs.columns)} features; trained in {t_train:.1f} s on {model.metadata['data']['n_train']:,} rows"
+        f"{len(fs.columns)} features; trained in {t_train:.1f} s on {model.metadata['data']['n_train']:,} rows; "
+        f"{available_cpus()} CPU(s) available (os.cpu_count() = {os.cpu_count()}), 1-min load {os.getloadavg()[0]:.1f}"
     )
 
-    nt = args.threads
+    # First request's compilation (empty cache), then a fresh model object over the warm cache.
+    t_cold = _timed(model.prepare)
+    warm = copy.copy(model)
+    warm._natives, warm._forests = {}, {}
+    t_warm = _timed(warm.prepare)
+    stats = native_stats()
+    native_on = model._natives.get(used) is not None
+    import lleaves
 
-    def full() -> np.ndarray:
-        return model.score(X, num_threads=nt)
-
-    def bare() -> None:
-        for b in boosters:
-            b.predict(X, num_threads=nt)
-
-    tenth = X[: args.rows // 10]
-
-    def one_hot() -> None:
-        for h in heads:
-            h.predict_proba_one_hot(tenth)
-
-    t_full, t_bare = _best(full, 2), _best(bare, 2)
-    t_onehot = _best(one_hot, 1) * 10
-    print(f"\n{args.rows:,} rows, {nt} LightGBM thread(s)")
-    print(f"  (a) full value function        {args.rows / t_full:>12,.0f} rows/s  ({t_full:.2f} s)")
-    print(f"  (b) bare LightGBM predict      {args.rows / t_bare:>12,.0f} rows/s  ({t_bare:.2f} s)")
-    print(f"      ratio (a)/(b)              {t_bare / t_full:>12.2f}        (goal >= 0.5)")
-    print(f"  (c) heads via sparse one-hot   {args.rows / t_onehot:>12,.0f} rows/s  (heads only, measured on {tenth.shape[0]:,} rows)")
-    t_heads_folded = _best(lambda: [h.predict_proba(X, nt) for h in heads], 1)
+    ll = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, b in enumerate(boosters):
+            path = Path(tmp) / f"b{i}.txt"
+            b.save_model(str(path))
+            m = lleaves.Model(model_file=str(path))
+            m.compile()
+            ll.append(m)
+    t_lleaves = time.perf_counter() - t0
     print(
-        f"      heads via folded trees     {args.rows / t_heads_folded:>12,.0f} rows/s  -> folding is {t_onehot / t_heads_folded:.1f}x faster"
+        f"native code: {'built' if native_on else 'NOT available (numpy fallback)'}; first prepare() with an empty cache "
+        f"{t_cold:.2f} s (LLVM + numpy forest + probe checks), with the cache warm {1e3 * t_warm:.0f} ms "
+        f"(compiled {stats['compiled']}x, loaded {stats['loaded']}x); lleaves compiles the {len(boosters)} boosters in {t_lleaves:.2f} s"
     )
+
+    times: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        for nt in (1, 2):
+            times.setdefault(f"full{nt}", []).append(_timed(lambda nt=nt: model.score(X, num_threads=nt)))
+            times.setdefault(f"lgb{nt}", []).append(_timed(lambda nt=nt: [b.predict(X, num_threads=nt) for b in boosters]))
+            times.setdefault(f"ll{nt}", []).append(_timed(lambda nt=nt: [m.predict(X, n_jobs=nt) for m in ll]))
+        if r == 0:
+            model.backend = "numpy"
+            times["numpy1"] = [_timed(lambda: model.score(X, num_threads=1))]
+            model.backend = "auto"
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n{args.rows:,} rows, best of {args.rounds} interleaved rounds (numpy fallback: 1 round)")
+    for nt in (1, 2):
+        print(f" {nt} thread(s)")
+        print(f"  (a) full value function ({'native' if native_on else 'numpy'}) {args.rows / best[f'full{nt}']:>12,.0f} rows/s")
+        print(f"  (b) bare LightGBM predict            {args.rows / best[f'lgb{nt}']:>12,.0f} rows/s")
+        print(f"  (c) lleaves predict                  {args.rows / best[f'll{nt}']:>12,.0f} rows/s")
+        print(
+            f"      (a)/(b) {best[f'lgb{nt}'] / best[f'full{nt}']:.2f}x   (a)/(c) {best[f'll{nt}'] / best[f'full{nt}']:.2f}x"
+            + ("   (goal (a)/(c) >= 1.0)" if nt == 1 else "")
+        )
+    print(
+        f"  numpy fallback, 1 thread             {args.rows / best['numpy1']:>12,.0f} rows/s ({best['numpy1'] / best['full1']:.1f}x the native time)"
+    )
+    print(
+        f"  2 threads over 1: native {best['full1'] / best['full2']:.2f}x, LightGBM {best['lgb1'] / best['lgb2']:.2f}x, lleaves {best['ll1'] / best['ll2']:.2f}x"
+    )
+    diff = np.abs(model.score(X) - _reference(model, X, used))
+    print(f"  |(a) - (LightGBM + folded LR)| on all {args.rows:,} rows: max {diff.max():.2e} (tolerance 1e-12)")
 
     # One request of 1,000 candidates: from features, and end to end from the history tables.
     ranker = FeedRanker(model, num_threads=1)
@@ -124,39 +177,33 @@ def main() -> None:
             client=pl.lit("ios"),
         )
     )
-    X1 = candidate_features(cand, hist, ranker.profiles, fs).to_numpy()  # the snapshot's first request builds its indexes
+    X1 = np.ascontiguousarray(candidate_features(cand, hist, ranker.profiles, fs).to_numpy())  # builds the snapshot's indexes
     rng = np.random.default_rng(args.seed)  # the ranker protocol's argument; FeedRanker draws nothing
-    lat_score, lat_feat, lat_e2e = [], [], []
+    lat: dict[str, list[float]] = {}
     for _ in range(200):
-        t0 = time.perf_counter()
-        model.score(X1, num_threads=1)
-        lat_score.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        candidate_features(cand, hist, ranker.profiles, fs)
-        lat_feat.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ranker.rank(cand, hist, rng)
-        lat_e2e.append(time.perf_counter() - t0)
+        lat.setdefault("score", []).append(_timed(lambda: model.score(X1, num_threads=1)))
+        lat.setdefault("lgb", []).append(_timed(lambda: [b.predict(X1, num_threads=1) for b in boosters]))
+        lat.setdefault("ll", []).append(_timed(lambda: [m.predict(X1, n_jobs=1) for m in ll]))
+        lat.setdefault("feat", []).append(_timed(lambda: candidate_features(cand, hist, ranker.profiles, fs)))
+        lat.setdefault("e2e", []).append(_timed(lambda: ranker.rank(cand, hist, rng)))
     # First requests: a fresh snapshot object over the same (already computed) tables, so only the
     # lookup indexes are built, not the counts.
     tables = {n: getattr(hist, n) for n in ("updates", "member_types", "member_authors", "member_topics", "members")}
-    cold_feat, cold_e2e = [], []
     for _ in range(20):
         fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
-        t0 = time.perf_counter()
-        candidate_features(cand, fresh, ranker.profiles, fs)
-        cold_feat.append(time.perf_counter() - t0)
+        lat.setdefault("cold_feat", []).append(_timed(lambda fresh=fresh: candidate_features(cand, fresh, ranker.profiles, fs)))
         fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
-        t0 = time.perf_counter()
-        ranker.rank(cand, fresh, rng)
-        cold_e2e.append(time.perf_counter() - t0)
+        lat.setdefault("cold_e2e", []).append(_timed(lambda fresh=fresh: ranker.rank(cand, fresh, rng)))
+    med = {k: 1e3 * float(np.median(v)) for k, v in lat.items()}
     print("\none request of 1,000 candidates (1 thread, median of 200, one history snapshot reused across requests)")
-    print(f"  scoring from features          {1e3 * np.median(lat_score):>8.2f} ms   (goal <= 5 ms)")
-    print(f"  features from history tables   {1e3 * np.median(lat_feat):>8.2f} ms")
-    print(f"  features + scoring (end to end){1e3 * np.median(lat_e2e):>8.2f} ms")
+    print(f"  scoring from features (full value function) {med['score']:>7.2f} ms   (goal <= 1 ms)")
+    print(f"    bare LightGBM predict, same trees          {med['lgb']:>7.2f} ms")
+    print(f"    lleaves predict, same trees                {med['ll']:>7.2f} ms")
+    print(f"  features from history tables                 {med['feat']:>7.2f} ms")
+    print(f"  features + scoring (end to end)              {med['e2e']:>7.2f} ms   (goal <= 2 ms)")
     print("first request on a new snapshot (cold: builds the snapshot's lookup indexes; median of 20 fresh snapshots)")
-    print(f"  features from history tables   {1e3 * np.median(cold_feat):>8.2f} ms")
-    print(f"  features + scoring (end to end){1e3 * np.median(cold_e2e):>8.2f} ms")
+    print(f"  features from history tables                 {med['cold_feat']:>7.2f} ms")
+    print(f"  features + scoring (end to end)              {med['cold_e2e']:>7.2f} ms")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,6 @@ class RankerModel:
     def _native(self, only: tuple[str, ...] | None, weights: ValueWeights | None = None) -> NativeScorer | None:
         """The native scorer of the outputs ``only``, built on first call and kept; None (backend "numpy", unavailable, refused).
 
-        Only built when every output has trees (a constant regression has none: the numpy path serves it).
         Each build or cache load is checked on probe rows: raw scores equal to LightGBM's, scores
         within 1e-12 of the numpy path's.
         """
@@ -189,9 +188,6 @@ class RankerModel:
             return None
         if only not in self._natives:
             heads, regs, boosters = self._outputs(only)
-            if any(reg.booster_ is None for _, reg in regs):
-                self._natives[only] = None
-                return None
             spec = ScorerSpec(
                 boosters=boosters,
                 heads=tuple(h for h, _ in heads),
@@ -200,6 +196,7 @@ class RankerModel:
                 transforms=tuple(head.config.raw_transform for _, head in heads),
                 regs=tuple(n for n, _ in regs),
                 fingerprint=self.fingerprint_ or self._content_hash(),
+                constants=tuple(None if reg.booster_ is not None else float(reg.constant_) for _, reg in regs),
             )
             w = weights or self.weights
             self._natives[only] = build_native(spec, check=lambda scorer: self._native_agrees(scorer, only, boosters, w))
@@ -213,7 +210,9 @@ class RankerModel:
             h.update(np.asarray(head.raw_coef_, dtype=np.float64).tobytes() + repr(float(head.intercept_)).encode())
             h.update(head.config.raw_transform.encode())
         for name, reg in self.regressors.items():
-            h.update(name.encode() + (reg.booster_.model_to_string().encode() if reg.booster_ is not None else b"-"))
+            h.update(
+                name.encode() + (reg.booster_.model_to_string().encode() if reg.booster_ is not None else repr(reg.constant_).encode())
+            )
         return h.hexdigest()
 
     def _native_agrees(self, scorer: NativeScorer, only: tuple[str, ...] | None, boosters: list[Any], weights: ValueWeights) -> bool:

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the generated code changes, so that old cache entries are not read.
-_CODE_VERSION = 4
+_CODE_VERSION = 5
 _MAGIC = b"DWRNAT1\n"
 _K_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split as in fdlibm: k * _LN2_HI is exact for |k| < 2^11
@@ -145,7 +145,8 @@ class ScorerSpec:
     Parameters
     ----------
     boosters : sequence of lightgbm.Booster
-        Heads' folded boosters first (in ``heads`` order), then the regressions' (in ``regs`` order).
+        Heads' folded boosters first (in ``heads`` order), then those of the regressions with
+        trees (in ``regs`` order).
     heads : tuple of str
         Head names (``click``, ..., ``skip``, ``long_dwell``); output ``p_<head>``.
     coefs : tuple of ndarray, shape (n_features,)
@@ -157,6 +158,9 @@ class ScorerSpec:
         Regression names (``down_<a>``, ``up_<a>``, ``dwell``); output ``exp(raw score)``.
     fingerprint : str
         Identifies the model's content (its manifest's sha256, or a hash of trees and coefficients).
+    constants : tuple of (float or None), optional
+        Per regression: its constant prediction when it was fitted without trees
+        (too few rows), else None; default: every regression has trees.
     """
 
     boosters: Sequence[Any]
@@ -166,6 +170,11 @@ class ScorerSpec:
     transforms: tuple[str, ...]
     regs: tuple[str, ...]
     fingerprint: str
+    constants: tuple[float | None, ...] = ()
+
+    def constant(self, r_i: int) -> float | None:
+        """The constant prediction of regression ``r_i`` (fitted without trees), or None when it has trees."""
+        return self.constants[r_i] if r_i < len(self.constants) else None
 
     def outputs(self) -> tuple[str, ...]:
         return (*(f"p_{h}" for h in self.heads), *self.regs)
@@ -467,17 +476,22 @@ def _module_ir(spec: ScorerSpec) -> tuple[str, str, int]:
 
     for h in range(n_heads):
         loop(b, score_fn, n, lambda b, i, h=h: sigmoid(b, i, h))
+    tree_k: dict[int, int] = {}  # regression index -> its raw-score column (regressions with trees)
     for r_i in range(len(spec.regs)):
+        if spec.constant(r_i) is None:
+            tree_k[r_i] = n_heads + len(tree_k)
 
-        def reg_exp(b: ir.IRBuilder, i: ir.Value, k: int = n_heads + r_i) -> None:
-            p = at(raw, i, k_out, k)
-            b.store(exp_ir(b, b.load(p)), p)
+            def reg_exp(b: ir.IRBuilder, i: ir.Value, k: int = tree_k[r_i]) -> None:
+                p = at(raw, i, k_out, k)
+                b.store(exp_ir(b, b.load(p)), p)
 
-        loop(b, score_fn, n, reg_exp)
+            loop(b, score_fn, n, reg_exp)
 
     def combine(b: ir.IRBuilder, i: ir.Value) -> None:
         val: dict[str, ir.Value] = {f"p_{h}": b.load(b.gep(heads_of[h_i], [i])) for h_i, h in enumerate(spec.heads)}
-        val.update({name: b.load(at(raw, i, k_out, n_heads + r_i)) for r_i, name in enumerate(spec.regs)})
+        for r_i, name in enumerate(spec.regs):
+            const = spec.constant(r_i)
+            val[name] = b.load(at(raw, i, k_out, tree_k[r_i])) if const is None else dc(float(const))
         # ranking.value.value_function, operation for operation.
         s: ir.Value = zero
         for a_i, a in enumerate(ACTIONS):

@@ -131,8 +131,9 @@ def _small_spec():
         coefs=(np.array([0.5, -0.25, 0.0, 1.0]),),
         intercepts=(-1.0,),
         transforms=("asinh",),
-        regs=("down_click",),
+        regs=("down_click", "up_click"),
         fingerprint=hashlib.sha256(head.model_to_string().encode() + reg.model_to_string().encode()).hexdigest(),
+        constants=(None, 0.7),  # up_click fitted without trees: a constant
     )
     return spec, X
 
@@ -147,6 +148,22 @@ def _damage(path, how):
         path.write_bytes(data[:8] + b"0" * 64 + data[72:])
     else:  # "not an entry"
         path.write_bytes(b"garbage")
+
+
+@needs_native
+def test_value_function_of_a_small_spec_with_a_constant_regression(tmp_path, monkeypatch):
+    """score = w P(click) (1 + alpha E[down] + beta * 0.7), E[down] = exp(LightGBM raw), P = sigmoid(raw + c.asinh(x) + b)."""
+    monkeypatch.setenv("DWELLRANK_NATIVE_CACHE", str(tmp_path))
+    spec, X = _small_spec()
+    head, reg = spec.boosters
+    p = 1 / (1 + np.exp(-(head.predict(X, raw_score=True, num_threads=1) + np.arcsinh(X) @ spec.coefs[0] + spec.intercepts[0])))
+    down = np.exp(reg.predict(X, raw_score=True, num_threads=1))
+    params = np.zeros(3 * len(ACTIONS) + 3)
+    params[:3] = [2.0, 0.5, 0.25]  # w, alpha, beta of click; nothing else is compiled in
+    params[-3] = 9.0  # lambda: no p_skip output, so it must not count
+    scorer = build_native(spec)
+    assert scorer is not None
+    np.testing.assert_allclose(scorer.score(X, params), 2.0 * p * (1 + 0.5 * down + 0.25 * 0.7), rtol=1e-13, atol=1e-13)
 
 
 @needs_native
