@@ -9,7 +9,7 @@ and (``--n-boot`` > 0) bootstrap intervals.  Writes ``ope_slate.json`` (one row
 per logging x reward x K x estimator: bias, its standard error over seeds,
 RMSE, mean reported se, coverage of both intervals) and ``ope_slate.png``.
 
-    python bench/ope_slate.py [--out runs/ope_slate] [--requests 2000] [--seeds 20] [--lengths 5,10,15,20,25] [--n-boot 200]
+    python bench/ope_slate.py [--out runs/ope_slate] [--requests 2000] [--seeds 20] [--lengths 5,10,15,20,25] [--n-boot 200] [--replot]
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ax.set_title(f"{reward}: {label}", fontsize=9)
             ax.set_xlabel("list length K")
     axes[0][0].legend(fontsize=7, ncol=2)
+    axes[2][0].legend(fontsize=7, ncol=2)  # the uniform row adds the pseudoinverse
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -122,7 +123,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--lengths", default="5,10,15,20,25")
     ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--replot", action="store_true", help="Redraw ope_slate.png from the ope_slate.json in --out.")
     a = ap.parse_args()
+    if a.replot:
+        plot(json.loads((a.out / "ope_slate.json").read_text())["rows"], a.out / "ope_slate.png")
+        return
     lengths = [int(x) for x in a.lengths.split(",")]
     t0 = time.perf_counter()
     rows = run(a.requests, a.seeds, lengths, a.n_boot)
