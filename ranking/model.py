@@ -113,6 +113,17 @@ class RankerModel:
         self.backend = "auto"
         self.fingerprint_: str | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The model's state without its native scorers: machine code and ctypes pointers do not pickle.
+
+        Spark broadcasts a model to its executors, and ``copy.copy`` goes through here too; the
+        copy scores with the numpy forest until :meth:`prepare` loads the native code again
+        (from the on-disk cache: milliseconds).
+        """
+        state = self.__dict__.copy()
+        state["_natives"] = {}
+        return state
+
     def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Every head's P and every regression's expectation.
 

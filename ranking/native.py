@@ -79,7 +79,7 @@ _CHUNK = 1024  # rows per native call: the block of X and the scratch stay in L2
 #: Rows from which a second thread pays for itself (thread hand-off costs ~50 us).
 _MIN_ROWS_PER_THREAD = 16384
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # build_native holds it while its check scores (which may start the pool)
 _stats = {"compiled": 0, "loaded": 0, "rejected": 0}
 _executors: dict[int, ThreadPoolExecutor] = {}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import pickle
 from dataclasses import replace
 from functools import lru_cache
 
@@ -110,6 +111,15 @@ def test_numpy_fallback_gives_the_same_scores(prepared, monkeypatch):
     off.prepare()
     assert off._natives == {needed_predictions(off.weights): None}
     np.testing.assert_array_equal(off.score(X), fallback)
+
+
+@needs_native
+def test_a_pickled_model_travels_without_native_code_and_scores_the_same(prepared):
+    """Spark broadcasts models by pickling them; the native scorer stays behind, the numpy path serves."""
+    X = _rows(prepared, 50)
+    clone = pickle.loads(pickle.dumps(prepared))
+    assert clone._natives == {}
+    np.testing.assert_allclose(clone.score(X), prepared.score(X), rtol=0, atol=1e-12)
 
 
 @needs_native
