@@ -242,14 +242,12 @@ class RankerModel:
         for booster, got in zip(boosters, raw, strict=True):
             if not np.array_equal(got, booster.predict(X, raw_score=True, num_threads=1)):
                 return False
-        if only is None:
-            return True
-        want = value_function(self._predict_numpy(X, 1, only), weights)
+        want = value_function(self._predict_numpy(X, 1, only), weights)  # reads only the predictions the weights use
         got_score = scorer.score(X, value_params(weights))
         return bool(np.allclose(got_score, want, rtol=1e-12, atol=1e-12, equal_nan=True))
 
     def prepare(self, weights: ValueWeights | None = None, full: bool = False) -> bool:
-        """Compile what :meth:`score` under ``weights`` uses (and, with ``full``, :meth:`predict` of every output).
+        """Compile what :meth:`score` under ``weights`` uses, or with ``full`` every output (:meth:`predict` and :meth:`score`).
 
         Builds the native scorer (:mod:`ranking.native`; LLVM takes about a
         second per model the first time, then it is loaded from the on-disk
@@ -258,20 +256,22 @@ class RankerModel:
         the first request.  Only a prepared model scores natively: training and
         evaluation, which predict once per model, stay on the numpy forest and
         pay no compilation.  Returns whether the trees compiled (False:
-        LightGBM's predict serves them).
+        LightGBM's predict serves them).  The ``full`` scorer also serves
+        :meth:`score` under any weights (a term of weight 0 adds exactly 0),
+        so one compilation serves a caller that writes every prediction.
         """
         w = weights or self.weights
-        done = []
-        for only in (needed_predictions(w), None) if full else (needed_predictions(w),):
-            forest = self._forest(only, self._outputs(only)[2])
-            done.append(self._native(only, w) is not None or forest is not None)
-        return all(done)
+        need = needed_predictions(w)
+        forest = self._forest(need, self._outputs(need)[2])  # the numpy fallback of score()
+        if full:
+            forest = self._forest(None, self._outputs(None)[2])
+        return self._native(None if full else need, w) is not None or forest is not None
 
     def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
         """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
         w = weights or self.weights
         only = needed_predictions(w)
-        native = self._natives.get(only) if self.backend != "numpy" else None  # built by prepare()
+        native = (self._natives.get(only) or self._natives.get(None)) if self.backend != "numpy" else None  # built by prepare()
         X = np.ascontiguousarray(X, dtype=np.float64)
         if native is not None and X.ndim == 2 and X.shape[1] == native.n_features:
             return native.score(X, value_params(w), num_threads if num_threads > 0 else available_cpus())

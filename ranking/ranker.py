@@ -72,6 +72,10 @@ class FeedRanker(RankerBase):
         Sets the model's :attr:`~ranking.model.RankerModel.backend`: "auto"
         scores with native code where it builds (:mod:`ranking.native`),
         "numpy" never does; default: leave the model's as it is.
+    full : bool
+        Compile the native code for every prediction (what :meth:`rank_frame`
+        and :meth:`score_frame` write) instead of just the score's (what
+        :meth:`rank`, the simulator's slot, needs); it serves both.
 
     Attributes
     ----------
@@ -88,6 +92,7 @@ class FeedRanker(RankerBase):
         profiles: pl.DataFrame | None = None,
         num_threads: int = 0,
         backend: str | None = None,
+        full: bool = False,
     ) -> None:
         if backend is not None:
             if backend not in BACKENDS:
@@ -98,7 +103,7 @@ class FeedRanker(RankerBase):
         self.profiles = profiles if profiles is not None else model.profiles
         self.num_threads = num_threads
         self.t_skip_s = model.t_skip_s if model.feature_set.uses_dwell else None
-        model.prepare(self.weights)  # so that the first rank() request does not pay for it
+        model.prepare(self.weights, full=full)  # so that the first request does not pay for it
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], **kwargs: Any) -> FeedRanker:
@@ -254,8 +259,7 @@ def rank_candidates_file(
         rank_within_requests(pl.DataFrame({"score": [0.0]}), top_k)  # validates top_k before any work
     check_output_file(out, "out", overwrite=overwrite)
     check_not_input(out, {"candidates": candidates, "model": model_dir, "logs": logs_dir}, "out")
-    ranker = FeedRanker.load(model_dir, weights=weights)
-    ranker.model.prepare(ranker.weights, full=True)  # every prediction is written: compile predict()'s trees too
+    ranker = FeedRanker.load(model_dir, weights=weights, full=True)  # every prediction is written
     frame = _read_candidates(candidates)
     source = str(candidates)
     fs = ranker.feature_set

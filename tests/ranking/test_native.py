@@ -53,12 +53,16 @@ def _frame():
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """A copy of the tiny model prepared for native scoring, its cache in a temporary folder."""
+    """A copy of the tiny model prepared for native scoring of every output (one build serves predict() and
+    score() under any weights: what FeedRanker(full=True) and rank_candidates_file use), its cache in a
+    temporary folder.  The score-only build (FeedRanker's default) is the same code over a subset of the
+    outputs: tests/ranking/test_ranker.py serves the simulator with it, the small-spec test below checks it."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DWELLRANK_NATIVE_CACHE", str(tmp_path_factory.mktemp("native-cache")))
     model = copy.copy(tiny_model("dwell"))
     model._natives, model._forests = {}, {}
-    model.prepare()
+    model.prepare(full=True)
+    assert list(model._natives) == [None]
     yield model
     mp.undo()
 
@@ -72,12 +76,17 @@ def _rows(model, n_rows):
 @pytest.mark.parametrize("n_rows", [1, 7, 1000])
 def test_scores_equal_lightgbm_plus_the_folded_lr(prepared, n_rows):
     X = _rows(prepared, n_rows)
-    native = prepared._natives[needed_predictions(prepared.weights)]
+    native = prepared._natives[None]
     assert native is not None
-    np.testing.assert_allclose(prepared.score(X), _reference(prepared, X, prepared.weights), rtol=0, atol=1e-12)
-    _, _, boosters = prepared._outputs(needed_predictions(prepared.weights))
+    for weights in (prepared.weights, prepared.weights.engagement_only()):
+        np.testing.assert_allclose(prepared.score(X, weights), _reference(prepared, X, weights), rtol=0, atol=1e-12)
+    _, _, boosters = prepared._outputs(None)
     for got, booster in zip(native.raw_scores(X), boosters, strict=True):
         np.testing.assert_array_equal(got, booster.predict(X, raw_score=True, num_threads=1))  # trees: bit for bit
+    preds = prepared.predict(X)  # every prediction, from the native raw scores
+    for name, head in prepared.heads.items():
+        logit = head.folded_.predict(X, raw_score=True, num_threads=1) + np.arcsinh(X) @ head.raw_coef_ + head.intercept_
+        np.testing.assert_allclose(preds[f"p_{name}"], 1 / (1 + np.exp(-logit)), rtol=1e-13, atol=1e-15)
 
 
 @needs_native
@@ -91,7 +100,7 @@ def test_every_asinh_branch_and_the_value_weights_argument(prepared):
     w = replace(base, w={a: v * (i + 1) for i, (a, v) in enumerate(base.w.items())}, skip_penalty=3.0)
     assert needed_predictions(w) == needed_predictions(base)
     want = _reference(prepared, X, w)
-    got = prepared._natives[needed_predictions(w)].score(X, value_params(w))
+    got = prepared._natives[None].score(X, value_params(w))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-12)
 
 
@@ -108,8 +117,8 @@ def test_numpy_fallback_gives_the_same_scores(prepared, monkeypatch):
     monkeypatch.setenv("DWELLRANK_NATIVE", "0")
     off = copy.copy(prepared)
     off._natives = {}
-    off.prepare()
-    assert off._natives == {needed_predictions(off.weights): None}
+    off.prepare(full=True)
+    assert off._natives == {None: None}
     np.testing.assert_array_equal(off.score(X), fallback)
 
 
