@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pyspark.sql.types import DataType, StructType
 
 __all__ = [
+    "DeferredChecks",
     "check_table_spark",
     "col",
     "polars_schema",
@@ -72,6 +73,7 @@ def read_tables_spark(
     columns: Mapping[str, Sequence[str]],
     spark: SparkSession | None,
     what: str = "this stage",
+    deferred: tuple[str, ...] = (),
 ) -> tuple[dict[str, DataFrame], dict[str, str]]:
     """Read and check the tables named in ``columns``, as :func:`dwellrank_logs.io.scan_table` reads and checks them.
 
@@ -91,6 +93,10 @@ def read_tables_spark(
         Reads a path; default the session active in this thread.
     what : str
         The stage, for the message of a mapping that lacks a table.
+    deferred : tuple of str
+        Tables whose value checks (row count, nulls, domains) the caller runs
+        itself inside its own first pass over them, with :class:`DeferredChecks`;
+        their schema is checked here.
 
     Returns
     -------
@@ -116,7 +122,7 @@ def read_tables_spark(
         names = catalog_names(logs, tuple(columns))
         for t, frame in logs_for_spark(logs, tuple(columns), spark).items():  # type: ignore[union-attr]
             tables[t], sources[t] = frame, CATALOG_SCHEME + names[t]
-            check_table_spark(frame, t, tuple(columns[t]), sources[t])
+            _check(frame, t, tuple(columns[t]), sources[t], t in deferred)
     elif isinstance(logs, Mapping):
         for t in columns:
             if t not in logs:
@@ -124,7 +130,7 @@ def read_tables_spark(
             if not isinstance(logs[t], DataFrame):
                 raise ConfigError(f"the {t} table must be a Spark DataFrame, got {type(logs[t]).__name__}")
             tables[t], sources[t] = logs[t], f"<{t} table>"
-            check_table_spark(tables[t], t, tuple(columns[t]), sources[t])
+            _check(tables[t], t, tuple(columns[t]), sources[t], t in deferred)
     else:
         session = session_of(spark, "reading logs")
         src = os.fspath(logs)
@@ -150,8 +156,71 @@ def read_tables_spark(
             except Exception as exc:  # AnalysisException and py4j errors, with a JVM stack trace
                 raise SchemaError(f"{sources[t]}: cannot read the {t} table ({spark_message(exc)})") from exc
             tables[t] = frame
-            check_table_spark(frame, t, tuple(columns[t]), sources[t])  # table by table, as the polars reader
+            _check(frame, t, tuple(columns[t]), sources[t], t in deferred)  # table by table, as the polars reader
     return tables, sources
+
+
+def _check(frame: DataFrame, table: str, columns: tuple[str, ...], source: str, deferred: bool) -> None:
+    if deferred:
+        DeferredChecks(frame, table, columns, source)  # the schema now; the values in the caller's pass
+    else:
+        check_table_spark(frame, table, columns, source)
+
+
+class DeferredChecks:
+    """:func:`check_table_spark`'s value checks, run inside a caller's own aggregation of the table.
+
+    The schema is checked on construction.  :attr:`indicators` are per-row
+    LONG columns (a 1 per row, per null of each non-null column, per
+    out-of-domain value of each domain column) whose sums are all the
+    checks need: the caller selects them with its other columns, sums them
+    in any grouping (the sums are additive), and passes the totals to
+    :meth:`judge`, which raises the same error, with the same message, as
+    :func:`check_table_spark`.  This saves a pass over a large table.  A
+    table whose key is among ``columns`` (a distinct count, not additive)
+    cannot be checked this way.
+    """
+
+    def __init__(self, frame: DataFrame, table: str, columns: tuple[str, ...], source: str) -> None:
+        from pyspark.sql import functions as F
+
+        spec = TABLES[table]
+        if spec.key is not None and spec.key in columns:
+            raise ValueError(f"the {table} table's key '{spec.key}' needs a distinct count: use check_table_spark")
+        validate_frame(
+            pl.LazyFrame(schema=polars_schema(frame.schema, list(columns), source)),
+            table,
+            source=source,
+            columns=columns,
+            check_domains=False,
+        )
+        self.frame, self.table, self.source, self.spec = frame, table, source, spec
+        wanted = [spec.column(c) for c in columns]
+        self.non_null = [c.name for c in wanted if not c.nullable]
+        self.domains = [c for c in wanted if c.domain is not None]
+        self.indicators: dict[str, Column] = {"_chk_rows": F.lit(1).cast("long")}
+        self.indicators.update({f"_chk_null{i}": col(c).isNull().cast("long") for i, c in enumerate(self.non_null)})
+        self.indicators.update({f"_chk_bad{i}": _outside(c).cast("long") for i, c in enumerate(self.domains)})
+
+    def totals(self, frame: DataFrame) -> dict[str, Any]:
+        """The sums of the indicator columns of ``frame`` (the caller's table that carries them), read as this table."""
+        from pyspark.sql import functions as F
+
+        return cast(
+            dict[str, Any],
+            _collect(lambda: frame.agg(*(F.sum(c).alias(c) for c in self.indicators)).collect()[0].asDict(), self.table, self.source),
+        )
+
+    def judge(self, totals: Mapping[str, Any]) -> int:
+        """Raise the first failing check's error from the indicators' ``totals`` (by name); else the row count."""
+        rows = int(totals["_chk_rows"] or 0)
+        nulls = {c: int(totals[f"_chk_null{i}"]) for i, c in enumerate(self.non_null) if totals[f"_chk_null{i}"]}
+        if nulls:
+            _raise_nulls(self.spec, nulls, rows, self.source)
+        for i, c in enumerate(self.domains):
+            if totals[f"_chk_bad{i}"]:
+                _raise_domain(self.frame, c, self.table, self.source)
+        return rows
 
 
 def check_table_spark(frame: DataFrame, table: str, columns: tuple[str, ...], source: str) -> int:
@@ -185,9 +254,7 @@ def check_table_spark(frame: DataFrame, table: str, columns: tuple[str, ...], so
     key = spec.key if spec.key is not None and spec.key in columns else None
     domains = [c for c in wanted if c.domain is not None]
 
-    def outside(c: Any) -> Column:
-        return ~col(c.name).isin(list(c.domain)) & col(c.name).isNotNull()
-
+    outside = _outside
     aggs = [F.count(F.lit(1)).alias("_rows")]
     aggs += [F.count(F.when(col(c).isNull(), F.lit(1))).alias(f"_null{i}") for i, c in enumerate(non_null)]
     if key is not None:
@@ -210,13 +277,22 @@ def check_table_spark(frame: DataFrame, table: str, columns: tuple[str, ...], so
         )
     for i, c in enumerate(domains):
         if got[f"_bad{i}"]:
-            bad = _collect(
-                lambda c=c: [r[0] for r in frame.where(outside(c)).select(col(c.name)).distinct().orderBy(c.name).limit(5).collect()],
-                table,
-                source,
-            )
-            raise SchemaError(f"{source}: column '{c.name}' has unknown value(s) {bad}; expected one of {', '.join(c.domain or ())}")
+            _raise_domain(frame, c, table, source)
     return rows
+
+
+def _outside(c: Any) -> Column:
+    """True where the domain column ``c`` holds a value outside its domain (null is not outside)."""
+    return ~col(c.name).isin(list(c.domain)) & col(c.name).isNotNull()
+
+
+def _raise_domain(frame: DataFrame, c: Any, table: str, source: str) -> None:
+    bad = _collect(
+        lambda: [r[0] for r in frame.where(_outside(c)).select(col(c.name)).distinct().orderBy(c.name).limit(5).collect()],
+        table,
+        source,
+    )
+    raise SchemaError(f"{source}: column '{c.name}' has unknown value(s) {bad}; expected one of {', '.join(c.domain or ())}")
 
 
 def _raise_nulls(spec: TableSchema, nulls: dict[str, int], rows: int, source: str) -> None:

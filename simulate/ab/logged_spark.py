@@ -36,7 +36,7 @@ import polars as pl
 from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import VIRAL_COLUMNS
 from dwellrank_logs.spark import require_pyspark
-from dwellrank_logs.spark_tables import col, read_tables_spark, reduced_to_polars, run_reduction, timestamp_micros
+from dwellrank_logs.spark_tables import DeferredChecks, col, read_tables_spark, reduced_to_polars, run_reduction, timestamp_micros
 from simulate.ab.aggregates import AGGREGATES, FIXED_LIMIT_S, NS_PER_S, daily_frame, seconds_from_parts
 from simulate.ab.config import ARMS
 from simulate.ab.logged import NEEDED_COLUMNS, LogReduction, experiment_members
@@ -77,7 +77,9 @@ def reduce_logs_spark(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "the A/B analysis")
+    # The impressions' value checks (nulls) run in the reduction's own pass over them, not in a pass of their own.
+    tables, sources = read_tables_spark(logs, NEEDED_COLUMNS, spark, "the A/B analysis", deferred=("impressions",))
+    checks = DeferredChecks(tables["impressions"], "impressions", NEEDED_COLUMNS["impressions"], sources["impressions"])
     members = tables["members"].select(col("member_id").cast("long").alias("member_id"), col("arm").cast("string").alias("arm"))
     arms, n_outside = experiment_members(reduced_to_polars(members, "members"), config, sources["members"])
     control, treatment = config.arms
@@ -99,11 +101,12 @@ def reduce_logs_spark(
     dated = sess.withColumn("w", w).withColumn("day", _day(col("start_us")))
     # Every sum is additive: the impressions are summed per session before the join (one row per session
     # crosses the shuffle, not one per impression), and these rows feed both jobs: computed once.
-    terms = _session_terms(tables["impressions"], dated, config.t_skip_s).persist(StorageLevel.MEMORY_AND_DISK)
+    terms = _session_terms(tables["impressions"], dated, config.t_skip_s, checks).persist(StorageLevel.MEMORY_AND_DISK)
     # The sessions counted per (member, day, window): the active days and both jobs' session counts, no count_distinct
     # over the sessions themselves.
     days = dated.groupBy("member_id", "day", "w").agg(F.count(F.lit(1)).alias("n_sessions")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        checks.judge(checks.totals(terms))  # the first job: it also fills the cache
         per_member = _member_sums(days.join(inside, "member_id", "left_semi"), terms.join(inside, "member_id", "left_semi"), len(windows))
         rows = reduced_to_polars(per_member, "sessions and impressions")
         daily = _daily(days, terms, inside, arms, period.start_us // DAY_US, period.pre_days + period.n_days)
@@ -122,11 +125,13 @@ def reduce_logs_spark(
     )
 
 
-def _session_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float) -> DataFrame:
-    """The sums of :func:`simulate.ab.impression_terms` per (member, session) with a known session, in a window or not.
+def _session_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float, checks: DeferredChecks) -> DataFrame:
+    """The sums of :func:`simulate.ab.impression_terms` per (member, session), in a window or not.
 
-    ``n`` impressions, then each count and float part of the impression terms summed; keyed by the
-    impression's own member_id (as the polars engine groups), with its session's start, window and day.
+    ``n`` impressions, then each count and float part of the impression terms summed, and the
+    impressions' check indicators; keyed by the impression's own member_id (as the polars engine
+    groups), with its session's start, window and day (null for a session the sessions table lacks:
+    those impressions count in the checks only, as the polars engine's inner join leaves them out).
     """
     from functools import reduce
 
@@ -150,10 +155,11 @@ def _session_terms(impressions: DataFrame, dated: DataFrame, t_skip_s: float) ->
         *_split_seconds(dwell, "dwell_s"),
         *_split_seconds(time_s, "time_s"),
         *_split_seconds(well, "well_s"),
+        *(c.alias(name) for name, c in checks.indicators.items()),
     )
     parts = [c for c in flags.columns if c not in ("member_id", "session_id")]
     per_session = flags.groupBy("member_id", "session_id").agg(F.count(F.lit(1)).alias("n"), *(F.sum(c).alias(c) for c in parts))
-    return per_session.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "inner")
+    return per_session.join(dated.select("session_id", "start_us", "w", "day"), "session_id", "left")
 
 
 def _member_sums(sessions: DataFrame, terms: DataFrame, n_windows: int) -> DataFrame:
