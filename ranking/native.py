@@ -433,7 +433,7 @@ def _module_ir(spec: ScorerSpec) -> tuple[str, str, int]:
         return b.select(b.fcmp_unordered("uno", x, x), x, res)  # NaN stays NaN
 
     # Column by column over the block (the block's rows stay in L2): loops without calls vectorise,
-    # and the loops with libm calls keep few values live across the calls.
+    # the polynomials for asinh and exp included.
     n_heads = len(spec.heads)
     acc = b.gep(raw, [b.mul(n, ir.Constant(I64, k_out))])  # (n_heads, n): the LR's dot products, then P(head)
     zb = b.gep(acc, [b.mul(n, ir.Constant(I64, n_heads))])  # (n,): one transformed feature
