@@ -13,6 +13,7 @@ import copy
 import hashlib
 import os
 import pickle
+import sys
 from dataclasses import replace
 from functools import lru_cache
 
@@ -248,3 +249,16 @@ def test_available_cpus_respects_the_affinity_and_the_cgroup_quota(tmp_path, fil
 def test_feedranker_backend_is_validated():
     with pytest.raises(ConfigError, match="backend must be one of auto, numpy, got 'gpu'"):
         FeedRanker(tiny_model("dwell"), backend="gpu")
+
+
+def test_without_lleaves_the_backend_is_off_and_the_numpy_forest_serves(monkeypatch):
+    """An install without the [fast] extra: importing lleaves fails, prepare() still compiles the numpy forest."""
+    monkeypatch.setitem(sys.modules, "lleaves", None)
+    monkeypatch.setitem(sys.modules, "lleaves.compiler", None)
+    assert not native_available()
+    model = copy.copy(tiny_model("dwell"))
+    model._natives = {}
+    assert model.prepare()  # the numpy forest compiled
+    assert model._natives == {needed_predictions(model.weights): None}
+    X = _rows(model, 7)
+    np.testing.assert_allclose(model.score(X), _reference(model, X, model.weights), rtol=0, atol=1e-12)
