@@ -238,6 +238,9 @@ def demo(out: str, seed: int, members: int, days: int, overwrite: bool, quiet: b
     help="Exploration temperature of the OPE logging ranker.",
 )
 @click.option(
+    "--ope-k", type=int, default=_AB.ope_k, show_default=True, help="Feed positions of OPE's whole-feed value (every slate estimator)."
+)
+@click.option(
     "--warmup-members",
     type=int,
     default=PresetContext.warmup_members,
@@ -261,6 +264,7 @@ def simulate_ab(
     ope: bool,
     ope_reward: str,
     ope_temperature: float,
+    ope_k: int,
     warmup_members: int,
     warmup_days: int,
     out: str,
@@ -288,6 +292,7 @@ def simulate_ab(
         ope=ope,
         ope_reward=ope_reward,
         ope_temperature=ope_temperature,
+        ope_k=ope_k,
     )
     result = run_named_ab(
         cfg,

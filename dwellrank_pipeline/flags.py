@@ -60,6 +60,7 @@ FLAG_OF = {
     "pre_days": "--pre-days",
     "ope_reward": "--ope-reward",
     "ope_temperature": "--ope-temperature",
+    "ope_k": "--ope-k",
     "warmup_members": "--warmup-members",
     "warmup_days": "--warmup-days",
     "max_epochs": "--epochs",

@@ -98,22 +98,77 @@ def format_ab_table(result: ABResult) -> str:
             f"± : half-width of the {round(100 * (1 - cfg.alpha))}% interval; ! : interval misses the simulator's truth; "
             "ESS: effective sample size of the weights"
         )
+    if result.ope and "feed" in result.ope:
+        lines += _feed_lines(result.ope["feed"], result.ope["reward"], cfg.alpha)
     for w in result.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
+def _feed_lines(feed: dict[str, Any], reward: str, alpha: float) -> list[str]:
+    """The whole-feed OPE rows: one per slate estimator, value and half-width per target, against the truth."""
+    names = list(feed["targets"])
+    lines = [
+        "",
+        f"off-policy evaluation of the feed ({reward} count over the first {feed['k']} positions), {feed['n_requests']:,} requests "
+        f"(logged feeds: observed {feed['logging']['observed_reward']:.4f}, truth {feed['logging']['truth_logged_feeds']:.4f}):",
+        f"{'estimator':<29}" + "".join(f"{n:>22}" for n in names),
+        f"{'truth':<29}" + "".join(f"{feed['targets'][n]['truth']:>22.4f}" for n in names),
+    ]
+    for est in feed["targets"][names[0]]["estimates"]:
+        cells = []
+        for n in names:
+            e = feed["targets"][n]["estimates"][est]
+            if e["value"] is None or e["ci_low"] is None:
+                cells.append("no support".rjust(22))
+                continue
+            half = (e["ci_high"] - e["ci_low"]) / 2
+            cells.append(f"{_num(e['value'])} ±{_num(half, 3)}{'' if e['covers'] else '!'}".rjust(22))
+        lines.append(f"{est:<29}" + "".join(cells))
+    lines.append(
+        f"± : half-width of the {round(100 * (1 - alpha))}% interval; ! : misses the truth; no support: the target's feed never matches the log"
+    )
+    return lines
+
+
+def _plot_feed(ax: Any, feed: dict[str, Any], alpha: float) -> None:
+    """Every slate estimator's value and interval per target, beside the truth (dashed)."""
+    names = list(feed["targets"])
+    ests = list(feed["targets"][names[0]]["estimates"])
+    width = 0.8 / len(names)
+    for j, (n, color) in enumerate(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False)):
+        t = feed["targets"][n]
+        for i, est in enumerate(ests):
+            e = t["estimates"][est]
+            x = i + (j - (len(names) - 1) / 2) * width
+            if e["value"] is None or e["ci_low"] is None:
+                continue
+            ax.plot([x, x], [e["ci_low"], e["ci_high"]], color=color, lw=2)
+            ax.plot(x, e["value"], "o", color=color, label=n if i == 0 else None)
+        ax.axhline(t["truth"], color=color, ls="--", lw=1, label=f"{n}: truth")
+    ax.set_xticks(range(len(ests)), ests, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"expected count over the first {feed['k']} positions")
+    ax.set_title(f"off-policy evaluation of the feed: estimates with {round(100 * (1 - alpha))}% intervals vs the simulator's truth")
+    ax.legend(fontsize=8, ncol=2 * len(names))
+
+
 def plot_report(result: ABResult, path: str | os.PathLike[str]) -> None:
-    """``report.png``: relative effects with intervals, and daily trajectories per arm."""
+    """``report.png``: relative effects with intervals, daily trajectories per arm, and the whole-feed OPE when run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     eff = result.effects
-    fig = plt.figure(figsize=(13, 8), constrained_layout=True)
-    grid = fig.add_gridspec(3, 2, width_ratios=[1.1, 1])
-    ax = fig.add_subplot(grid[:, 0])
+    feed = result.ope.get("feed") if result.ope else None
+    if feed is None:
+        fig = plt.figure(figsize=(13, 8), constrained_layout=True)
+        grid = fig.add_gridspec(3, 2, width_ratios=[1.1, 1])
+    else:  # one more row below, for the whole-feed OPE
+        fig = plt.figure(figsize=(13, 12), constrained_layout=True)
+        grid = fig.add_gridspec(4, 2, width_ratios=[1.1, 1], height_ratios=[1, 1, 1, 1.6])
+        _plot_feed(fig.add_subplot(grid[3, :]), feed, result.config.alpha)
+    ax = fig.add_subplot(grid[:3, 0])
     names = eff["metric"].to_list()[::-1]
     rel = [100 * (v if v is not None and math.isfinite(v) else math.nan) for v in eff["rel_diff"].to_list()[::-1]]
     lo = [100 * (v if v is not None and math.isfinite(v) else math.nan) for v in eff["rel_ci_low"].to_list()[::-1]]

@@ -21,7 +21,7 @@ from simulate.intents import make_intents
 from simulate.tables import nan_to_null
 from simulate.world import Members, action_probabilities, engage_probability, sample_members
 
-__all__ = ["REWARDS", "OracleRanker", "arm_truth", "expected_reward", "world_members"]
+__all__ = ["REWARDS", "OracleRanker", "arm_truth", "expected_reward", "feed_truth", "view_probability", "world_members"]
 
 #: Rewards with a closed-form truth: observable ones (click, viral, not_skipped) and the latent ``engaged``.
 REWARDS = ("click", "viral", "not_skipped", "engaged")
@@ -178,3 +178,86 @@ def arm_truth(
     return pl.DataFrame({"member_id": ids, "arm": members["arm"], "true_skip_rate": skip, "true_engage_rate": engage}).with_columns(
         nan_to_null(pl.col("true_skip_rate", "true_engage_rate"))
     )
+
+
+def view_probability(config: WorldConfig, n_feed: np.ndarray, n_positions: int, feed_length: int | np.ndarray | None = None) -> np.ndarray:
+    """P(the member views position k) of each feed request, for positions ``0 .. n_positions - 1``.
+
+    The simulator's scrolling (:func:`simulate.impressions.view_feeds`): a
+    session with ``n_feed`` feed events views ``min(1 + Poisson(lam), L)``
+    positions, ``lam = max(views_per_feed_event * n_feed - 1, 0)``, drawn
+    before and independently of what the feed shows.  So position ``k < L`` is
+    viewed with probability ``P(Poisson(lam) >= k)`` (1 at the top), and
+    positions ``>= L`` never.
+
+    Parameters
+    ----------
+    config : WorldConfig
+    n_feed : ndarray of int, shape (n,)
+        Feed events of each requesting session (>= 1).
+    n_positions : int >= 1
+        ``K``.
+    feed_length : int or ndarray of int, shape (n,), optional
+        ``L`` per request (``min(feed_length, candidates)``); ``config.feed_length`` by default.
+
+    Returns
+    -------
+    ndarray of float, shape (n, K), probabilities
+    """
+    from scipy.stats import poisson
+
+    if not (is_integer(n_positions) and n_positions >= 1):
+        raise ConfigError(f"n_positions must be an integer >= 1, got {n_positions!r}")
+    lam = np.maximum(config.views_per_feed_event * np.asarray(n_feed, dtype=np.float64) - 1.0, 0.0)
+    k = np.arange(n_positions)
+    p = poisson.sf(k[None, :] - 1, lam[:, None])  # P(Poisson >= k) = sf(k - 1); sf(-1) = 1
+    length = np.broadcast_to(np.asarray(config.feed_length if feed_length is None else feed_length), lam.shape)
+    return np.where(k[None, :] < length[:, None], p, 0.0)
+
+
+def feed_truth(
+    config: WorldConfig,
+    members: Members,
+    member: np.ndarray,
+    utype: np.ndarray,
+    topic: np.ndarray,
+    quality: np.ndarray,
+    n_feed: np.ndarray,
+    reward: str = "click",
+    feed_length: int | np.ndarray | None = None,
+) -> np.ndarray:
+    """True expected whole-feed reward of each request: ``sum_k P(view k) E[r | update at k, position k]``.
+
+    Viewing depth is exogenous (:func:`view_probability`) and each impression
+    responds independently given its position (:func:`simulate.world.respond`),
+    so the expected reward summed over the first ``K`` positions is this sum
+    of closed forms (:func:`expected_reward`); an unviewed position counts 0.
+
+    Parameters
+    ----------
+    config, members
+        As in :func:`expected_reward`.
+    member : ndarray of int, shape (n,)
+    utype, topic : ndarray of int, shape (n, K)
+        Update type code and topic of the update at each of the first ``K`` positions.
+    quality : ndarray of float, shape (n, K)
+    n_feed : ndarray of int, shape (n,)
+        Feed events of each requesting session.
+    reward : {'click', 'viral', 'not_skipped', 'engaged'}
+    feed_length : int or ndarray, optional
+        As in :func:`view_probability`.
+
+    Returns
+    -------
+    ndarray of float, shape (n,), expected reward count over the first K positions
+    """
+    ut = np.asarray(utype, dtype=np.int64)
+    if ut.ndim != 2 or ut.shape[0] != np.asarray(member).shape[0]:
+        raise ConfigError(f"utype must have shape (n, K) with n = len(member) = {np.asarray(member).shape[0]}, got {ut.shape}")
+    n, k = ut.shape
+    pos = np.broadcast_to(np.arange(k), (n, k))
+    mem = np.broadcast_to(np.asarray(member, dtype=np.int64)[:, None], (n, k))
+    per = expected_reward(
+        config, members, mem.ravel(), ut.ravel(), np.asarray(topic).ravel(), np.asarray(quality, float).ravel(), pos.ravel(), reward
+    ).reshape(n, k)
+    return (view_probability(config, n_feed, k, feed_length) * per).sum(axis=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dwellrank_logs.checks import check_int
 from dwellrank_logs.errors import ConfigError
 from simulate.checks import check_non_negative_int, check_open_unit, check_positive_number
 from simulate.config import WorldConfig
@@ -51,6 +52,9 @@ class ABConfig:
         Top-slot reward of the off-policy evaluation.
     ope_temperature : float > 0
         Exploration temperature of the logging ranker.
+    ope_k : int in [1, world.feed_length]
+        Positions of the feed value that OPE also estimates with every slate
+        estimator (:class:`simulate.ope.OPEConfig`'s ``feed_k``).
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -65,6 +69,7 @@ class ABConfig:
     ope: bool = False
     ope_reward: str = "click"
     ope_temperature: float = 1.0
+    ope_k: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.world, WorldConfig):
@@ -81,6 +86,9 @@ class ABConfig:
         if self.ope_reward not in OPE_REWARDS:
             raise ConfigError(f"ope_reward must be one of {list(OPE_REWARDS)}, got {self.ope_reward!r}")
         check_positive_number("ope_temperature", self.ope_temperature)
+        check_int("ope_k", self.ope_k, 1)
+        if self.ope_k > self.world.feed_length:
+            raise ConfigError(f"ope_k must be <= the feed length ({self.world.feed_length}), got {self.ope_k}")
 
     @property
     def resolved_t_skip_s(self) -> float:
@@ -106,6 +114,8 @@ class ABConfig:
             "ope": self.ope,
             "ope_reward": self.ope_reward,
             "ope_temperature": self.ope_temperature,
+            # Only with OPE on, so reports of runs without it keep their bytes.
+            **({"ope_k": self.ope_k} if self.ope else {}),
             "world": self.world.to_dict(),
         }
 

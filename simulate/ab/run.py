@@ -131,7 +131,12 @@ def run_ab(
     ope = None
     if config.ope:
         ope_cfg = OPEConfig(
-            world=config.world, seed=config.seed, reward=config.ope_reward, temperature=config.ope_temperature, alpha=config.alpha
+            world=config.world,
+            seed=config.seed,
+            reward=config.ope_reward,
+            temperature=config.ope_temperature,
+            alpha=config.alpha,
+            feed_k=config.ope_k,
         )
         ope = run_ope(ope_cfg, control, {ARMS[0]: control, ARMS[1]: treatment})
         for name, t in ope["targets"].items():

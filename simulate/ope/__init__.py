@@ -16,7 +16,9 @@ of the update it puts first, over the logged feed requests
 * :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR;
 * :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes and exact
   position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md);
-* :mod:`simulate.ope.slate_synthetic` -- synthetic ranked feeds with a known truth per reward structure.
+* :mod:`simulate.ope.slate_synthetic` -- synthetic ranked feeds with a known truth per reward structure;
+* :mod:`simulate.ope.feed` -- the simulator's whole-feed value (``OPEConfig.feed_k``): position propensities of
+  the logged feeds and every slate estimator for a deterministic target.
 """
 
 from simulate.exploration import ExplorationRanker
@@ -24,6 +26,9 @@ from simulate.ope.estimators import OPEEstimate
 from simulate.ope.estimators import doubly_robust
 from simulate.ope.estimators import ips
 from simulate.ope.estimators import snips
+from simulate.ope.feed import feed_estimates
+from simulate.ope.feed import pl_marginals_at
+from simulate.ope.feed import top_k_rows
 from simulate.ope.recorder import OPERecorder
 from simulate.ope.recorder import top_rows
 from simulate.ope.reward import OPE_REWARDS
@@ -66,10 +71,12 @@ __all__ = [
     "estimate_slates",
     "expected_under",
     "factorised_pseudoinverse_weight",
+    "feed_estimates",
     "fit_reward_model",
     "ips",
     "observed_reward",
     "pl_conditionals",
+    "pl_marginals_at",
     "pl_position_marginals",
     "pl_prefix_steps",
     "prefix_product",
@@ -87,6 +94,7 @@ __all__ = [
     "switch_dr",
     "synthetic_slates",
     "take_logged",
+    "top_k_rows",
     "top_rows",
     "uniform_ranking_gamma",
 ]

@@ -1,4 +1,4 @@
-"""Recording, per logged feed request, what the logging ranker and each target put first."""
+"""Recording, per logged feed request, what the logging ranker and each target put first (and, for the feed value, in the first K positions)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import polars as pl
 
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, ranker_t_skip_s
+from simulate.exploration import _standardise
+from simulate.ope.feed import pl_marginals_at, top_k_rows
 from simulate.ope.reward_model import reward_features
 
 __all__ = ["OPERecorder", "top_rows"]
@@ -46,9 +48,23 @@ class OPERecorder(RankerBase):
     update_types : tuple of str
     rng : numpy.random.Generator
         For the targets' ``rank`` calls.
+    feed_k : int >= 1, optional
+        Also record the first ``feed_k`` positions of each feed (:meth:`records`'
+        ``feed_*`` keys); needs an :class:`simulate.exploration.ExplorationRanker`
+        logging ranker, whose Plackett-Luce logits give the position marginals.
     """
 
-    def __init__(self, logging: Ranker, targets: Mapping[str, Ranker], update_types: tuple[str, ...], rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        logging: Ranker,
+        targets: Mapping[str, Ranker],
+        update_types: tuple[str, ...],
+        rng: np.random.Generator,
+        feed_k: int | None = None,
+    ) -> None:
+        if feed_k is not None and not (hasattr(logging, "last_base_scores") and hasattr(logging, "temperature")):
+            raise ConfigError(f"feed_k needs an ExplorationRanker logging ranker (its Plackett-Luce logits), got {type(logging).__name__}")
+        self.feed_k = feed_k
         self.logging = logging
         self.targets = dict(targets)
         self.update_types = update_types
@@ -63,7 +79,8 @@ class OPERecorder(RankerBase):
         req = candidates["request_id"].to_numpy()
         upd = candidates["update_id"].to_numpy()
         logged = top_rows(out.scores, req)
-        picks = {name: top_rows(self._target_scores(t, candidates, history), req) for name, t in self.targets.items()}
+        scores = {name: self._target_scores(t, candidates, history) for name, t in self.targets.items()}
+        picks = {name: top_rows(sc, req) for name, sc in scores.items()}
         rows = np.concatenate([logged, *picks.values()])
         feats = reward_features(candidates[rows], history, self.update_types)
         k = logged.size
@@ -77,8 +94,57 @@ class OPERecorder(RankerBase):
         for j, (name, p) in enumerate(picks.items(), start=1):
             part[f"{name}_update"] = upd[p]
             part[f"{name}_x"] = feats[j * k : (j + 1) * k]
+        if self.feed_k is not None:
+            part.update(self._feed_part(candidates, history, out, scores, req, upd))
         self._parts.append(part)
         return out
+
+    def _feed_part(
+        self,
+        candidates: pl.DataFrame,
+        history: HistoryTables,
+        out: RankOutput,
+        scores: dict[str, np.ndarray],
+        req: np.ndarray,
+        upd: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The first ``feed_k`` positions: logged and target updates, PL steps and marginals, reward-model features."""
+        k = int(self.feed_k or 0)
+        step = np.asarray(out.propensity)
+        logged = top_k_rows(out.scores, req, k)  # (n, K) rows
+        targets = {name: top_k_rows(sc, req, k) for name, sc in scores.items()}
+        # The logits ExplorationRanker sampled from: its base scores standardised per request, over the temperature.
+        base: np.ndarray = self.logging.last_base_scores  # type: ignore[attr-defined]
+        logits = _standardise(base, req) / float(self.logging.temperature)  # type: ignore[attr-defined]
+        starts = np.r_[0, np.flatnonzero(req[1:] != req[:-1]) + 1]
+        counts = np.diff(np.r_[starts, req.size])
+        grid = np.full((starts.size, int(counts.max())), -np.inf)  # (n, max candidates), -inf pads absent items
+        col = np.arange(req.size) - np.repeat(starts, counts)
+        grid[np.repeat(np.arange(starts.size), counts), col] = logits
+        # Only cells where some target agrees with the log need the logging marginal (elsewhere the target's weight is 0).
+        need = np.zeros(logged.shape, dtype=bool)
+        for rows in targets.values():
+            need |= rows == logged
+        marginal = np.full(logged.shape, np.nan)
+        any_need = need.any(axis=1)
+        if any_need.any():
+            marginal[any_need] = pl_marginals_at(grid[any_need], col[logged[any_need]])
+        n = logged.shape[0]
+        feats = reward_features(
+            candidates[np.concatenate([logged.ravel(), *(r.ravel() for r in targets.values())])], history, self.update_types
+        )
+        feats = feats.reshape(1 + len(targets), n, k, feats.shape[1])
+        part: dict[str, np.ndarray] = {
+            "feed_logged_update": upd[logged],
+            "feed_logged_step": step[logged],
+            "feed_logged_marginal": marginal,
+            "feed_logged_x": feats[0],
+            "feed_n_candidates": counts,
+        }
+        for j, (name, rows) in enumerate(targets.items(), start=1):
+            part[f"feed_{name}_update"] = upd[rows]
+            part[f"feed_{name}_x"] = feats[j]
+        return part
 
     def _target_scores(self, target: Ranker, candidates: pl.DataFrame, history: HistoryTables) -> np.ndarray:
         # A deterministic base ranker that is also a target need not score the same candidates twice.

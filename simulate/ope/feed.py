@@ -1,0 +1,190 @@
+"""Whole-feed off-policy evaluation in the simulator: per-position propensities of the logged feeds and every slate estimator.
+
+The estimand of :func:`simulate.ope.run_ope` with ``feed_k = K`` is the
+**feed value** of a deterministic target ranker: the expected reward summed
+over the first ``K`` positions of its feed (clicks, viral actions or
+not-skipped views), with the simulator's own position effect and viewing
+depth (:func:`simulate.truth.feed_truth`).  In the simulator every position's
+reward depends only on the update there (viewing depth is drawn before and
+independently of the feed), so the reward is additive over (update, position)
+pairs: standard slate IPS, independent IPS, cascade IPS and cascade DR are all
+unbiased; the pseudoinverse here uses the factorised weight, which is exact
+only for logging independent across positions, and Plackett-Luce is not.
+
+* :func:`top_k_rows` -- the row of each request's candidate at each of the first ``K`` positions;
+* :func:`pl_marginals_at` -- exact ``P(logged item at its position)`` of a Plackett-Luce ranker, only for the
+  first ``K`` positions (cheaper than :func:`simulate.ope.slate_propensity.pl_position_marginals`);
+* :func:`feed_estimates` -- every estimator of :mod:`simulate.ope.slate` for a deterministic target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dwellrank_logs.checks import is_integer
+from dwellrank_logs.errors import ConfigError
+from simulate.ope.estimators import OPEEstimate
+from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_independent_ips, slate_pseudoinverse, slate_standard_ips
+from simulate.ope.slate_propensity import factorised_pseudoinverse_weight, prefix_product
+
+__all__ = ["feed_estimates", "pl_marginals_at", "top_k_rows"]
+
+# The exponential-race quadrature of simulate.ope.slate_propensity (trapezoid in log time, ~1e-12).
+_STEP = 0.1
+_LOG_T_LOW = -34.0
+_MIN_WEIGHT = 1e-30
+_CHUNK_CELLS = 4_000_000  # requests x grid x positions x items per chunk
+
+
+def top_k_rows(scores: np.ndarray, request_id: np.ndarray, k: int) -> np.ndarray:
+    """Row index of each request's candidate at positions ``0 .. k-1``, shape (n_requests, k).
+
+    The simulator's order (descending score, ties by candidate order, as
+    :func:`simulate.ope.recorder.top_rows`); requests in order of first
+    appearance, rows of one request contiguous.
+
+    Raises
+    ------
+    ConfigError
+        A request has fewer than ``k`` candidates.
+    """
+    if not (is_integer(k) and k >= 1):
+        raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+    rid = np.asarray(request_id)
+    n = rid.size
+    if n == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(rid[1:] != rid[:-1]) + 1]
+    counts = np.diff(np.r_[starts, n])
+    if counts.min() < k:
+        raise ConfigError(f"feed_k = {k} exceeds the candidates of request {rid[starts[counts.argmin()]].item()!r} ({counts.min()})")
+    grp = np.repeat(np.arange(starts.size), counts)
+    order = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64), grp))  # grouped, best first
+    return order[starts[:, None] + np.arange(k)[None, :]]
+
+
+def pl_marginals_at(logits: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """Exact ``P(item[i, k] is placed at position k | x_i)`` of a Plackett-Luce ranker, shape (n, K).
+
+    The exponential race of :func:`simulate.ope.slate_propensity.pl_position_marginals`
+    (item j arrives at ``T_j ~ Exp(w_j)``), but only the ``K`` cells asked for:
+    ``P(j at k) = int w_j e^{-w_j t} P(exactly k others arrived by t) dt``, the
+    Poisson-binomial of the others truncated at degree ``K - 1`` (products
+    only, no deconvolution).  Cost ``O(n G (m K + K^3))``.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (n, m)
+        Scores divided by the temperature; ``-inf`` marks a padded, absent item.
+    item : ndarray of int, shape (n, K)
+        Distinct items of each row (indices into ``logits``' columns, finite logits).
+
+    Returns
+    -------
+    ndarray, shape (n, K), probabilities
+    """
+    s = np.asarray(logits, dtype=np.float64)
+    a = np.asarray(item)
+    if s.ndim != 2 or a.ndim != 2 or a.shape[0] != s.shape[0] or np.isnan(s).any() or (s == np.inf).any():
+        raise ConfigError(f"need logits (n, m) without NaN or +inf and item (n, K), got {s.shape} and {a.shape}")
+    n, k = a.shape
+    if n == 0:
+        return np.zeros((0, k))
+    rows = np.arange(n)[:, None]
+    if not np.isfinite(s[rows, a]).all():
+        raise ConfigError("item must index finite logits (a present item)")
+    w = np.exp(s - s.max(axis=1, keepdims=True))
+    w = np.where(w > 0, np.maximum(w, _MIN_WEIGHT), 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    rest = w.copy()
+    rest[rows, a] = 0.0  # the others outside the K logged items
+    w_item = w[rows, a]  # (n, K)
+    out = np.empty((n, k))
+    chunk = max(1, _CHUNK_CELLS // (1000 * k * s.shape[1]))
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        wc = w[sl]
+        hi = float(np.log(40.0 / wc[wc > 0].min())) + 1.0  # e^{-w t} < e^-40 beyond: every item has arrived
+        t = np.exp(np.arange(_LOG_T_LOW, hi + _STEP, _STEP))
+        out[sl] = _race_at(rest[sl], w_item[sl], t)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _race_at(rest: np.ndarray, w_item: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """:func:`pl_marginals_at` for a chunk: weights of the others (c, m) (0 for logged or absent), logged (c, K), grid t (G,)."""
+    k = w_item.shape[1]
+    coef = np.zeros((rest.shape[0], t.size, k))  # P(exactly r of the rest arrived by t), r < K
+    coef[..., 0] = 1.0
+    for j in np.flatnonzero((rest > 0).any(axis=0)):
+        p = -np.expm1(-rest[:, j, None] * t[None, :])[..., None]  # (c, G, 1)
+        coef[..., 1:] = coef[..., 1:] * (1 - p) + coef[..., :-1] * p
+        coef[..., :1] *= 1 - p
+    p_item = -np.expm1(-w_item[:, None, :] * t[None, :, None])  # (c, G, K)
+    dens = w_item[:, None, :] * t[None, :, None] * np.exp(-w_item[:, None, :] * t[None, :, None])  # dt = t dlog t
+    out = np.empty(w_item.shape)
+    for pos in range(k):
+        c = coef.copy()
+        for other in range(k):  # the other logged items join the race
+            if other != pos:
+                p = p_item[..., other : other + 1]
+                c[..., 1:] = c[..., 1:] * (1 - p) + c[..., :-1] * p
+                c[..., :1] *= 1 - p
+        f = c[..., pos] * dens[..., pos]  # (c, G)
+        out[:, pos] = _STEP * (f.sum(axis=1) - 0.5 * (f[:, 0] + f[:, -1]))
+    return out
+
+
+def feed_estimates(
+    reward: np.ndarray,
+    logged: np.ndarray,
+    target: np.ndarray,
+    logging_step: np.ndarray,
+    logging_marginal: np.ndarray,
+    q_logged: np.ndarray,
+    q_target: np.ndarray,
+    alpha: float = 0.05,
+) -> dict[str, OPEEstimate]:
+    """Every slate estimator, plain and self-normalised, of a deterministic target's feed value (normal intervals).
+
+    Parameters
+    ----------
+    reward : ndarray, shape (n, K)
+        Observed reward at each of the first ``K`` positions (0 where not viewed).
+    logged, target : ndarray of int, shape (n, K)
+        Update at each position of the logged feed and of the target's feed.
+    logging_step : ndarray, shape (n, K)
+        The logging ranker's Plackett-Luce step propensity of each logged update.
+    logging_marginal : ndarray, shape (n, K)
+        ``P(logged update at its position)`` under the logging ranker; read only
+        where the target puts the same update there (NaN elsewhere is fine).
+    q_logged, q_target : ndarray, shape (n, K)
+        A reward model of each position at the logged and at the target's update.
+    alpha : float in (0, 1)
+
+    Returns
+    -------
+    dict of name to OPEEstimate
+        ``slate_ips``, ``independent_ips``, ``cascade_ips``, ``cascade_dr``,
+        ``pseudoinverse_factorised`` and their ``sn_`` versions.
+    """
+    same = np.asarray(logged) == np.asarray(target)
+    target_marginal = same.astype(np.float64)
+    target_prefix = np.cumprod(same, axis=1).astype(np.float64)
+    logging_prefix = prefix_product(logging_step)
+    # The target puts probability 0 on a mismatched cell: its weight is 0 whatever mu is there.
+    mu = np.where(same, np.asarray(logging_marginal, dtype=np.float64), 1.0)
+    g = factorised_pseudoinverse_weight(mu, target_marginal)
+    out: dict[str, OPEEstimate] = {}
+    for sn in (False, True):
+        ests = [
+            slate_standard_ips(reward, logging_prefix[:, -1], target_prefix[:, -1], self_normalised=sn, alpha=alpha),
+            slate_independent_ips(reward, mu, target_marginal, self_normalised=sn, alpha=alpha),
+            slate_cascade_ips(reward, logging_prefix, target_prefix, self_normalised=sn, alpha=alpha),
+            slate_cascade_dr(reward, logging_prefix, target_prefix, q_logged, q_target, self_normalised=sn, alpha=alpha),
+        ]
+        pi = slate_pseudoinverse(reward, g, self_normalised=sn, alpha=alpha)
+        out.update({e.estimator: e for e in ests})
+        out[pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised")] = OPEEstimate(
+            pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised"), pi.value, pi.se, pi.ci_low, pi.ci_high, pi.n
+        )
+    return out

@@ -1,0 +1,144 @@
+"""Whole-feed OPE in the simulator: the truth against the simulator's own scrolling, the propensities, and the estimators over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dwellrank_logs.errors import ConfigError
+from simulate import PopularityRanker, WorldConfig
+from simulate.impressions import view_feeds
+from simulate.ope import OPEConfig, run_ope
+from simulate.ope.feed import pl_marginals_at, top_k_rows
+from simulate.ope.slate_propensity import pl_position_marginals
+from simulate.serving import Feeds
+from simulate.truth import feed_truth, view_probability, world_members
+
+# Few candidates and a short feed, so that the target's feed often matches the log even at K = 3.
+WORLD = WorldConfig(n_members=250, n_days=3, candidates_per_request=8, feed_length=6)
+K = 3
+SEEDS = range(6)
+UNBIASED = ("slate_ips", "independent_ips", "cascade_ips", "cascade_dr")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """run_ope with feed_k = 3: an exploring popularity ranker (temperature 1) logs, popularity is the target."""
+    return [run_ope(OPEConfig(world=WORLD, seed=s, feed_k=K), PopularityRanker(), {"pop": PopularityRanker()}) for s in SEEDS]
+
+
+def test_pl_marginals_at_equal_the_full_exponential_race():
+    """pl_marginals_at's cells equal pl_position_marginals (itself checked against enumerating all orders) to 1e-12,
+    also with -inf padding for absent items."""
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(25, 9)) * 1.5
+    item = np.argsort(-(s + rng.gumbel(size=s.shape)), axis=1)[:, :4]
+    full = pl_position_marginals(s)
+    ref = full[np.arange(25)[:, None], item, np.arange(4)[None, :]]
+    np.testing.assert_allclose(pl_marginals_at(s, item), ref, atol=1e-12)
+    padded = np.c_[s, np.full((25, 3), -np.inf)]
+    np.testing.assert_allclose(pl_marginals_at(padded, item), ref, atol=1e-12)
+
+
+def test_top_k_rows_is_the_stable_descending_order():
+    scores = np.array([0.1, 0.5, 0.5, 0.2, 3.0, 1.0, 2.0])
+    req = np.array([7, 7, 7, 7, 9, 9, 9])
+    np.testing.assert_array_equal(top_k_rows(scores, req, 3), [[1, 2, 3], [4, 6, 5]])
+    with pytest.raises(ConfigError, match=r"feed_k = 4 exceeds the candidates of request 9 \(3\)"):
+        top_k_rows(scores, req, 4)
+
+
+def test_feed_truth_equals_a_replay_of_the_simulators_scrolling_and_response():
+    """feed_truth against simulate.impressions.view_feeds itself: 4,000 replays of 6 fixed feeds
+    (viewing depth and responses drawn by the engine's functions); mean clicks over the first K positions
+    within 4 standard errors of the closed form, for each feed."""
+    cfg = WorldConfig(n_members=50, n_days=1, candidates_per_request=8, feed_length=6)
+    members = world_members(cfg, 4)
+    rng = np.random.default_rng(1)
+    n_upd, r, c, reps = 30, 6, 8, 4000
+    pool = {
+        "utype": rng.integers(0, len(cfg.update_types), n_upd),
+        "topic": rng.integers(0, cfg.n_topics, n_upd),
+        "quality": rng.normal(0.5, 1.0, n_upd),
+        "author": rng.integers(0, cfg.n_members, n_upd),
+    }
+    cand = np.stack([rng.choice(n_upd, c, replace=False) for _ in range(r)])  # (r, c)
+    order = np.stack([rng.permutation(c)[: cfg.feed_length] for _ in range(r)])
+    member = rng.integers(0, cfg.n_members, r)
+    n_feed = np.array([1, 1, 2, 1, 3, 1])
+    sess = {
+        "session_id": np.arange(r * reps),
+        "start_us": np.zeros(r * reps, dtype=np.int64),
+        "first_feed_s": np.zeros(r * reps),
+        "n_feed": np.tile(n_feed, reps),
+    }
+    feeds = Feeds(
+        requests=np.arange(r * reps),
+        member=np.tile(member, reps),
+        candidates=np.tile(cand.ravel(), reps),
+        n_candidates=c,
+        order=np.tile(order, (reps, 1)),
+        propensity=np.full(r * reps * c, np.nan),
+    )
+    imp = view_feeds(cfg, members, sess, pool, feeds, rng)
+    top = imp["position"] < K
+    clicks = np.bincount(imp["session_row"][top], weights=imp["clicked"][top], minlength=r * reps).reshape(reps, r)
+    upd = cand[np.arange(r)[:, None], order[:, :K]]  # (r, K)
+    truth = feed_truth(cfg, members, member, pool["utype"][upd], pool["topic"][upd], pool["quality"][upd], n_feed, "click")
+    se = clicks.std(axis=0, ddof=1) / math.sqrt(reps)
+    assert (np.abs(clicks.mean(axis=0) - truth) < 4 * se + 1e-9).all(), (clicks.mean(axis=0), truth, se)
+
+
+def test_view_probability_of_the_top_and_beyond_the_feed():
+    cfg = WorldConfig(feed_length=3)
+    p = view_probability(cfg, np.array([1, 2]), 4)
+    lam = cfg.views_per_feed_event - 1
+    np.testing.assert_allclose(p[0, :3], [1.0, 1 - math.exp(-lam), 1 - math.exp(-lam) * (1 + lam)], rtol=1e-12)
+    assert (p[:, 3] == 0).all() and (p[:, 0] == 1).all()
+
+
+def test_logged_feeds_observed_reward_matches_their_truth(runs):
+    """The simulator's impressions of the logged feeds against feed_truth of the same feeds: over seeds, the mean
+    of (observed - truth) / se_bound is within 3 / sqrt(seeds) (se_bound = sqrt(K truth / n) bounds the sd, so z is conservative)."""
+    z = [
+        (f["logging"]["observed_reward"] - f["logging"]["truth_logged_feeds"])
+        / math.sqrt(K * f["logging"]["truth_logged_feeds"] / f["n_requests"])
+        for f in (r["feed"] for r in runs)
+    ]
+    assert all(abs(v) < 4 for v in z) and abs(np.mean(z)) < 3 / math.sqrt(len(z)), z
+
+
+def test_unbiased_estimators_have_bias_within_noise_and_cover(runs):
+    """Every position's reward depends only on the update there, so standard, independent and cascade IPS and
+    cascade DR are unbiased: over 6 seeds the mean error is within 3 standard errors of the seeds' spread, and
+    at least 4 of 6 intervals cover (P(X <= 3) = 0.002 for Binomial(6, 0.95))."""
+    for est in UNBIASED:
+        err = np.array([r["feed"]["targets"]["pop"]["estimates"][est]["value"] - r["feed"]["targets"]["pop"]["truth"] for r in runs])
+        assert abs(err.mean()) < 3 * err.std(ddof=1) / math.sqrt(err.size) + 1e-12, (est, err)
+        covered = sum(r["feed"]["targets"]["pop"]["estimates"][est]["covers"] for r in runs)
+        assert covered >= 4, (est, covered)
+
+
+def test_top_slot_figures_are_those_of_a_run_without_the_feed():
+    """feed_k only adds the feed section: the top-slot truth and estimates equal run_ope's without it."""
+    cfg = OPEConfig(world=WORLD, seed=3)
+    plain = run_ope(cfg, PopularityRanker(), {"pop": PopularityRanker()})
+    with_feed = run_ope(OPEConfig(world=WORLD, seed=3, feed_k=K), PopularityRanker(), {"pop": PopularityRanker()})
+    assert "feed" not in plain and "feed" in with_feed
+    assert plain["targets"] == with_feed["targets"] and plain["logging"] == with_feed["logging"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"feed_k": 0}, r"feed_k must be an integer >= 1, got 0"),
+        ({"feed_k": 7}, r"feed_k must be <= world.feed_length \(6\), got 7"),
+        ({"feed_k": 2.5}, r"feed_k must be an integer >= 1, got 2.5"),
+        ({"switch_tau": -1.0}, r"switch_tau must be a number >= 0 .* got -1.0"),
+    ],
+)
+def test_bad_feed_settings_are_refused(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        OPEConfig(world=WORLD, **kwargs)
