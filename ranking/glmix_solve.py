@@ -28,6 +28,9 @@ import numpy as np
 
 __all__ = ["SortedBlock", "block_scores", "newton_fit", "sort_block"]
 
+#: Entities whose full (p, p) Hessians are built and solved at once.
+_SOLVE_ENTITIES = 16_384
+
 
 @dataclass(frozen=True)
 class SortedBlock:
@@ -47,6 +50,14 @@ class SortedBlock:
         Whether features ``i`` and ``j`` are both nonzero in some row.  Pairs
         that never are (two levels of one one-hot group) have Hessian entry 0
         for every entity and are not computed.
+    indicator : ndarray, shape (p,), bool
+        Features whose values are all 0 or 1 (one-hot levels, flags).
+    active : ndarray, shape (k, n_rows), int16
+        The indicator features equal to 1 in each row, ascending, padded with
+        -1 (``k``: the most in any row).  A Hessian entry of two indicators is
+        the sum of ``w`` over the rows holding both, so it is counted from these
+        slots with one weighted ``np.bincount`` per slot pair instead of a
+        product over every row.
     """
 
     ids: np.ndarray
@@ -54,6 +65,8 @@ class SortedBlock:
     starts: np.ndarray
     XT: np.ndarray
     together: np.ndarray
+    indicator: np.ndarray
+    active: np.ndarray
 
     @property
     def counts(self) -> np.ndarray:
@@ -81,7 +94,19 @@ def sort_block(ids: np.ndarray, X: np.ndarray) -> SortedBlock:
     for a in range(0, perm.size, 1 << 20):
         nz = (XT[:, a : a + (1 << 20)] != 0).astype(np.float32)  # (p, rows)
         cooc += nz @ nz.T  # co-occurrence counts by BLAS, exact in float32 within a chunk (< 2^24 rows)
-    return SortedBlock(ids=s[first].astype(np.int64), perm=perm, starts=starts, XT=XT, together=cooc > 0)
+    indicator = np.array([bool(((XT[j] == 0) | (XT[j] == 1)).all()) for j in range(X.shape[1])], dtype=bool)
+    n_on = np.zeros(perm.size, dtype=np.int16)
+    for j in np.flatnonzero(indicator):
+        n_on += XT[j].astype(np.int16)
+    active = np.full((int(n_on.max(initial=0)), perm.size), -1, dtype=np.int16)
+    n_on[:] = 0
+    for j in np.flatnonzero(indicator):  # ascending: slot t of a row holds its t-th indicator that is 1
+        on = np.flatnonzero(XT[j])
+        active[n_on[on], on] = j
+        n_on[on] += 1
+    return SortedBlock(
+        ids=s[first].astype(np.int64), perm=perm, starts=starts, XT=XT, together=cooc > 0, indicator=indicator, active=active
+    )
 
 
 def _chunks(starts: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
@@ -161,14 +186,19 @@ def newton_fit(
     tri = np.full((p, p), iu.size, dtype=np.int64)  # index iu.size: an appended column of zeros
     tri[iu, ju] = tri[ju, iu] = np.arange(iu.size)
     sym = tri.ravel()
+    # Pairs of two indicators are counted from the active slots; the others are products.
+    dense = np.flatnonzero(~(block.indicator[iu] & block.indicator[ju]))
+    slot_pairs = [(t, u) for t in range(block.active.shape[0]) for u in range(t, block.active.shape[0])]
+    row_entity = np.repeat(np.arange(n_ent), block.counts) if slot_pairs else np.zeros(0, dtype=np.int64)
     chunks = _chunks(block.starts, chunk_rows)
     precision = 1.0 / prior_var
     rows_max = max((int(block.starts[b] - block.starts[a]) for a, b in chunks), default=0)
     # Buffers reused by every chunk and step: fresh arrays this large are mmap-ed and page-faulted
     # on every allocation, which cost more than the arithmetic.
-    pair = np.empty((iu.size, rows_max))  # (pairs, rows)
+    pair = np.empty((dense.size, rows_max))  # (dense pairs, rows)
     resid = np.empty((p, rows_max))  # (p, rows)
     wx = np.empty(rows_max)
+    hess_buf = np.empty((min(n_ent, _SOLVE_ENTITIES), p * p))
     steps = 0
     for steps in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         grad = coef * precision  # (E, p)
@@ -183,16 +213,24 @@ def newton_fit(
             np.multiply(XT, mu - y[r0:r1], out=resid[:, :m])
             grad[a:b] += np.add.reduceat(resid[:, :m], seg, axis=1).T
             last_i = -1
-            for k in range(iu.size):
+            for q, k in enumerate(dense):
                 if iu[k] != last_i:
                     last_i = int(iu[k])
                     np.multiply(XT[last_i], w, out=wx[:m])
-                np.multiply(wx[:m], XT[ju[k]], out=pair[k, :m])
-            if iu.size:
-                hess_up[a:b, :-1] = np.add.reduceat(pair[:, :m], seg, axis=1).T
-        hess = hess_up.take(sym, axis=1).reshape(n_ent, p, p)  # one gather fills both triangles
-        hess.reshape(n_ent, p * p)[:, :: p + 1] += precision  # the prior makes every system positive definite
-        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]  # (E, p)
+                np.multiply(wx[:m], XT[ju[k]], out=pair[q, :m])
+            if dense.size:
+                hess_up[a:b, dense] = np.add.reduceat(pair[:, :m], seg, axis=1).T
+            for t, u in slot_pairs:
+                cu = block.active[u, r0:r1]
+                on = np.flatnonzero(cu >= 0)  # slot t <= u is then filled too
+                key = (row_entity[r0:r1][on] - a) * (iu.size + 1) + tri[block.active[t, r0:r1][on], cu[on]]
+                hess_up[a:b] += np.bincount(key, weights=w[on], minlength=(b - a) * (iu.size + 1)).reshape(b - a, iu.size + 1)
+        step = np.empty((n_ent, p))
+        for e0 in range(0, n_ent, _SOLVE_ENTITIES):  # full Hessians a slice of entities at a time, in one reused buffer
+            e1 = min(e0 + _SOLVE_ENTITIES, n_ent)
+            flat = np.take(hess_up[e0:e1], sym, axis=1, out=hess_buf[: e1 - e0])  # one gather fills both triangles
+            flat[:, :: p + 1] += precision  # the prior makes every system positive definite
+            step[e0:e1] = np.linalg.solve(flat.reshape(e1 - e0, p, p), grad[e0:e1, :, None])[:, :, 0]
         big = np.abs(step).max(axis=1, initial=0.0)
         step *= np.minimum(1.0, max_step / np.maximum(big, 1e-300))[:, None]
         coef -= step
