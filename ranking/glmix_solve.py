@@ -96,11 +96,12 @@ def sort_block(ids: np.ndarray, X: np.ndarray) -> SortedBlock:
         cooc += nz @ nz.T  # co-occurrence counts by BLAS, exact in float32 within a chunk (< 2^24 rows)
     indicator = np.array([bool(((XT[j] == 0) | (XT[j] == 1)).all()) for j in range(X.shape[1])], dtype=bool)
     n_on = np.zeros(perm.size, dtype=np.int16)
-    for j in np.flatnonzero(indicator):
+    ones = [int(j) for j in np.flatnonzero(indicator)]
+    for j in ones:
         n_on += XT[j].astype(np.int16)
     active = np.full((int(n_on.max(initial=0)), perm.size), -1, dtype=np.int16)
     n_on[:] = 0
-    for j in np.flatnonzero(indicator):  # ascending: slot t of a row holds its t-th indicator that is 1
+    for j in ones:  # ascending: slot t of a row holds its t-th indicator that is 1
         on = np.flatnonzero(XT[j])
         active[n_on[on], on] = j
         n_on[on] += 1
