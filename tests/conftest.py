@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,24 @@ from simulate import SimulationResult, WorldConfig, simulate
 # Property tests draw the same examples on every run: CI must not flake on a new random draw.
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.load_profile("deterministic")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Native scoring off unless a test turns it on (:func:`native_scoring`), its cache in a temporary folder.
+
+    Each model a ranker serves natively is compiled once (seconds); the suite trains hundreds of throwaway
+    models whose scores the numpy forest gives equally (to 1e-12, tests/ranking/test_native.py).  The
+    tests of the native path and the end-to-end runs turn it on.  ``DWELLRANK_NATIVE=1 pytest`` serves
+    every test natively; the user's own cache is never touched.
+    """
+    os.environ.setdefault("DWELLRANK_NATIVE", "0")
+    os.environ.setdefault("DWELLRANK_NATIVE_CACHE", tempfile.mkdtemp(prefix="dwellrank-native-tests-"))
+
+
+@pytest.fixture
+def native_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rankers in this test score natively where the [fast] extra is installed (as outside the tests)."""
+    monkeypatch.setenv("DWELLRANK_NATIVE", "1")
 
 
 @pytest.fixture(scope="session")

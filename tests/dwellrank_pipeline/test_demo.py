@@ -15,7 +15,7 @@ SMALL = pipeline.DemoSizes(members=800, days=10, ab_members=800, ab_days=6, ab_p
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage(tmp_path: Path):
+def test_demo_runs_every_stage(tmp_path: Path, native_scoring: None):
     out = tmp_path / "demo"
     lines: list[str] = []
     res = pipeline.run_demo(out, seed=1, sizes=SMALL, log=lines.append)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import lru_cache
 
@@ -29,7 +31,16 @@ from ranking.native import ScorerSpec, available_cpus, build_native, native_avai
 from ranking.value import needed_predictions
 from tests.ranking.ranking_worlds import T_SKIP_S, TINY, tiny_model, world
 
-needs_native = pytest.mark.skipif(not native_available(), reason="the [fast] extra (lleaves) is not installed")
+needs_native = pytest.mark.skipif(importlib.util.find_spec("lleaves") is None, reason="the [fast] extra (lleaves) is not installed")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native_on_for_the_module() -> Iterator[None]:
+    """tests/conftest.py turns native scoring off for the rest of the suite: on here, from the module's fixtures on."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DWELLRANK_NATIVE", "1")
+    yield
+    mp.undo()
 
 
 def _reference(model, X, weights):

@@ -38,10 +38,11 @@ def _history():
     return history_tables(t["impressions"], t["updates"], before=None, t_skip_s=2.5)
 
 
-def test_feedranker_is_a_simulator_ranker_and_serves_more_relevant_updates():
+def test_feedranker_is_a_simulator_ranker_and_serves_more_relevant_updates(native_scoring: None):
     """Reference: the simulator's ground truth.  In the same world (same seed and size as the
     training logs, so the same members), the trained ranker must show updates whose true
-    P(engage) (truth_tables['impressions'].p_engage) is higher on average than a random order's."""
+    P(engage) (truth_tables['impressions'].p_engage) is higher on average than a random order's.
+    Served natively where the [fast] extra is installed, as outside the tests (its score-only build)."""
     ranker = FeedRanker(tiny_model("dwell"))
     assert isinstance(ranker, Ranker) and ranker.t_skip_s == 2.5
     cfg = WorldConfig(n_members=TINY[0], n_days=TINY[1])
@@ -52,7 +53,7 @@ def test_feedranker_is_a_simulator_ranker_and_serves_more_relevant_updates():
     assert ours.summary["skip_rate"] < rand.summary["skip_rate"]
 
 
-def test_rank_output_matches_the_value_function_of_the_model():
+def test_rank_output_matches_the_value_function_of_the_model(native_scoring: None):
     ranker = FeedRanker(tiny_model("dwell"))
     cand, hist = _candidates(), _history()
     out = ranker.rank(cand, hist, np.random.default_rng(0))
