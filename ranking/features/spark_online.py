@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import ACTION_COLUMNS, VIRAL_COLUMNS
+from dwellrank_logs.spark_tables import timestamp_micros
 from ranking.features.catalogue import _DEFS, _PRIOR_K, _RAW, PROFILE_COLUMNS, FeatureSet
 from ranking.features.evaluate import _HOURS_PER_US
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["DAY_US", "candidate_features_spark", "utc_micros"]
+__all__ = ["DAY_US", "candidate_features_spark"]
 
 #: Microseconds per day.
 DAY_US = 86_400_000_000
@@ -44,22 +45,6 @@ _HOUR_US = 3_600_000_000
 
 # History column -> how one impression contributes to it (flags below); n_impressions counts rows.
 _SUMS = {"n_clicks": "_click", "n_virals": "_viral", "n_not_skipped": "_ns", "n_actions": "_action"}
-
-
-def utc_micros(column: Column, spark_type: Any, time_zone: str) -> Column:
-    """Microseconds since 1970-01-01 UTC of a timestamp column (Spark ``long``).
-
-    ``timestamp`` is an instant; ``timestamp_ntz`` is read as UTC wall time, as
-    the polars engine reads a Datetime without a time zone.  ``time_zone`` is
-    the session's (``spark.sql.session.timeZone``), which the conversion of a
-    wall time goes through.
-    """
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    if isinstance(spark_type, T.TimestampNTZType):
-        column = F.convert_timezone(F.lit("UTC"), F.lit(time_zone), column).cast("timestamp")
-    return F.unix_micros(column)
 
 
 def _day(micros: Column) -> Column:
@@ -74,11 +59,7 @@ def _events(tables: Mapping[str, DataFrame], t_skip_s: float) -> DataFrame:
     from pyspark.sql import functions as F
 
     imp, ses, upd = tables["impressions"], tables["sessions"], tables["updates"]
-    tz = imp.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
-    start_type = ses.schema["start_ts"].dataType
-    sessions = ses.select(
-        F.col("session_id").cast("long").alias("session_id"), _day(utc_micros(F.col("start_ts"), start_type, tz)).alias("_day")
-    )
+    sessions = ses.select(F.col("session_id").cast("long").alias("session_id"), _day(timestamp_micros(ses, "start_ts")).alias("_day"))
     updates = upd.select(F.col("update_id").cast("long").alias("update_id"), F.col("author_id").cast("long"), F.col("topic").cast("long"))
 
     def any_of(cols: tuple[str, ...]) -> Column:
@@ -149,10 +130,8 @@ def candidate_features_spark(
     """
     from pyspark.sql import functions as F
 
-    tz = candidates.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
-    schema = candidates.schema
-    req = utc_micros(F.col("request_ts"), schema["request_ts"].dataType, tz)
-    created = utc_micros(F.col("created_ts"), schema["created_ts"].dataType, tz)
+    req = timestamp_micros(candidates, "request_ts")
+    created = timestamp_micros(candidates, "created_ts")
     cand = candidates.select(
         *keep,
         *[c for c in ("member_id", "update_id", "update_type", "author_id", "client") if c not in keep],
