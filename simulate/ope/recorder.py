@@ -121,6 +121,7 @@ class OPERecorder(RankerBase):
         grid = np.full((starts.size, int(counts.max())), -np.inf)  # (n, max candidates), -inf pads absent items
         col = np.arange(req.size) - np.repeat(starts, counts)
         grid[np.repeat(np.arange(starts.size), counts), col] = logits
+        _check_steps(grid, col[logged], step[logged])
         # Only cells where some target agrees with the log need the logging marginal (elsewhere the target's weight is 0).
         need = np.zeros(logged.shape, dtype=bool)
         for rows in targets.values():
@@ -158,3 +159,15 @@ class OPERecorder(RankerBase):
         if not self._parts:
             return {}
         return {key: np.concatenate([p[key] for p in self._parts]) for key in self._parts[0]}
+
+
+def _check_steps(logits: np.ndarray, item: np.ndarray, step: np.ndarray) -> None:
+    """Raise unless the logged step propensities are those of Plackett-Luce on ``logits`` (the marginals' source)."""
+    rows = np.arange(logits.shape[0])
+    rest = logits.copy()
+    for k in range(item.shape[1]):
+        top = rest.max(axis=1)
+        p = np.exp(logits[rows, item[:, k]] - top - np.log(np.exp(rest - top[:, None]).sum(axis=1)))
+        if not np.allclose(p, step[:, k], rtol=1e-9, atol=1e-12):
+            raise RuntimeError("the logging ranker's step propensities are not Plackett-Luce on its standardised scores")
+        rest[rows, item[:, k]] = -np.inf
