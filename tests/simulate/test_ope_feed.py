@@ -52,8 +52,8 @@ def test_top_k_rows_is_the_stable_descending_order():
 
 def test_feed_truth_equals_a_replay_of_the_simulators_scrolling_and_response():
     """feed_truth against simulate.impressions.view_feeds itself: 4,000 replays of 6 fixed feeds
-    (viewing depth and responses drawn by the engine's functions); mean clicks over the first K positions
-    within 4 standard errors of the closed form, for each feed."""
+    (viewing depth and responses drawn by the engine's functions); mean clicks and not-skipped views over the
+    first K positions within 4 standard errors of the closed form, for each feed."""
     cfg = WorldConfig(n_members=50, n_days=1, candidates_per_request=8, feed_length=6)
     members = world_members(cfg, 4)
     rng = np.random.default_rng(1)
@@ -84,11 +84,16 @@ def test_feed_truth_equals_a_replay_of_the_simulators_scrolling_and_response():
     )
     imp = view_feeds(cfg, members, sess, pool, feeds, rng)
     top = imp["position"] < K
-    clicks = np.bincount(imp["session_row"][top], weights=imp["clicked"][top], minlength=r * reps).reshape(reps, r)
     upd = cand[np.arange(r)[:, None], order[:, :K]]  # (r, K)
-    truth = feed_truth(cfg, members, member, pool["utype"][upd], pool["topic"][upd], pool["quality"][upd], n_feed, "click")
-    se = clicks.std(axis=0, ddof=1) / math.sqrt(reps)
-    assert (np.abs(clicks.mean(axis=0) - truth) < 4 * se + 1e-9).all(), (clicks.mean(axis=0), truth, se)
+    observed = {
+        "click": imp["clicked"],
+        "not_skipped": (imp["dwell_s"] >= cfg.t_skip_s) | imp["clicked"] | imp["reacted"] | imp["commented"] | imp["shared"],
+    }
+    for reward, hit in observed.items():
+        count = np.bincount(imp["session_row"][top], weights=hit[top], minlength=r * reps).reshape(reps, r)
+        truth = feed_truth(cfg, members, member, pool["utype"][upd], pool["topic"][upd], pool["quality"][upd], n_feed, reward)
+        se = count.std(axis=0, ddof=1) / math.sqrt(reps)
+        assert (np.abs(count.mean(axis=0) - truth) < 4 * se + 1e-9).all(), (reward, count.mean(axis=0), truth, se)
 
 
 def test_view_probability_of_the_top_and_beyond_the_feed():
