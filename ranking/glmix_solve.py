@@ -88,8 +88,8 @@ def sort_block(ids: np.ndarray, X: np.ndarray) -> SortedBlock:
     starts = np.r_[first, s.size].astype(np.int64)
     X = np.asarray(X, dtype=np.float64)
     XT = np.empty((X.shape[1], perm.size))
-    for j in range(X.shape[1]):  # one feature at a time: no second (n_rows, p) copy
-        XT[j] = X[:, j][perm]
+    for a in range(0, perm.size, 1 << 18):  # whole rows gathered a slice at a time: no second (n_rows, p) copy
+        XT[:, a : a + (1 << 18)] = X[perm[a : a + (1 << 18)]].T
     cooc = np.zeros((X.shape[1], X.shape[1]))
     for a in range(0, perm.size, 1 << 20):
         nz = (XT[:, a : a + (1 << 20)] != 0).astype(np.float32)  # (p, rows)
