@@ -43,22 +43,28 @@ jobs at load average 5-16, so absolute times are inflated and the 1 -> 2 core
 speed-up is not measurable there), Spark s / bare s / polars s:
 
 * tskip 11.9 / 11.2 (1.07x, goal 1.5x) / 2.0;
-* ab 225 / 11.4 (19.8x, goal 1.5x) / 35.5: the float sums are made bit-equal
-  to numpy's by ``collect_list`` of every impression as a struct per member,
-  ``sort_array`` and six ``filter`` + ``aggregate`` lambdas over the arrays
-  (no partial aggregation, every impression shuffled and sorted as a struct).
-  Fix: an order-independent exact sum on both engines (e.g. values rounded to
-  a DECIMAL(38, 12) and summed as decimals, a plain partially-aggregated
-  ``sum``), or parity within 1e-12 instead of bit equality;
+* ab 225 / 11.4 (19.8x, goal 1.5x) / 35.5 when the float sums were made
+  bit-equal to numpy's by sorting every member's impressions.  Now the
+  seconds are summed as integer nanoseconds (exact in any order, partially
+  aggregated), per (member, session) before the join with the sessions, the
+  sessions counted per (member, day, window) once for both jobs, and the
+  impressions' null checks summed in the same pass: 52 / 4.6 (11.3x) in one
+  run, 66 / 8.0 (8.3x) in another, 2026-12-02 (polars 33.8 s before the
+  change).  What is left is a hash aggregation over 1.8M (member, session)
+  groups, two joins and the members' and sessions' checks, which the bare
+  job does not do;
 * features 793 / 30.9 (25.7x, goal 3x) / out of memory under an 8 GB
-  address-space limit: every history count is a window over the full-width
-  rows (five sorts of 10M rows carrying ~50 columns, an exchange by update_id
-  then one by member_id), then a global ``orderBy`` (a sampling job and a
-  third full shuffle) before the write, and a separate profile-check job.
-  Fix: as the polars engine, aggregate the daily counts per key first (small
-  tables, partial aggregation), cumulate them with a window on those, join
-  them back on (key, day) carrying only the row keys, add the labels last;
-  sort within partitions by day instead of a global sort;
+  address-space limit, when every history count was a window over the
+  full-width rows and a global ``orderBy`` preceded the write.  With the
+  history as per-(key, day) sums joined back by hash joins, and the frame
+  written unsorted (the driver sorts what it reads and samples by a hash of
+  the row key): 425 / 9.1 (47x; the bare job was 3.4x faster than in the
+  first run, the stage 1.9x), 2026-12-02.  Partial aggregation helps little
+  where it is needed most: in the tiled world there are 0.997 distinct
+  (member, author, day) keys per impression and 0.43 (member, topic, day),
+  against 0.049 (member, day) and 0.026 (update, day), so the member x
+  author table is as large as the impressions and its window, maps and join
+  cost full shuffles;
 * engagement 161 / 20.5 (7.8x) / 8.4 (not profiled; its plan has several
   jobs and collects each member's history sessions to the driver as arrays);
 * rank, at 1M impressions (190,657 candidates, top 10): 212 / 18.1 (11.7x) /
