@@ -17,8 +17,9 @@ import pytest
 
 from dwellrank_logs.errors import DwellrankError
 from engagement import EngagementData, WindowConfig, build_dataset, read_logs
+from engagement.transitions import transition_array
 from simulate import WorldConfig, simulate_to
-from tests.engagement.test_transitions import WINDOW, _hand_counts
+from tests.engagement.test_transitions import _hand_counts
 from tests.engagement.test_transitions import _logs as transition_logs
 
 pytest.importorskip("pyspark")
@@ -187,7 +188,16 @@ def test_null_feature_column_is_the_same_error_on_both_engines(logs: Path, tmp_p
 
 
 def test_spark_transitions_equal_the_hand_counted_log(tmp_path: Path, spark: Any):
-    # The hand-written log of test_transitions: events out of row order and a tie in time (broken by type index).
-    for table, frame in transition_logs().items():
-        frame.write_parquet(tmp_path / f"{table}.parquet")
-    np.testing.assert_array_equal(build_dataset_spark(tmp_path, WINDOW, spark).transitions, _hand_counts())
+    # The hand-written log of test_transitions: events out of row order and a tie in time (broken by type
+    # index). One Spark job, the transition step alone, on the history sessions (member, session, day).
+    from engagement.spark_dataset import _day_transitions
+
+    logs = transition_logs()
+    hist = logs["sessions"].select("member_id", "session_id", day=pl.col("start_ts").dt.day() - 5).filter(pl.col("day") < 2)
+    for name, frame in (("events", logs["events"]), ("hist", hist)):
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+    got = pl.from_arrow(
+        _day_transitions(spark.read.parquet(str(tmp_path / "events.parquet")), spark.read.parquet(str(tmp_path / "hist.parquet"))).toArrow()
+    )
+    kept = pl.DataFrame({"member_id": [1, 2], "row": [0, 1]})
+    np.testing.assert_array_equal(transition_array(got, kept, 2), _hand_counts())  # type: ignore[arg-type]
