@@ -119,6 +119,7 @@ def fit_trees(
     config: HeadConfig,
     seed: int | np.random.Generator,
     objective: str = "binary",
+    weight: np.ndarray | None = None,
 ) -> lgb.Booster:
     """LightGBM trees on raw features.
 
@@ -129,6 +130,8 @@ def fit_trees(
         0/1 labels for ``binary``; non-negative targets for ``poisson``/``tweedie``.
     objective : str
         LightGBM objective.
+    weight : ndarray, shape (n_rows,), optional
+        Row weights (LightGBM's ``Dataset(weight=)``: they scale each row's gradient and hessian).
     """
     params = {
         "objective": objective,
@@ -141,7 +144,8 @@ def fit_trees(
         "verbosity": -1,
         "num_threads": config.num_threads,
     }
-    data = lgb.Dataset(np.ascontiguousarray(X, dtype=np.float64), label=np.asarray(y, dtype=np.float64), free_raw_data=True)
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
+    data = lgb.Dataset(np.ascontiguousarray(X, dtype=np.float64), label=np.asarray(y, dtype=np.float64), weight=w, free_raw_data=True)
     return lgb.train(params, data, num_boost_round=config.n_trees)
 
 
@@ -182,10 +186,14 @@ class _Standardize:
         self.kind = transform
         self.f = _TRANSFORMS[transform]
 
-    def fit(self, X: np.ndarray) -> _Standardize:
+    def fit(self, X: np.ndarray, weight: np.ndarray | None = None) -> _Standardize:
         Z = self.f(X)
-        self.mean_ = Z.mean(axis=0)
-        sd = Z.std(axis=0)
+        if weight is None:
+            self.mean_ = Z.mean(axis=0)
+            sd = Z.std(axis=0)
+        else:  # the weighted rows' moments: a fit with integer weights equals one on rows repeated that often
+            self.mean_ = np.average(Z, axis=0, weights=weight)
+            sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=weight))
         self.scale_ = np.where(sd > 1e-12, sd, 1.0)
         return self
 
@@ -228,12 +236,21 @@ class GBDTLRHead:
         Copy of ``booster_`` whose leaf outputs are ``leaf_weights_``.
     n_tree_rows_, n_lr_rows_ : int
         Rows used by the trees and by the LR.
+    weighting_ : dict, only when fitted with ``sample_weight``
+        The weight sums of the tree rows and of the LR rows (saved in ``<name>.lr.json``).
     """
 
     def __init__(self, config: HeadConfig | None = None) -> None:
         self.config = config or HeadConfig()
 
-    def fit(self, X: np.ndarray, y: np.ndarray, seed: int | np.random.Generator = 0, label: str = "y") -> GBDTLRHead:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        seed: int | np.random.Generator = 0,
+        label: str = "y",
+        sample_weight: np.ndarray | None = None,
+    ) -> GBDTLRHead:
         """Fit trees on the first rows and the LR on the rest.
 
         Parameters
@@ -243,11 +260,17 @@ class GBDTLRHead:
         seed : int or numpy.random.Generator
         label : str
             The label's name (a head of the training frame), for error messages.
+        sample_weight : ndarray, shape (n_rows,), float >= 0, optional
+            Row weights, passed to LightGBM (``weight=``) for the tree rows and
+            to the LR (``sample_weight``, and the weighted moments of its
+            standardisation) for the others (:mod:`ranking.weighting`).  The
+            split stays by rows.  None: every row weighs 1 (the unweighted fit).
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y).astype(np.float64)
         n = X.shape[0]
         cut = round(n * self.config.tree_fraction)
+        w = None if sample_weight is None else _check_weights(sample_weight, n, cut, label)
         for part, rows in (("trees", y[:cut]), ("logistic regression", y[cut:])):
             if rows.size == 0 or rows.min() == rows.max():
                 pos = int(rows.sum()) if rows.size else 0
@@ -255,14 +278,17 @@ class GBDTLRHead:
                     f"label {label!r}: the {part} part of the training rows ({rows.size:,} rows) needs both classes, "
                     f"got {pos:,} positive(s) and {rows.size - pos:,} negative(s) (train on more members or days)"
                 )
-        self.booster_ = fit_trees(X[:cut], y[:cut], self.config, seed)
+        self.booster_ = fit_trees(X[:cut], y[:cut], self.config, seed, weight=None if w is None else w[:cut])
         self.leaves_per_tree_ = _leaves_per_tree(self.booster_)
         Xl = X[cut:]
-        self.scaler_ = _Standardize(self.config.raw_transform).fit(Xl)
+        w_lr = None if w is None else w[cut:]
+        self.scaler_ = _Standardize(self.config.raw_transform).fit(Xl, w_lr)
         design = sp.hstack([sp.csr_matrix(self.scaler_.transform(Xl)), self._one_hot(Xl)], format="csr")
         with threadpool_limits(1):  # threaded BLAS in L-BFGS-B's small vector ops costs more than it saves
-            self.lr_ = LogisticRegression(C=self.config.lr_c, max_iter=500).fit(design, y[cut:])
+            self.lr_ = LogisticRegression(C=self.config.lr_c, max_iter=500).fit(design, y[cut:], sample_weight=w_lr)
         self.n_tree_rows_, self.n_lr_rows_ = cut, n - cut
+        if w is not None:
+            self.weighting_ = {"weight_sum_trees": float(w[:cut].sum()), "weight_sum_lr": float(w[cut:].sum())}
         self._fold()
         return self
 
@@ -344,6 +370,8 @@ class GBDTLRHead:
         }
         if getattr(self, "sampling_", None):  # only sampled heads carry it: unsampled files stay as they were
             doc["sampling"] = self.sampling_
+        if getattr(self, "weighting_", None):  # likewise only weighted heads
+            doc["weighting"] = self.weighting_
         (directory / f"{name}.lr.json").write_text(json.dumps(doc))
 
     @classmethod
@@ -366,8 +394,25 @@ class GBDTLRHead:
         head.n_tree_rows_, head.n_lr_rows_ = int(doc["n_tree_rows"]), int(doc["n_lr_rows"])
         if "sampling" in doc:
             head.sampling_ = doc["sampling"]
+        if "weighting" in doc:  # a record of the fit; scoring does not depend on it
+            head.weighting_ = doc["weighting"]
         head.folded_ = _fold_booster(head.booster_, head.leaf_weights_)
         return head
+
+
+def _check_weights(sample_weight: np.ndarray, n: int, cut: int, label: str) -> np.ndarray:
+    """``sample_weight`` as float64, refused unless one finite weight >= 0 per row and both parts weigh > 0."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise ConfigError(f"label {label!r}: sample_weight must have one weight per row, shape ({n},), got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError(
+            f"label {label!r}: sample_weight must be finite and >= 0, got min {np.nanmin(w)!r} and {int((~np.isfinite(w)).sum())} non-finite"
+        )
+    for part, rows in (("trees", w[:cut]), ("logistic regression", w[cut:])):
+        if rows.sum() <= 0:
+            raise ConfigError(f"label {label!r}: sample_weight of the {part} part of the training rows must sum to > 0, got {rows.sum()!r}")
+    return w
 
 
 def _fold_booster(booster: lgb.Booster, leaf_weights: list[np.ndarray]) -> lgb.Booster:

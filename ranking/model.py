@@ -2,7 +2,8 @@
 
 A model directory holds::
 
-    metadata.json      schema + feature-set name/version/columns, T_skip, seed, data sizes
+    metadata.json      schema + feature-set name/version/columns, T_skip, seed, data sizes,
+                       and dwell_weighting (ranking.weighting) when the heads were fitted with dwell weights
     weights.json       value-function weights (edit, or pass others to FeedRanker)
     heads/<h>.trees.txt, heads/<h>.lr.json          LightGBM trees, LR coefficients
     regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]; regressors/dwell.*: E[dwell_s]
@@ -383,6 +384,11 @@ def _read_metadata(meta_path: Path) -> dict[str, Any]:
             + (f" (columns differ: {diff[:6]})" if diff else "")
             + "; retrain the model"
         )
+    # A record of how the heads were weighted (ranking.weighting): scoring does not depend on it, so a weighting
+    # this library does not know is read as it is; only a record that is not one is refused.
+    dw = meta.get("dwell_weighting")
+    if dw is not None and not (isinstance(dw, dict) and isinstance(dw.get("click_weighting"), str)):
+        raise IncompatibleModelError(f"{meta_path}: dwell_weighting must be an object with a click_weighting name, got {dw!r}")
     return cast(dict[str, Any], meta)
 
 

@@ -37,6 +37,7 @@ from ranking.report import roc_points
 from ranking.sampling import DEFAULT_MAX_MEMORY, parse_memory
 from ranking.train_sampled import fit_within_budget, full_frame_bytes
 from ranking.value import default_weights
+from ranking.weighting import check_dwell_weighting, click_dwell_weights, weighting_record
 
 __all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
 
@@ -78,6 +79,14 @@ class TrainConfig:
     skip_lift : bool
         With the dwell set, also fit a P(skip) head on the base set and report
         the AUC lift of the dwell features.
+    click_weighting : {"none", "after_click_dwell"}
+        Row weights of the P(click) head (:mod:`ranking.weighting`): ``none``
+        weighs every row 1; ``after_click_dwell`` weighs each click by
+        ``d / (d + click_dwell_half_s)`` of its after-click dwell ``d``,
+        normalised to mean 1 over the clicks, so that click bounces count less.
+        Needs the impressions' ``click_dwell_s`` (not in a Spark training frame).
+    click_dwell_half_s : float, seconds
+        The after-click dwell at which a click weighs half of a long read (> 0).
     """
 
     feature_set: str = "dwell"
@@ -89,6 +98,8 @@ class TrainConfig:
     regressor: RegressorConfig = field(default_factory=RegressorConfig)
     baselines: bool = True
     skip_lift: bool = True
+    click_weighting: str = "none"
+    click_dwell_half_s: float = 10.0
 
     def __post_init__(self) -> None:
         get_feature_set(self.feature_set)
@@ -102,6 +113,12 @@ class TrainConfig:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.holdout_days, bool) or not isinstance(self.holdout_days, int) or self.holdout_days < 1:
             raise ConfigError(f"holdout_days must be an integer >= 1, got {self.holdout_days!r}")
+        check_dwell_weighting(self.click_weighting, self.click_dwell_half_s)
+
+    @property
+    def weighted(self) -> bool:
+        """Whether any head is fitted with dwell weights."""
+        return self.click_weighting != "none"
 
 
 def load_training_tables(logs: TrainingLogs) -> dict[str, pl.DataFrame | pl.LazyFrame]:
@@ -170,6 +187,11 @@ def train_ranker(
     cfg = config or TrainConfig(feature_set=feature_set, t_skip_s=t_skip_s, seed=seed)
     fs = get_feature_set(cfg.feature_set)
     tables = load_training_tables(logs)
+    if frame is not None and cfg.weighted:
+        raise ConfigError(
+            f"click_weighting={cfg.click_weighting!r} needs the impressions' click_dwell_s, which a training frame "
+            "directory does not hold; train without frame= (the polars engine) or with click_weighting='none'"
+        )
     if frame is not None:
         return _fit_frame_file(frame, member_profiles(tables["members"]), cfg, max_rows)
     if max_rows is not None:
@@ -180,11 +202,42 @@ def train_ranker(
     days = day_counts(tables, cfg.t_skip_s, cfg.t_long_s)
     if sample is None and full_frame_bytes(int(days["rows"].sum())) <= budget:
         data = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
+        if cfg.weighted:
+            data = with_click_dwell(data, tables["impressions"])
         source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
         return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0])
     seeds, sample_rng = _seeds(cfg)
     rate = None if sample is None else float(sample)
     return fit_within_budget(tables, days, cfg, member_profiles(tables["members"]), seeds, sample_rng, budget, rate)
+
+
+def with_click_dwell(frame: pl.DataFrame, impressions: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``frame`` with the impressions' after-click dwell as ``click_dwell_s`` (seconds, null without a click), row order kept.
+
+    Joined on the impression's key (session, update, time): the training
+    frame does not carry the column, and only a weighted fit reads it.
+    ``frame`` keys by ``request_id`` (a training frame) or ``session_id`` (raw rows).
+    """
+    sid = "request_id" if "request_id" in frame.columns else "session_id"
+    dwell = (
+        impressions.lazy()
+        .select(pl.col("session_id").alias(sid), "update_id", "ts", pl.col("click_dwell_s").cast(pl.Float64))
+        .unique(subset=[sid, "update_id", "ts"], keep="first")
+        .collect()
+    )
+    out = frame.join(dwell, on=[sid, "update_id", "ts"], how="left", maintain_order="left")
+    if out.height != frame.height:
+        raise SchemaError(
+            f"impressions: the key (session_id, update_id, ts) matched {out.height:,} rows for {frame.height:,} training rows"
+        )
+    return out
+
+
+def head_weights(cfg: TrainConfig, head: str, labels: pl.DataFrame) -> np.ndarray | None:
+    """The row weights of ``head`` under ``cfg`` (None: unweighted), from rows holding ``click`` and ``click_dwell_s``."""
+    if head != "click" or cfg.click_weighting == "none":
+        return None
+    return click_dwell_weights(labels["click"].to_numpy(), labels["click_dwell_s"].to_numpy().astype(np.float64), cfg.click_dwell_half_s)
 
 
 def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Generator]:
@@ -213,6 +266,10 @@ def _fit(
     first = int(cast(int, frame["day"].min()))
     if last - first + 1 < cfg.holdout_days + 2:
         raise ConfigError(f"logs span {last - first + 1} day(s); training needs at least holdout_days + 2 = {cfg.holdout_days + 2}")
+    if cfg.weighted and "click_dwell_s" not in frame.columns:
+        raise ConfigError(
+            f"click_weighting={cfg.click_weighting!r} needs a click_dwell_s column in the training frame (see with_click_dwell)"
+        )
     train = frame.filter(pl.col("day") <= last - cfg.holdout_days)
     test = frame.filter(pl.col("day") > last - cfg.holdout_days)
     X_tr, X_te = train.select(fs.columns).to_numpy(), test.select(fs.columns).to_numpy()
@@ -221,7 +278,7 @@ def _fit(
     report_heads: dict[str, Any] = {}
     for i, h in enumerate(HEADS):
         y_tr, y_te = train[h].to_numpy(), test[h].to_numpy()
-        heads[h] = GBDTLRHead(cfg.head).fit(X_tr, y_tr, seeds[i], label=h)
+        heads[h] = GBDTLRHead(cfg.head).fit(X_tr, y_tr, seeds[i], label=h, sample_weight=head_weights(cfg, h, train))
         p_te = heads[h].predict_proba(X_te)
         if cfg.baselines:
             metrics = compare_heads(X_tr, y_tr, X_te, y_te, cfg.head, seeds[i], head=heads[h])
@@ -316,6 +373,11 @@ def _metadata(
     cfg: TrainConfig, first: int, last: int, n_rows: int, n_train: int, n_test: int, source: dict[str, Any], regs: list[str]
 ) -> dict[str, Any]:
     """``metadata.json``; ``source`` holds the engine, the frame's rows and any sampling."""
+    train_config = {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)}
+    if not cfg.weighted:  # an unweighted model's metadata stays as it was before the option existed
+        for key in ("click_weighting", "click_dwell_half_s"):
+            train_config.pop(key)
+    weighting = {"dwell_weighting": weighting_record(cfg.click_weighting, cfg.click_dwell_half_s)} if cfg.weighted else {}
     return {
         "model_format": MODEL_FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -323,7 +385,7 @@ def _metadata(
         "t_skip_s": cfg.t_skip_s,
         "seed": cfg.seed,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "train_config": {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)},
+        "train_config": train_config,
         "t_long_s": cfg.t_long_s,
         "data": {
             "n_rows": n_rows,
@@ -335,6 +397,7 @@ def _metadata(
         },
         "heads": list(HEADS),
         "regressors": regs,
+        **weighting,
     }
 
 

@@ -101,7 +101,7 @@ def fit_within_budget(
     ResourceError
         When one day's chunk, or the smallest useful sample, would exceed ``budget``.
     """
-    from ranking.train import _fit_regressors, _metadata, _report, _skip_lift  # the shared report and regressions
+    from ranking.train import _fit_regressors, _metadata, _report, _skip_lift, head_weights, with_click_dwell  # shared with train
 
     fs = get_feature_set(cfg.feature_set)
     check_orphans(days)
@@ -152,6 +152,8 @@ def fit_within_budget(
     rows = pl.concat(kept)
     del kept
     train = rows.filter(pl.col("day") <= cut)
+    if cfg.weighted:  # the kept rows' after-click dwell, for their weights
+        train = with_click_dwell(train, tables["impressions"])
     test_frame = frame_from_raw(rows.filter(pl.col("day") > cut), fs, cfg.t_skip_s, cfg.t_long_s)
     del rows
     X_te = test_frame.select(fs.columns).to_numpy(order="c")
@@ -159,6 +161,7 @@ def fit_within_budget(
     del test_frame
     lab_tr = _labels(train, cfg.t_skip_s, cfg.t_long_s)
     u_tr = train["_u"].to_numpy()
+    weight_rows = lab_tr.with_columns(train["click_dwell_s"]) if cfg.weighted else lab_tr
 
     heads: dict[str, GBDTLRHead] = {}
     report_heads: dict[str, Any] = {}
@@ -169,7 +172,11 @@ def fit_within_budget(
         masks[h] = mask = plan.keep(u_tr, lab_tr[h].to_numpy())
         X, y = _matrix(train.filter(pl.Series(mask)), fs), lab_tr[h].to_numpy()[mask]
         records[h] = plan.to_dict(int(y.size), int(y.sum()))
-        heads[h] = GBDTLRHead(cfg.head).fit(X, y, seeds[i], label=h).recalibrate(plan.shift, records[h])
+        # Dwell weights multiply the sample's rows (normalised over the kept rows, which hold every click when
+        # clicks are the rarer label); the recalibration stays the sampling rates' shift alone.
+        w = head_weights(cfg, h, weight_rows)
+        w = None if w is None else w[mask]
+        heads[h] = GBDTLRHead(cfg.head).fit(X, y, seeds[i], label=h, sample_weight=w).recalibrate(plan.shift, records[h])
         y_te = test[h].to_numpy()
         background = plan.positives_before / max(plan.rows_before, 1)  # the full training rate, not the sample's
         metrics = _metrics(X, y, X_te, y_te, cfg.head, seeds[i], heads[h], plan, background, cfg.baselines)
