@@ -9,6 +9,7 @@ from dwellrank_pipeline.flags import EngineChoice, engine_options
 from ranking.features import FEATURE_SETS
 from ranking.sampling import format_bytes, parse_memory
 from ranking.train import TrainConfig
+from ranking.weighting import CLICK_WEIGHTINGS
 
 __all__ = ["train"]
 
@@ -65,6 +66,23 @@ _TRAIN = TrainConfig()
     help="Polars engine: fit from samples whatever the budget; each head keeps its rarer label and this rate "
     "of the other, the regressions this rate of all rows.",
 )
+@click.option(
+    "--click-weighting",
+    type=click.Choice(CLICK_WEIGHTINGS),
+    default=_TRAIN.click_weighting,
+    show_default=True,
+    help="Row weights of P(click): after_click_dwell weighs each click by d/(d+H) of its after-click dwell d "
+    "(mean 1 over the clicks), so click bounces count less (polars engine; recorded in metadata.json).",
+)
+@click.option(
+    "--click-dwell-half",
+    "click_dwell_half_s",
+    type=float,
+    default=_TRAIN.click_dwell_half_s,
+    show_default=True,
+    metavar="H",
+    help="With --click-weighting after_click_dwell: the after-click dwell in seconds at which a click weighs half.",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
     logs_dir: str,
@@ -80,6 +98,8 @@ def train(
     max_memory: str | None,
     sample: float | None,
     frame_dir: str | None,
+    click_weighting: str,
+    click_dwell_half_s: float,
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
@@ -99,6 +119,12 @@ def train(
     for flag, given in (("--max-memory", max_memory), ("--sample", sample)):
         if given is not None and engine.spark:
             raise ConfigError(f"{flag} bounds the polars engine; with --engine spark, --max-rows samples the frame")
+    if click_weighting != "none" and engine.spark:
+        raise ConfigError(
+            "--click-weighting reads the impressions' click_dwell_s, which the Spark training frame lacks; use the polars engine"
+        )
+    if not (0 < click_dwell_half_s < float("inf")):
+        raise ConfigError(f"--click-dwell-half must be a finite number of seconds > 0, got {click_dwell_half_s}")
     budget = None if max_memory is None else parse_memory(max_memory, "--max-memory")
     if sample is not None and not (0 < sample <= 1):
         raise ConfigError(f"--sample must be a keep rate in (0, 1], got {sample}")
@@ -112,6 +138,8 @@ def train(
             holdout_days=holdout_days,
             baselines=not no_baselines,
             skip_lift=not no_baselines,
+            click_weighting=click_weighting,
+            click_dwell_half_s=click_dwell_half_s,
         )
 
     try:
@@ -149,6 +177,8 @@ def train(
             click.echo(
                 f"  per-head samples (budget {format_bytes(s['budget_bytes'])}, seed {seed}) of {s['heads']['click']['rows_before']:,} rows: {rows}"
             )
+        if click_weighting != "none":
+            click.echo(f"  P(click) fitted with {click_weighting} weights (half weight at {click_dwell_half_s:g} s of after-click dwell)")
         for h, d in r["heads"].items():
             m = d["metrics"]
             base = f"  LR-only AUC {m['lr_only']['auc']:.3f}" if "lr_only" in m else ""
