@@ -2,8 +2,9 @@
 
 Synthetic data: ``--members`` members with lognormal activity (sd 1) share
 ``--rows`` impressions; ``--updates`` updates; the member block has
-``--member-p`` features (a one-hot update type over 5 types plus dense
-columns), the update block ``--update-p`` (an intercept plus dense columns).
+``--member-p`` features (a one-hot update type over 5 types, optionally a
+one-hot topic over ``--topics`` topics, then dense columns; ``--member-p 17
+--topics 12`` is the shape of :func:`ranking.glmix_data.glmix_designs`), the update block ``--update-p`` (an intercept plus dense columns).
 Planted coefficients N(0, 0.5^2), a N(0, 1) offset for the fixed effect.
 
 Timed (one run each, seed ``--seed``), as wall-clock and as process CPU time
@@ -45,17 +46,20 @@ from ranking.glmix import EffectDesign, GlmixConfig, GlmixModel
 from ranking.glmix_solve import SortedBlock, block_scores, newton_fit, sort_block
 
 
-def synthetic(members: int, rows: int, updates: int, member_p: int, update_p: int, rng: np.random.Generator):
+def synthetic(members: int, rows: int, updates: int, member_p: int, update_p: int, topics: int, rng: np.random.Generator):
     """Labels, offset and the two blocks' designs of a planted GLMix."""
     activity = rng.lognormal(0.0, 1.0, members)
     member = np.searchsorted(np.cumsum(activity / activity.sum()), rng.random(rows)).astype(np.int64)
     member = np.minimum(member, members - 1)
     update = rng.integers(0, updates, rows, dtype=np.int64)
     n_types = min(5, member_p)
+    n_topics = min(topics, member_p - n_types)
     Xm = np.zeros((rows, member_p))
     Xm[np.arange(rows), rng.integers(0, n_types, rows)] = 1.0
-    if member_p > n_types:
-        Xm[:, n_types:] = rng.standard_normal((rows, member_p - n_types))
+    if n_topics:
+        Xm[np.arange(rows), n_types + rng.integers(0, n_topics, rows)] = 1.0
+    if member_p > n_types + n_topics:
+        Xm[:, n_types + n_topics :] = rng.standard_normal((rows, member_p - n_types - n_topics))
     Xu = np.ones((rows, update_p))
     if update_p > 1:
         Xu[:, 1:] = rng.standard_normal((rows, update_p - 1))
@@ -104,13 +108,14 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=2_000_000)
     ap.add_argument("--member-p", type=int, default=8)
     ap.add_argument("--update-p", type=int, default=3)
+    ap.add_argument("--topics", type=int, default=0, help="a second one-hot group (topics) in the member block")
     ap.add_argument("--reference-entities", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    y, offset, designs = synthetic(args.members, args.rows, args.updates, args.member_p, args.update_p, rng)
+    y, offset, designs = synthetic(args.members, args.rows, args.updates, args.member_p, args.update_p, args.topics, rng)
     t_data = time.perf_counter() - t0
     cfg = GlmixConfig(prior_var=(("member", 0.25), ("update", 0.25)), n_passes=1)
     with threadpool_limits(2):
@@ -155,6 +160,7 @@ def main() -> None:
         "updates": args.updates,
         "member_p": args.member_p,
         "update_p": args.update_p,
+        "topics": args.topics,
         "seed": args.seed,
         "data_seconds": t_data,
         "pass_seconds": t_pass,
