@@ -66,10 +66,12 @@ speed-up is not measurable there), Spark s / bare s / polars s:
   author table is as large as the impressions and its window, maps and join
   cost full shuffles;
 * engagement 161 / 20.5 (7.8x) / 8.4 (not profiled; its plan has several
-  jobs and collects each member's history sessions to the driver as arrays);
+  jobs and collects each member's history sessions to the driver as arrays); 76 / 3.8 (20x) on
+  2026-12-02, with the Temporal GCN-LSTM's transition counts added to it;
 * rank, at 1M impressions (190,657 candidates, top 10): 212 / 18.1 (11.7x) /
   22.7 (not profiled: the candidates' history counts from the logs as
-  joins, then the ``mapInArrow`` forest).
+  joins, then the ``mapInArrow`` forest); at 10M (1,921,831 candidates), 2026-12-02:
+  436 / 28.5 (15.3x)).
 
 A second run at lower load (load average 5-7, two runs each, the first cold):
 tskip local[2] 9.4 / 2.6 s against bare 3.7 / 4.2 s, local[1] 5.9 / 2.6 s;
