@@ -239,9 +239,19 @@ def main() -> None:
     }
     truth["mean_true_p_click"] = float(p_click.mean())  # type: ignore[assignment]
     truth["mean_true_p_satisfied_click"] = float(p_sat.mean())  # type: ignore[assignment]
+    # How far the satisfied-click truth departs from the click truth's order: the most any reweighting can gain.
+    truth["spearman_true_p_click_vs_satisfied"] = float(spearmanr(p_click, p_sat).statistic)  # type: ignore[assignment]
+    clicks_w = w_tr[y_tr.astype(bool)]
+    kish = float(clicks_w.sum() ** 2 / np.dot(clicks_w, clicks_w))  # Kish effective number of the weighted clicks
     report = {
         "world": {"members": args.members, "days": args.days, "seed": args.seed, "t_skip_s": T_SKIP_S},
-        "split": {"test_days": args.test_days, "n_train": train.height, "n_test": test.height, "train_clicks": int(y_tr.sum())},
+        "split": {
+            "test_days": args.test_days,
+            "n_train": train.height,
+            "n_test": test.height,
+            "train_clicks": int(y_tr.sum()),
+            "train_clicks_effective": kish,
+        },
         "weighting": {"click_weighting": "after_click_dwell", "click_dwell_half_s": args.half, "weight": "d / (d + h), mean 1 over clicks"},
         "bootstrap": {"replicates": args.boot, "seed": args.seed + 1, "unit": "member", "interval": "95 % percentile"},
         "metric_notes": "auc/ne: every click 1; auc_w/ne_w: test clicks weighted d/(d+h) (mean 1), the metric the weighting "
