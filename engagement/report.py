@@ -22,12 +22,13 @@ def format_comparison_table(result: dict[str, Any]) -> str:
     """
     metric = result["metric"]
     others = [m for m in ("macro_f1", "auroc", "accuracy", "macro_f1_argmax") if m != metric]
-    head = f"{'Model':<26} {metric:>16} " + " ".join(f"{m:>16}" for m in others) + f" {'# params':>9}"
+    width = max(26, *(len(name) for name in result["summary"]))
+    head = f"{'Model':<{width}} {metric:>16} " + " ".join(f"{m:>16}" for m in others) + f" {'# params':>9}"
     lines = [f"task: {result['task']}-level, {result['n_members']} members, seeds {result['seeds']}", head, "-" * len(head)]
     for name, s in result["summary"].items():
         cells = [f"{s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in (metric, *others)]
         n = "-" if s["n_params"] is None else f"{s['n_params'] / 1000:.1f}K"
-        lines.append(f"{name:<26} {cells[0]:>16} " + " ".join(f"{c:>16}" for c in cells[1:]) + f" {n:>9}")
+        lines.append(f"{name:<{width}} {cells[0]:>16} " + " ".join(f"{c:>16}" for c in cells[1:]) + f" {n:>9}")
     summ = result["summary"]
     if "DIGMN" in summ:
         base = {k: v for k, v in summ.items() if not k.startswith("DIGMN")}
