@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import main
 from dwellrank_logs.errors import ConfigError
-from ranking import load_model
+from ranking import IncompatibleModelError, load_model
 from ranking.heads import GBDTLRHead, HeadConfig, fit_trees
 from ranking.train import TrainConfig, train_ranker
 from ranking.weighting import click_dwell_weights
@@ -123,6 +124,12 @@ def test_weighted_model_round_trip(tmp_path) -> None:
     assert total == pytest.approx(n, rel=1e-9)  # clicks' weights have mean 1: the total is the row count
     X = np.random.default_rng(0).normal(size=(50, len(model.feature_set.columns)))
     np.testing.assert_array_equal(back.heads["click"].predict_proba(X), head.predict_proba(X))
+    # A record that is not one is refused on load (verify=False: past the manifest, which would refuse any edit).
+    meta_path = tmp_path / "m" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "dwell_weighting": "after_click_dwell"}))
+    with pytest.raises(IncompatibleModelError, match=r"metadata.json: dwell_weighting must be an object with a click_weighting name"):
+        load_model(tmp_path / "m", verify=False)
 
 
 def test_weighted_sample_composes_with_downsampling() -> None:
