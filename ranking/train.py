@@ -39,7 +39,7 @@ from ranking.train_sampled import fit_within_budget, full_frame_bytes
 from ranking.value import default_weights
 from ranking.weighting import check_dwell_weighting, click_dwell_weights, weighting_record
 
-__all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
+__all__ = ["LogTables", "TrainConfig", "TrainingLogs", "head_weights", "load_training_tables", "train_ranker", "with_click_dwell"]
 
 _TABLES = ("impressions", "sessions", "updates", "members")
 
