@@ -73,6 +73,11 @@ speed-up is not measurable there), Spark s / bare s / polars s:
   joins, then the ``mapInArrow`` forest); at 10M (1,921,831 candidates), 2026-12-02:
   436 / 28.5 (15.3x)).
 
+Idle machine, 2026-12-02 (load average below 2, medians of 2): tskip local[2]
+2.9 / 1.5 s (1.96x), local[1] 2.4 s, polars 0.5 s; ab local[2] 15.9 / 1.6 s
+(9.7x), local[1] 17.6 s, polars 6.0 s: the 1 -> 2 core speed-up is 0.83x
+(tskip) and 1.11x (ab) at this size, where fixed job costs dominate.
+
 A second run at lower load (load average 5-7, two runs each, the first cold):
 tskip local[2] 9.4 / 2.6 s against bare 3.7 / 4.2 s, local[1] 5.9 / 2.6 s;
 engagement local[2] 65 / 29 s (bare 4.9 / 8.5), local[1] 50 / 49 s: times move
