@@ -83,9 +83,9 @@ def seconds_from_parts(ns: np.ndarray, rest: np.ndarray) -> np.ndarray:
     return np.asarray(ns, dtype=np.int64).astype(np.float64) / float(NS_PER_S) + np.asarray(rest, dtype=np.float64)
 
 
-def _exact_sum(key: np.ndarray, x: np.ndarray, size: int) -> np.ndarray:
-    """Per key, the sum of the seconds ``x``: integer nanoseconds added exactly, the rare remainder as floats."""
-    ns, rest = split_seconds(x)
+def _exact_sum(key: np.ndarray, parts: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
+    """Per key, the sum of seconds split by :func:`split_seconds`: nanoseconds added exactly, the rare remainder as floats."""
+    ns, rest = parts
     total = np.zeros(size, dtype=np.int64)
     np.add.at(total, key, ns)
     return seconds_from_parts(total, np.bincount(key, weights=rest, minlength=size))
@@ -151,6 +151,7 @@ def window_aggregates(
         .collect()
     )
     arr = {c: imp[c].to_numpy() for c in imp.columns}
+    split = {c: split_seconds(arr[c]) for c in ("dwell_s", "time_s", "well_s")}  # once, for every window
     out = []
     for lo, hi in windows:
         s_keep = s_in & (sess["start_us"] >= lo) & (sess["start_us"] < hi)
@@ -162,8 +163,9 @@ def window_aggregates(
         def total(w: np.ndarray | None = None, keep: np.ndarray = keep, m: np.ndarray = m) -> np.ndarray:
             return np.bincount(m, weights=None if w is None else w[keep], minlength=n)
 
-        def seconds(w: np.ndarray, keep: np.ndarray = keep, m: np.ndarray = m) -> np.ndarray:
-            return _exact_sum(m, w[keep], n)
+        def seconds(c: str, keep: np.ndarray = keep, m: np.ndarray = m) -> np.ndarray:
+            ns, rest = split[c]
+            return _exact_sum(m, (ns[keep], rest[keep]), n)
 
         active_member, _ = _active_pairs(s_member, s_day)
         sums = {
@@ -172,10 +174,10 @@ def window_aggregates(
             "n_clicked": total(arr["clicked"]),
             "n_viral_impressions": total(arr["viral"]),
             "n_virals": total(arr["n_virals"]),
-            "feed_dwell_s": seconds(arr["dwell_s"]),
+            "feed_dwell_s": seconds("dwell_s"),
             "downstream_virals": total(arr["downstream_virals"]),
-            "time_spent_s": seconds(arr["time_s"]),
-            "time_well_spent_s": seconds(arr["well_s"]),
+            "time_spent_s": seconds("time_s"),
+            "time_well_spent_s": seconds("well_s"),
             "n_sessions": np.bincount(s_member, minlength=n),
             "active_days": np.bincount(active_member, minlength=n),
         }
@@ -264,7 +266,7 @@ def arm_daily(tables: Mapping[str, Frame], t_skip_s: float, start_us: int, n_day
     def total(w: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(key, weights=None if w is None else w[ok], minlength=n_arms * n_days)
 
-    well = _exact_sum(key, arr["well_s"][ok], n_arms * n_days)
+    well = _exact_sum(key, split_seconds(arr["well_s"][ok]), n_arms * n_days)
     return daily_frame(arm_names, size, n_days, sessions, active, total(), total(arr["skipped"]), total(arr["clicked"]), well)
 
 
