@@ -13,7 +13,8 @@ of the update it puts first, over the logged feed requests
   for the same requests with :mod:`simulate.truth`;
 * :mod:`simulate.ope.slate` -- estimators of a whole ranked feed's value (standard, independent and
   cascade IPS, cascade DR, pseudoinverse; each also self-normalised; normal or bootstrap intervals);
-* :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR;
+* :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR, and the
+  :func:`refit_bootstrap` of a pipeline that refits its reward model per resample;
 * :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes and exact
   position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md);
 * :mod:`simulate.ope.slate_synthetic` -- synthetic ranked feeds with a known truth per reward structure;
@@ -56,6 +57,7 @@ from simulate.ope.slate_synthetic import SLATE_REWARDS
 from simulate.ope.slate_synthetic import estimate_slates
 from simulate.ope.slate_synthetic import synthetic_slates
 from simulate.ope.slate_top import direct_method
+from simulate.ope.slate_top import refit_bootstrap
 from simulate.ope.slate_top import self_normalised_dr
 from simulate.ope.slate_top import switch_dr
 
@@ -81,6 +83,7 @@ __all__ = [
     "pl_prefix_steps",
     "prefix_product",
     "pseudoinverse_weight",
+    "refit_bootstrap",
     "reward_features",
     "run_ope",
     "self_normalised_dr",

@@ -22,7 +22,7 @@ from simulate.ope.slate_propensity import (
     take_logged,
     uniform_ranking_gamma,
 )
-from simulate.ope.slate_top import direct_method, self_normalised_dr, switch_dr
+from simulate.ope.slate_top import direct_method, refit_bootstrap, self_normalised_dr, switch_dr
 
 Z95 = 1.959963984540054
 
@@ -82,6 +82,20 @@ def test_top_slot_dm_sndr_and_switch():
     assert switch_dr(r, w, ql, qt, tau=3.0).value == pytest.approx(np.mean(qt + np.where(w <= 3, w, 0) * (r - ql)))
     assert switch_dr(r, w, ql, qt, tau=0.0).value == pytest.approx(direct_method(qt).value)
     assert switch_dr(r, w, ql, qt, tau=math.inf).value == pytest.approx(np.mean(qt + w * (r - ql)))
+
+
+def test_refit_bootstrap_of_a_plain_mean_has_the_mean_s_standard_error():
+    """Closed form: the bootstrap variance of a mean of n values is their population variance / n."""
+    y = np.random.default_rng(3).exponential(size=500)
+    e = refit_bootstrap(lambda idx: float(y[idx].mean()), y.size, n_boot=2000, rng=1)
+    assert e.value == pytest.approx(y.mean())
+    assert e.se == pytest.approx(y.std() / math.sqrt(y.size), rel=0.05)  # 2,000 resamples: se known to ~1.6%
+    assert e.ci_high - e.ci_low == pytest.approx(2 * Z95 * e.se)
+    p = refit_bootstrap(lambda idx: float(y[idx].mean()), y.size, n_boot=2000, rng=1, interval="percentile")
+    assert p.se == e.se and p.ci_low < e.value < p.ci_high
+    assert refit_bootstrap(lambda idx: float(y[idx].mean()), y.size, n_boot=50, rng=7) == refit_bootstrap(
+        lambda idx: float(y[idx].mean()), y.size, n_boot=50, rng=np.random.default_rng(7)
+    )
 
 
 def test_bootstrap_interval_is_seeded_and_close_to_the_normal_one():
@@ -186,6 +200,10 @@ BAD = [
     (lambda: switch_dr(np.ones(3), np.ones(3), np.ones(3), np.ones(3), tau=-1), "tau must be a number >= 0"),
     (lambda: self_normalised_dr(np.ones(3), -np.ones(3), np.ones(3), np.ones(3)), "weight must be >= 0"),
     (lambda: direct_method(np.ones(1)), "at least 2 logged requests"),
+    (lambda: refit_bootstrap(np.mean, 1), "n must be an integer >= 2"),
+    (lambda: refit_bootstrap(np.mean, 3, n_boot=1), "n_boot must be an integer >= 2"),
+    (lambda: refit_bootstrap(np.mean, 3, interval="bootstrap"), "interval must be 'normal' or 'percentile'"),
+    (lambda: refit_bootstrap(np.mean, 3, alpha=0.0), r"alpha must be in the open interval \(0, 1\)"),
     (lambda: slate_arrays(np.array([1, 1]), np.array([0, 0]), np.array([1, 2]), np.ones(2), np.ones(2), 1), "request 1 has 2 row"),
     (lambda: slate_arrays(np.array([1, 2]), np.array([0, 1]), np.array([1, 2]), np.ones(2), np.ones(2), 2), "request 1 has 0 row"),
     (lambda: slate_arrays(np.array([1]), np.array([0.5]), np.array([1]), np.ones(1), np.ones(1), 1), "position must hold integers"),
