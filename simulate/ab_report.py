@@ -106,33 +106,41 @@ def format_ab_table(result: ABResult) -> str:
 
 
 def _feed_lines(feed: dict[str, Any], reward: str, alpha: float) -> list[str]:
-    """The whole-feed OPE rows: one per slate estimator, value and half-width per target, against the truth."""
+    """The whole-feed OPE rows: one per slate estimator, value, normal half-width and bootstrap interval per target, against the truth."""
     names = list(feed["targets"])
+    width = 38
     lines = [
         "",
         f"off-policy evaluation of the feed ({reward} count over the first {feed['k']} positions), {feed['n_requests']:,} requests "
         f"(logged feeds: observed {feed['logging']['observed_reward']:.4f}, truth {feed['logging']['truth_logged_feeds']:.4f}):",
-        f"{'estimator':<29}" + "".join(f"{n:>22}" for n in names),
-        f"{'truth':<29}" + "".join(f"{feed['targets'][n]['truth']:>22.4f}" for n in names),
+        f"{'estimator':<29}" + "".join(f"{n:>{width}}" for n in names),
+        f"{'truth':<29}" + "".join(f"{feed['targets'][n]['truth']:>{width}.4f}" for n in names),
     ]
     for est in feed["targets"][names[0]]["estimates"]:
         cells = []
         for n in names:
             e = feed["targets"][n]["estimates"][est]
             if e["value"] is None or e["ci_low"] is None:
-                cells.append("no support".rjust(22))
+                cells.append("no support".rjust(width))
                 continue
             half = (e["ci_high"] - e["ci_low"]) / 2
-            cells.append(f"{_num(e['value'])} ±{_num(half, 3)}{'' if e['covers'] else '!'}".rjust(22))
+            cell = f"{_num(e['value'])} ±{_num(half, 3)}{'' if e['covers'] else '!'}"
+            if "boot_ci_low" in e:
+                cell += f" [{_num(e['boot_ci_low'])}, {_num(e['boot_ci_high'])}]{'' if e['boot_covers'] else '!'}"
+            cells.append(cell.rjust(width))
         lines.append(f"{est:<29}" + "".join(cells))
+    level = round(100 * (1 - alpha))
+    boot = feed.get("bootstrap")
     lines.append(
-        f"± : half-width of the {round(100 * (1 - alpha))}% interval; ! : misses the truth; no support: the target's feed never matches the log"
+        f"± : half-width of the normal {level}% interval"
+        + (f"; [ ] : {level}% percentile bootstrap over requests ({boot['n_boot']:,} resamples)" if boot else "")
+        + "; ! : misses the truth; no support: the target's feed never matches the log"
     )
     return lines
 
 
 def _plot_feed(ax: Any, feed: dict[str, Any], alpha: float) -> None:
-    """Every slate estimator's value and interval per target, beside the truth (dashed)."""
+    """Every slate estimator's value with its normal (thick) and bootstrap (thin, beside) interval per target, and the truth (dashed)."""
     names = list(feed["targets"])
     ests = list(feed["targets"][names[0]]["estimates"])
     width = 0.8 / len(names)
@@ -144,12 +152,25 @@ def _plot_feed(ax: Any, feed: dict[str, Any], alpha: float) -> None:
             if e["value"] is None or e["ci_low"] is None:
                 continue
             ax.plot([x, x], [e["ci_low"], e["ci_high"]], color=color, lw=2)
+            if e.get("boot_ci_low") is not None:
+                xb = x + width / 4
+                ax.plot(
+                    [xb, xb],
+                    [e["boot_ci_low"], e["boot_ci_high"]],
+                    color=color,
+                    lw=1,
+                    alpha=0.6,
+                    label=f"{n}: bootstrap" if i == 0 else None,
+                )
             ax.plot(x, e["value"], "o", color=color, label=n if i == 0 else None)
         ax.axhline(t["truth"], color=color, ls="--", lw=1, label=f"{n}: truth")
     ax.set_xticks(range(len(ests)), ests, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"expected count over the first {feed['k']} positions")
-    ax.set_title(f"off-policy evaluation of the feed: estimates with {round(100 * (1 - alpha))}% intervals vs the simulator's truth")
-    ax.legend(fontsize=8, ncol=2 * len(names))
+    level = round(100 * (1 - alpha))
+    ax.set_title(
+        f"off-policy evaluation of the feed: estimates with normal (thick) and bootstrap (thin) {level}% intervals vs the simulator's truth"
+    )
+    ax.legend(fontsize=8, ncol=3 * len(names))
 
 
 def plot_report(result: ABResult, path: str | os.PathLike[str]) -> None:

@@ -14,10 +14,14 @@ only for logging independent across positions, and Plackett-Luce is not.
 * :func:`top_k_rows` -- the row of each request's candidate at each of the first ``K`` positions;
 * :func:`pl_marginals_at` -- exact ``P(logged item at its position)`` of a Plackett-Luce ranker, only for the
   first ``K`` positions (cheaper than :func:`simulate.ope.slate_propensity.pl_position_marginals`);
-* :func:`feed_estimates` -- every estimator of :mod:`simulate.ope.slate` for a deterministic target.
+* :func:`feed_estimates` -- every estimator of :mod:`simulate.ope.slate` for a deterministic target (normal or
+  bootstrap intervals).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -143,8 +147,12 @@ def feed_estimates(
     q_logged: np.ndarray,
     q_target: np.ndarray,
     alpha: float = 0.05,
+    *,
+    interval: str = "normal",
+    n_boot: int = 1000,
+    rng: int | np.random.Generator | None = None,
 ) -> dict[str, OPEEstimate]:
-    """Every slate estimator, plain and self-normalised, of a deterministic target's feed value (normal intervals).
+    """Every slate estimator, plain and self-normalised, of a deterministic target's feed value.
 
     Parameters
     ----------
@@ -160,12 +168,22 @@ def feed_estimates(
     q_logged, q_target : ndarray, shape (n, K)
         A reward model of each position at the logged and at the target's update.
     alpha : float in (0, 1)
+    interval : {'normal', 'bootstrap'}
+        As in :mod:`simulate.ope.slate`: the bootstrap resamples requests and
+        re-normalises the self-normalised estimators in each resample.
+    n_boot : int >= 2
+        Bootstrap resamples (``interval='bootstrap'`` only).
+    rng : int or numpy.random.Generator, optional
+        Seed of the bootstrap, normalised once; the estimators, in the order of
+        the returned dict, draw from its children ``rng.spawn(10)``, so each
+        estimate equals its :mod:`simulate.ope.slate` function called with
+        ``rng=child`` (the reward model stays fixed across resamples).
 
     Returns
     -------
     dict of name to OPEEstimate
         ``slate_ips``, ``independent_ips``, ``cascade_ips``, ``cascade_dr``,
-        ``pseudoinverse_factorised`` and their ``sn_`` versions.
+        ``pseudoinverse_factorised`` and their ``sn_`` versions, in that order.
     """
     same = np.asarray(logged) == np.asarray(target)
     target_marginal = same.astype(np.float64)
@@ -174,17 +192,28 @@ def feed_estimates(
     # The target puts probability 0 on a mismatched cell: its weight is 0 whatever mu is there.
     mu = np.where(same, np.asarray(logging_marginal, dtype=np.float64), 1.0)
     g = factorised_pseudoinverse_weight(mu, target_marginal)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    children = iter(gen.spawn(10)) if interval == "bootstrap" else iter([None] * 10)
     out: dict[str, OPEEstimate] = {}
     for sn in (False, True):
         ests = [
-            slate_standard_ips(reward, logging_prefix[:, -1], target_prefix[:, -1], self_normalised=sn, alpha=alpha),
-            slate_independent_ips(reward, mu, target_marginal, self_normalised=sn, alpha=alpha),
-            slate_cascade_ips(reward, logging_prefix, target_prefix, self_normalised=sn, alpha=alpha),
-            slate_cascade_dr(reward, logging_prefix, target_prefix, q_logged, q_target, self_normalised=sn, alpha=alpha),
+            slate_standard_ips(
+                reward, logging_prefix[:, -1], target_prefix[:, -1], self_normalised=sn, **_opts(alpha, interval, n_boot, children)
+            ),
+            slate_independent_ips(reward, mu, target_marginal, self_normalised=sn, **_opts(alpha, interval, n_boot, children)),
+            slate_cascade_ips(reward, logging_prefix, target_prefix, self_normalised=sn, **_opts(alpha, interval, n_boot, children)),
+            slate_cascade_dr(
+                reward, logging_prefix, target_prefix, q_logged, q_target, self_normalised=sn, **_opts(alpha, interval, n_boot, children)
+            ),
         ]
-        pi = slate_pseudoinverse(reward, g, self_normalised=sn, alpha=alpha)
+        pi = slate_pseudoinverse(reward, g, self_normalised=sn, **_opts(alpha, interval, n_boot, children))
         out.update({e.estimator: e for e in ests})
         out[pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised")] = OPEEstimate(
             pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised"), pi.value, pi.se, pi.ci_low, pi.ci_high, pi.n
         )
     return out
+
+
+def _opts(alpha: float, interval: str, n_boot: int, children: Iterator[np.random.Generator | None]) -> dict[str, Any]:
+    """One estimator's interval options: the next bootstrap child Generator (None for normal intervals)."""
+    return {"alpha": alpha, "interval": interval, "n_boot": n_boot, "rng": next(children)}

@@ -10,8 +10,8 @@ with known propensities (the position-0 reward depends only on that update).
 With ``feed_k = K`` the run also estimates each target's **feed value**, the
 expected reward summed over the first ``K`` positions of its feed, with every
 estimator of :mod:`simulate.ope.slate` beside the simulator's truth
-(:func:`simulate.truth.feed_truth`) for the same requests; see
-:mod:`simulate.ope.feed`.
+(:func:`simulate.truth.feed_truth`) for the same requests, each with a normal
+and a request-bootstrap interval; see :mod:`simulate.ope.feed`.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ class OPEConfig:
         Also estimate the feed value over the first ``feed_k`` positions (None: top slot only).
     switch_tau : float >= 0
         Weight threshold of the top slot's Switch-DR.
+    feed_n_boot : int >= 2
+        Bootstrap resamples of the requests for the feed estimators' second
+        interval (seeded from ``seed``: the child ``SeedSequence(seed).spawn(2)[1]``).
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -77,6 +80,7 @@ class OPEConfig:
     folds: int = 2
     feed_k: int | None = None
     switch_tau: float = 20.0
+    feed_n_boot: int = 1000
 
     def __post_init__(self) -> None:
         if not isinstance(self.world, WorldConfig):
@@ -93,6 +97,7 @@ class OPEConfig:
                 raise ConfigError(f"feed_k must be <= world.feed_length ({self.world.feed_length}), got {self.feed_k}")
         if not isinstance(self.switch_tau, int | float) or isinstance(self.switch_tau, bool) or not self.switch_tau >= 0:
             raise ConfigError(f"switch_tau must be a number >= 0 (a weight threshold; inf for DR), got {self.switch_tau!r}")
+        check_int("feed_n_boot", self.feed_n_boot, 2)
 
 
 def run_ope(config: OPEConfig, logging_base: Ranker, targets: Mapping[str, Ranker]) -> dict[str, Any]:
@@ -192,6 +197,20 @@ def _estimates_dict(ests: list[OPEEstimate], truth: float) -> dict[str, Any]:
     return {e.estimator: {**{k: v for k, v in asdict(e).items() if k != "estimator"}, "covers": e.covers(truth)} for e in ests}
 
 
+def _with_bootstrap(normal: dict[str, Any], boot: dict[str, OPEEstimate], truth: float) -> dict[str, Any]:
+    """Each estimate's normal entry with its bootstrap interval beside it (``boot_se``, ``boot_ci_low``, ``boot_ci_high``, ``boot_covers``)."""
+    return {
+        name: {
+            **e,
+            "boot_se": boot[name].se,
+            "boot_ci_low": boot[name].ci_low,
+            "boot_ci_high": boot[name].ci_high,
+            "boot_covers": boot[name].covers(truth),
+        }
+        for name, e in normal.items()
+    }
+
+
 def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     """Estimates with NaN (no support: the target never agrees with the log) as None, which JSON has."""
     return {name: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in e.items()} for name, e in d.items()}
@@ -243,30 +262,26 @@ def _feed_ope(
     cell_groups = np.repeat(groups, k)
     models = fit_reward_model(design(rec["feed_logged_x"]), reward.ravel(), cell_groups, config.folds)
     q_logged = cross_predict(models, design(rec["feed_logged_x"]), cell_groups).reshape(n, k)
+    # The bootstrap's own stream, apart from the targets' (child 0): one child Generator per target.
+    boot_rngs = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[1]).spawn(len(names))
     out_targets: dict[str, Any] = {}
-    for name in names:
+    for name, boot_rng in zip(names, boot_rngs, strict=True):
         target = rec[f"feed_{name}_update"]
         truth = float(truth_of(target).mean())
         q_target = cross_predict(models, design(rec[f"feed_{name}_x"]), cell_groups).reshape(n, k)
-        ests = feed_estimates(
-            reward,
-            rec["feed_logged_update"],
-            target,
-            rec["feed_logged_step"],
-            rec["feed_logged_marginal"],
-            q_logged,
-            q_target,
-            config.alpha,
-        )
+        inputs = (reward, rec["feed_logged_update"], target, rec["feed_logged_step"], rec["feed_logged_marginal"], q_logged, q_target)
+        ests = feed_estimates(*inputs, config.alpha)
+        boot = feed_estimates(*inputs, config.alpha, interval="bootstrap", n_boot=config.feed_n_boot, rng=boot_rng)
         same = rec["feed_logged_update"] == target
         out_targets[name] = {
             "truth": truth,
-            "estimates": _finite_or_none(_estimates_dict(list(ests.values()), truth)),
+            "estimates": _finite_or_none(_with_bootstrap(_estimates_dict(list(ests.values()), truth), boot, truth)),
             "position_match_rate": same.mean(axis=0).tolist(),
             "slate_match_rate": float(same.all(axis=1).mean()),
         }
     return {
         "k": k,
+        "bootstrap": {"n_boot": config.feed_n_boot, "seed": f"numpy SeedSequence({config.seed}).spawn(2)[1], one spawned child per target"},
         "estimand": f"expected {config.reward} count over the first {k} feed positions of the ranker's feed "
         "(the simulator's position effect and viewing depth), over the logged requests",
         "n_requests": int(n),

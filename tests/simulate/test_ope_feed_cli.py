@@ -1,4 +1,4 @@
-"""`simulate-ab --ope --ope-k K`: the whole-feed OPE section of report.json, report.txt and report.png."""
+"""`simulate-ab --ope --ope-k K`: the whole-feed OPE section (normal and bootstrap intervals) of report.json, report.txt and report.png."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ def test_ope_reports_every_slate_estimator_beside_the_feed_truth(tmp_path: Path)
     for t in feed["targets"].values():
         assert 0 < t["truth"] <= 2 and set(t["estimates"]) == ESTIMATORS
         for e in t["estimates"].values():
-            assert set(e) == {"value", "se", "ci_low", "ci_high", "n", "covers"}
+            assert set(e) == {"value", "se", "ci_low", "ci_high", "n", "covers", "boot_se", "boot_ci_low", "boot_ci_high", "boot_covers"}
+    assert feed["bootstrap"]["n_boot"] == 1000 and "SeedSequence(0)" in feed["bootstrap"]["seed"]
     for t in report["ope"]["targets"].values():
         assert set(t["estimates"]) == {"ips", "snips", "dr"} and set(t["more_estimates"]) == {"dm", "sndr", "switch_dr(tau=20)"}
     text = (out / "report.txt").read_text()
     assert "off-policy evaluation of the feed (click count over the first 2 positions)" in text
     assert all(any(line.startswith(e + " ") for line in text.splitlines()) for e in ESTIMATORS)
+    assert "[ ] : 95% percentile bootstrap over requests (1,000 resamples)" in text
     assert (out / "report.png").stat().st_size > 0
 
 
