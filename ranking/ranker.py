@@ -33,6 +33,7 @@ from ranking.features import (
     member_profiles,
     validate_feature_matrix,
 )
+from ranking.features.online import _candidate_matrix
 from ranking.model import BACKENDS, RankerModel, load_model
 from ranking.train import TrainConfig, TrainingLogs, train_ranker
 from ranking.value import ValueWeights, value_function
@@ -122,8 +123,8 @@ class FeedRanker(RankerBase):
                 f"history counts not-skipped impressions at {history.t_skip_s} s but the model's dwell "
                 f"features were trained at T_skip = {self.t_skip_s} s"
             )
-        frame = candidate_features(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
-        return frame.to_numpy(order="c")  # C order: what the model reads, no second copy
+        # The matrix path: numpy from the snapshot's indexes to the C-order matrix the model reads, no polars frame.
+        return _candidate_matrix(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
 
     def predict_features(self, X: np.ndarray) -> pl.DataFrame:
         """Every prediction and the score for a feature matrix (columns as ``feature_set.columns``)."""

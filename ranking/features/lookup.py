@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dwellrank_logs.protocol import HistoryTables
 from ranking.features.catalogue import _RAW, PROFILE_COLUMNS
@@ -80,7 +82,7 @@ class _Counts:
     names: tuple[str, ...]
     values: tuple[np.ndarray, ...]
 
-    def gather(self, rows: np.ndarray) -> list[pl.Series]:
+    def gather(self, rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Float64 counts at ``rows``, 0 where the row is -1 (no history)."""
         none = rows < 0
         out = []
@@ -88,7 +90,7 @@ class _Counts:
             # Converted per request (a thousand values) rather than whole tables per snapshot.
             got = v[rows].astype(np.float64) if v.size else np.zeros(rows.shape)
             got[none] = 0.0
-            out.append(pl.Series(name, got))
+            out.append((name, got))
         return out
 
 
@@ -122,10 +124,10 @@ class _ByKey:
             return None
         return _at(self.pos, query)
 
-    def gather_columns(self, rows: np.ndarray) -> list[pl.Series]:
-        """The profile columns at ``rows`` (all >= 0), in their own dtypes."""
-        # numpy takes a fraction of a polars gather on a small request (see _numpy_column for the dtypes).
-        return [pl.Series(c, col[rows]) if isinstance(col, np.ndarray) else col.gather(rows) for c, col in self.columns]
+    def gather_columns(self, rows: np.ndarray) -> list[tuple[str, np.ndarray | pl.Series]]:
+        """The profile columns at ``rows`` (all >= 0), in their own dtypes (numpy where :func:`_numpy_column` allows)."""
+        # numpy takes a fraction of a polars gather on a small request.
+        return [(c, col[rows] if isinstance(col, np.ndarray) else col.gather(rows)) for c, col in self.columns]
 
 
 def _by_key(table: pl.DataFrame, key: str, cols: dict[str, str]) -> _ByKey | None:
@@ -170,6 +172,7 @@ class _ByPair:
     top_code: int
     labels: pl.Enum | None
     counts: _Counts
+    label_values: pa.Array | None = None  # the labels as arrow strings, for arrow's index_in
 
     def rows(self, member: np.ndarray, code: np.ndarray, seen: np.ndarray, n: int, wide: np.ndarray, wide_top: int) -> np.ndarray | None:
         """Row of each pair (-1: none) of a non-empty table, or None where the request's key range leaves the dense one.
@@ -191,7 +194,8 @@ def _by_pair(
         return None
     top_member = int(member.max(initial=-1))
     top_code = int(code[member == top_member].max(initial=0))
-    return _ByPair(pos, width, top_member, top_code, labels, counts)
+    values = None if labels is None else pa.array(labels.categories.to_list(), pa.large_string())
+    return _ByPair(pos, width, top_member, top_code, labels, counts, values)
 
 
 def _member_types_index(table: pl.DataFrame, cols: dict[str, str]) -> _ByPair | None:
@@ -211,11 +215,12 @@ def _member_topics_index(table: pl.DataFrame, cols: dict[str, str]) -> _ByPair |
 
 
 def _member_type_rows(index: _ByPair, member: np.ndarray, ctypes: pl.Series) -> np.ndarray | None:
-    assert index.labels is not None
+    assert index.labels is not None and index.label_values is not None
     if index.pos.size == 0:  # an empty table matches nothing
         return _at(index.pos, member)
-    # One cast and one conversion (each polars call costs tens of microseconds); types the table lacks come back NaN.
-    phys = ctypes.cast(index.labels, strict=False).to_physical().to_numpy()
+    # A type's code is its position among the table's sorted labels (its Enum code), NaN where the table
+    # lacks it: one arrow call (a polars cast and physical view cost tens of microseconds each).
+    phys = pc.index_in(ctypes.to_arrow(), value_set=index.label_values).to_numpy(zero_copy_only=False)
     seen = ~np.isnan(phys) if phys.dtype.kind == "f" else np.ones(phys.shape, dtype=bool)
     code = np.where(seen, phys, 0).astype(np.int64)
     if seen.all():
@@ -312,11 +317,23 @@ def _profile_index(history: HistoryTables, profiles: pl.DataFrame) -> _ByKey | N
 
 
 def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, profiles: pl.DataFrame) -> list[pl.Series] | None:
-    """The raw count and profile columns of candidate rows by numpy lookups (dense keys).
+    """The raw count and profile columns of candidate rows by numpy lookups (dense keys), as polars Series.
 
     Profile columns first (in :data:`PROFILE_COLUMNS` order), then each
     history table's raw counts in ``_RAW`` order, row-aligned with
     ``candidates``; None where the joins must answer (the module's invariant).
+    """
+    got = _raw_arrays_by_lookup(candidates, history, profiles)
+    if got is None:
+        return None
+    return [v if isinstance(v, pl.Series) else pl.Series(name, v) for name, v in got.items()]
+
+
+def _raw_arrays_by_lookup(
+    candidates: pl.DataFrame, history: HistoryTables, profiles: pl.DataFrame
+) -> dict[str, np.ndarray | pl.Series] | None:
+    """:func:`_raw_counts_by_lookup` without building Series: counts as float64 numpy, profiles as
+    numpy in their own dtypes (polars Series for the dtypes numpy would change), in the same order.
     """
     member = _int_keys(candidates["member_id"])
     update = _int_keys(candidates["update_id"])
@@ -324,7 +341,6 @@ def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, prof
     topic = _int_keys(candidates["topic"])
     if member is None or update is None or author is None or topic is None or candidates.height == 0:
         return None
-    out: list[pl.Series] = []
     # Profiles (static) first: an unknown member sends us to the joins and their error message.
     pindex = _profile_index(history, profiles)
     if pindex is None:
@@ -332,7 +348,7 @@ def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, prof
     pidx = pindex.rows(member)
     if pidx is None or (pidx < 0).any():
         return None
-    out.extend(pindex.gather_columns(pidx))
+    out: dict[str, np.ndarray | pl.Series] = dict(pindex.gather_columns(pidx))
     for name in _RAW:
         index = _table_index(history, name)
         if index is None:
@@ -348,5 +364,5 @@ def _raw_counts_by_lookup(candidates: pl.DataFrame, history: HistoryTables, prof
             rows = index.rows(update if name == "updates" else member)
         if rows is None:
             return None
-        out.extend(index.counts.gather(rows))
+        out.update(index.counts.gather(rows))
     return out

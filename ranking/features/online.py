@@ -19,8 +19,8 @@ from dwellrank_logs.checks import require_columns
 from dwellrank_logs.history import history_tables
 from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
 from ranking.features.catalogue import _RAW, FeatureSet, get_feature_set
-from ranking.features.evaluate import _derive, _derive_rows
-from ranking.features.lookup import _raw_counts_by_lookup
+from ranking.features.evaluate import _derive, _derive_matrix
+from ranking.features.lookup import _raw_arrays_by_lookup
 from ranking.features.validate import _check_profiles
 
 __all__ = ["candidate_features", "history_from_logs"]
@@ -72,29 +72,94 @@ def candidate_features(
     """
     fs = get_feature_set(feature_set)
     require_columns(candidates.columns, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
+    got = _features(candidates, history, profiles, fs, position, source)
+    return pl.DataFrame(got, schema=list(fs.columns), orient="row") if isinstance(got, np.ndarray) else got
+
+
+def _candidate_matrix(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    feature_set: str | FeatureSet,
+    position: int | np.ndarray | pl.Series | None = 0,
+    source: str = "candidates",
+) -> np.ndarray:
+    """:func:`candidate_features` as the C-order float64 matrix a model scores, shape (n_rows, n_features).
+
+    Where the lookups and the numpy evaluator answer (a request against a
+    snapshot), numpy end to end: no polars frame or query between the
+    snapshot's indexes and the scorer.  Values equal :func:`candidate_features`'
+    (the invariants of :mod:`ranking.features.lookup` and
+    :mod:`ranking.features.evaluate`).
+    """
+    fs = get_feature_set(feature_set)
+    require_columns(candidates.columns, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
+    got = _features(candidates, history, profiles, fs, position, source)
+    return got if isinstance(got, np.ndarray) else got.to_numpy(order="c")
+
+
+def _features(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    fs: FeatureSet,
+    position: int | np.ndarray | pl.Series | None,
+    source: str,
+) -> np.ndarray | pl.DataFrame:
+    """The features as the numpy evaluator's matrix where the lookups and it answer, else as a polars frame."""
+    got = _by_lookup(candidates, history, profiles, fs, position)
+    if isinstance(got, np.ndarray):
+        return got
+    return _derive(got, fs).collect() if got is not None else _by_joins(candidates, history, profiles, fs, position, source)
+
+
+def _position_expr(position: int | np.ndarray | pl.Series | None) -> pl.Expr:
     if position is None:
-        pos = pl.col("position")
-    elif isinstance(position, (int, np.integer)):
-        pos = pl.lit(int(position))
+        return pl.col("position")
+    if isinstance(position, (int, np.integer)):
+        return pl.lit(int(position))
+    return pl.lit(pl.Series("position", np.asarray(position)))
+
+
+def _by_lookup(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    fs: FeatureSet,
+    position: int | np.ndarray | pl.Series | None,
+) -> np.ndarray | pl.DataFrame | None:
+    """The features by the lookups: the numpy evaluator's matrix, else a frame of the raw columns for
+    :func:`_derive` (the evaluator declined), else None (the lookups declined: the joins answer).
+    """
+    fast = _raw_arrays_by_lookup(candidates, history, profiles)
+    if fast is None:
+        return None
+    # The joins' raw counts (the invariant of ranking.features.lookup), row-aligned, 0 = no history.
+    posc: np.ndarray | pl.Series
+    if isinstance(position, (int, np.integer)):
+        posc = np.full(candidates.height, int(position), dtype=np.int32)
     else:
-        pos = pl.lit(pl.Series("position", np.asarray(position)))
-    fast = _raw_counts_by_lookup(candidates, history, profiles)
-    if fast is not None:
-        # The joins' raw counts (the invariant of ranking.features.lookup), row-aligned, 0 = no history.
-        if isinstance(position, (int, np.integer)):
-            posc = pl.Series("position", np.full(candidates.height, int(position), dtype=np.int32))
-        else:
-            posc = candidates.select(pos.cast(pl.Int32).alias("position")).to_series()
-        columns = {c: candidates[c] for c in ("update_type", "client", "created_ts", "request_ts")}
-        columns.update({s.name: s for s in fast}, position=posc)
-        rows = _derive_rows(columns, fs)
-        if rows is not None:
-            return rows
-        frame = candidates.select("update_type", "client", "created_ts", "request_ts", pos.cast(pl.Int32).alias("position"))
-        return _derive(frame.with_columns(fast), fs).collect()
+        posc = candidates.select(_position_expr(position).cast(pl.Int32).alias("position")).to_series()
+    columns: dict[str, np.ndarray | pl.Series] = {c: candidates[c] for c in ("update_type", "client", "created_ts", "request_ts")}
+    columns.update(fast, position=posc)
+    X = _derive_matrix(columns, fs)
+    if X is not None:
+        return X
+    return pl.DataFrame([v if isinstance(v, pl.Series) else pl.Series(c, v) for c, v in columns.items()])
+
+
+def _by_joins(
+    candidates: pl.DataFrame,
+    history: HistoryTables,
+    profiles: pl.DataFrame,
+    fs: FeatureSet,
+    position: int | np.ndarray | pl.Series | None,
+    source: str,
+) -> pl.DataFrame:
+    """The features by left joins of the candidates with the history tables and the profiles."""
     lf = (
         candidates.lazy()
-        .select(*CANDIDATE_COLUMNS, pos.cast(pl.Int32).alias("position"))
+        .select(*CANDIDATE_COLUMNS, _position_expr(position).cast(pl.Int32).alias("position"))
         .with_columns(pl.col("topic").cast(pl.Int64))
         .with_row_index("_row")
     )

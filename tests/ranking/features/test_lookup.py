@@ -21,6 +21,7 @@ import ranking.features.lookup as lookups
 import ranking.features.online as online
 from dwellrank_logs.errors import SchemaError
 from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
+from dwellrank_logs.schema import CLIENTS, UPDATE_TYPES
 from ranking.features import candidate_features, history_from_logs, member_profiles
 from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
 
@@ -55,15 +56,24 @@ def profiles() -> pl.DataFrame:
 def _joined(monkeypatch, candidates, history, profiles) -> pl.DataFrame:
     """Features by the join path alone (the lookup path declines every request)."""
     with monkeypatch.context() as m:
-        m.setattr(online, "_raw_counts_by_lookup", lambda *args: None)
+        m.setattr(online, "_raw_arrays_by_lookup", lambda *args: None)
         return candidate_features(candidates, history, profiles, "dwell")
 
 
+def _bits(X: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(X, dtype=np.float64).view(np.int64)
+
+
 def _check(monkeypatch, candidates, history, profiles, lookup: bool) -> pl.DataFrame:
-    """Features of a request equal the joins' exactly; ``lookup``: whether the lookup path answered."""
+    """Features of a request equal the joins' exactly, as a frame and as the ranker's matrix;
+    ``lookup``: whether the lookup path answered."""
     assert (lookups._raw_counts_by_lookup(candidates, history, profiles) is not None) == lookup
     got = candidate_features(candidates, history, profiles, "dwell")
-    assert_frame_equal(got, _joined(monkeypatch, candidates, history, profiles), check_exact=True)
+    want = _joined(monkeypatch, candidates, history, profiles)
+    assert_frame_equal(got, want, check_exact=True)
+    X = online._candidate_matrix(candidates, history, profiles, "dwell")
+    assert X.dtype == np.float64 and X.flags.c_contiguous and X.shape == want.shape
+    np.testing.assert_array_equal(_bits(X), _bits(want.to_numpy()))
     return got
 
 
@@ -293,3 +303,53 @@ def test_duplicated_keys_take_the_joins(monkeypatch):
     _check(monkeypatch, _grid_request(4, "b"), twice, prof, lookup=True)
     dup_updates = _replaced(hist, updates=pl.concat([hist.updates, hist.updates.head(1)]))
     _check(monkeypatch, _grid_request(4, "b"), dup_updates, prof, lookup=False)
+
+
+def _no_polars_derivation(monkeypatch) -> None:
+    """Fail if the polars evaluator or the joins run: the numpy matrix path must answer alone."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the polars derivation ran")
+
+    monkeypatch.setattr(online, "_derive", refuse)
+    monkeypatch.setattr(online, "_by_joins", refuse)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["categorical", "enum", "paris", "kolkata_ns", "mixed_units", "naive_ms", "positions"],
+)
+def test_the_matrix_path_answers_in_numpy_for_string_and_timestamp_dtypes(monkeypatch, profiles, variant):
+    """Categorical and Enum update types and clients (the joins refuse categorical keys, so their reference
+    is the joins over the same values as strings), timestamps in local zones and other time units (the
+    hour of the request in its zone), and given positions: the numpy path answers, equal to the joins."""
+    hist, base = _history(DAY), _candidates(DAY).head(400)
+    types = pl.Enum(["zzz", *sorted(UPDATE_TYPES, reverse=True)])
+    cands = {
+        "categorical": base.with_columns(pl.col("update_type", "client").cast(pl.Categorical)),
+        "enum": base.with_columns(pl.col("update_type").cast(types), pl.col("client").cast(pl.Enum(["", *CLIENTS]))),
+        "paris": base.with_columns(pl.col("created_ts", "request_ts").dt.convert_time_zone("Europe/Paris")),
+        "kolkata_ns": base.with_columns(pl.col("created_ts", "request_ts").dt.cast_time_unit("ns").dt.convert_time_zone("Asia/Kolkata")),
+        "mixed_units": base.with_columns(pl.col("request_ts").dt.cast_time_unit("ms"), pl.col("created_ts").dt.cast_time_unit("ns")),
+        "naive_ms": base.with_columns(pl.col("created_ts", "request_ts").dt.replace_time_zone(None).dt.cast_time_unit("ms")),
+        "positions": base,
+    }[variant]
+    if variant in ("categorical", "enum"):  # in two chunks, as a concatenated request arrives
+        cands = pl.concat([cands.head(150), cands.tail(250)], rechunk=False)
+        assert cands["update_type"].n_chunks() == 2
+    position = np.arange(400) % 30 if variant == "positions" else 0
+    want = _joined_at(monkeypatch, base if variant in ("categorical", "enum") else cands, hist, profiles, position)
+    if variant in ("paris", "kolkata_ns"):
+        assert not np.array_equal(want["hour"].to_numpy(), _joined_at(monkeypatch, base, hist, profiles, 0)["hour"].to_numpy())
+    with monkeypatch.context() as m:
+        _no_polars_derivation(m)
+        X = online._candidate_matrix(cands, hist, profiles, "dwell", position=position)
+        frame = candidate_features(cands, hist, profiles, "dwell", position=position)
+    np.testing.assert_array_equal(_bits(X), _bits(want.to_numpy()))
+    assert_frame_equal(frame, want, check_exact=True)
+
+
+def _joined_at(monkeypatch, candidates, history, profiles, position) -> pl.DataFrame:
+    with monkeypatch.context() as m:
+        m.setattr(online, "_raw_arrays_by_lookup", lambda *args: None)
+        return candidate_features(candidates, history, profiles, "dwell", position=position)
