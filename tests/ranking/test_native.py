@@ -102,6 +102,24 @@ def test_scores_equal_lightgbm_plus_the_folded_lr(prepared, n_rows):
 
 
 @needs_native
+def test_scores_equal_lightgbm_plus_the_folded_lr_on_a_million_rows(prepared):
+    """1M rows (the batch path: 1 and 2 threads) tiled from the tiny world's real feature rows, every other
+    one scaled off the integer grid (counts, rates and ages between the trees' thresholds).  The reference
+    (as above) is computed on the distinct rows and tiled the same way: equal rows, equal scores."""
+    base = _frame().select(prepared.feature_set.columns).to_numpy()
+    rng = np.random.default_rng(19)
+    base[1::2] *= rng.uniform(0.5, 2.0, size=base[1::2].shape)
+    n_rows = 1_000_000
+    X = np.ascontiguousarray(np.resize(base, (n_rows, base.shape[1])))
+    assert base.shape[0] < n_rows // 10  # the native code sees every row, the reference the distinct ones
+    for weights in (prepared.weights, prepared.weights.engagement_only()):
+        want = np.resize(_reference(prepared, base, weights), n_rows)
+        got = prepared.score(X, weights, num_threads=1)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(prepared.score(X, num_threads=2), prepared.score(X, num_threads=1))
+
+
+@needs_native
 def test_every_asinh_branch_and_the_value_weights_argument(prepared):
     """Integers past the table, negatives, fractions, huge and sub-kZeroThreshold values; other weights, same code."""
     X = _rows(prepared, 64)
