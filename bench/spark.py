@@ -119,7 +119,7 @@ from collections.abc import Callable
 from typing import Any
 
 from spark_data import build_logs, parse_size
-from spark_stages import STAGES, ab_stage_module, bare_job, polars_stage, read_columns, spark_stage
+from spark_stages import GROUP_KEYS, STAGES, ab_stage_module, bare_job, grouped_job, polars_stage, read_columns, spark_stage
 
 GOALS = {"tskip": 1.5, "features": 3.0, "ab": 1.5}
 CLUSTER_ROWS = 10_000_000_000
@@ -143,11 +143,12 @@ def _child_spark(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, An
     for stage in args.stages:
         fn = spark_stage(stage, spark, data, Path(args.model), scratch)
         cols = read_columns(stage, data)
-        times: dict[str, list[float]] = {"stage": [], "bare": []}
+        times: dict[str, list[float]] = {"stage": [], "bare": [], "grouped": []}
         result: Any = None
         try:
             for _ in range(args.repeat):
                 times["bare"].append(_timed(lambda: bare_job(spark, cols))[0])  # noqa: B023 (called at once)
+                times["grouped"].append(_timed(lambda: grouped_job(spark, cols, GROUP_KEYS[stage]))[0])  # noqa: B023
                 dt, result = _timed(fn)
                 times["stage"].append(dt)
         except Exception as exc:  # a stage that fails is reported, the others still run
@@ -155,7 +156,8 @@ def _child_spark(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, An
             continue
         out["stages"][stage] = {"times": times, "result": result}
         print(
-            f"    local[{args.threads}] {stage}: {statistics.median(times['stage']):.1f} s (bare {statistics.median(times['bare']):.1f} s)",
+            f"    local[{args.threads}] {stage}: {statistics.median(times['stage']):.1f} s (bare {statistics.median(times['bare']):.1f} s, "
+            f"grouped by {GROUP_KEYS[stage]} {statistics.median(times['grouped']):.1f} s)",
             flush=True,
         )
     spark.stop()
@@ -241,6 +243,7 @@ def summarise(
                 continue
             row[f"local{t}_s"] = _med(s["times"]["stage"])
             row[f"local{t}_bare_s"] = _med(s["times"]["bare"])
+            row[f"local{t}_grouped_s"] = _med(s["times"].get("grouped"))
             row[f"local{t}_result"] = s["result"]
         p = polars.get(stage, {})
         if "error" in p:
@@ -251,6 +254,8 @@ def summarise(
             row["polars_result"] = p["result"]
         if row.get("local2_s") and row.get("local2_bare_s"):
             row["x_bare"] = row["local2_s"] / row["local2_bare_s"]
+        if row.get("local2_s") and row.get("local2_grouped_s"):
+            row["x_grouped"] = row["local2_s"] / row["local2_grouped_s"]
         if row.get("local2_s") and row.get("polars_s"):
             row["x_polars"] = row["local2_s"] / row["polars_s"]
         if row.get("local1_s") and row.get("local2_s"):
@@ -270,7 +275,7 @@ def _f(v: Any, fmt: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"  {'stage':<11}{'local[2] s':>11}{'bare s':>8}{'x bare':>8}{'goal':>6}{'polars s':>10}{'RSS MiB':>9}{'x polars':>9}{'local[1] s':>11}{'1->2':>6}{'core-h/10B':>11}"
+    head = f"  {'stage':<11}{'local[2] s':>11}{'bare s':>8}{'x bare':>8}{'goal':>6}{'grouped s':>10}{'x grp':>7}{'polars s':>10}{'RSS MiB':>9}{'x polars':>9}{'local[1] s':>11}{'1->2':>6}{'core-h/10B':>11}"
     print(head)
     for r in rows:
         if "note" in r:
@@ -278,7 +283,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             continue
         print(
             f"  {r['stage']:<11}{_f(r.get('local2_s'), '11.1f')}{_f(r.get('local2_bare_s'), '8.1f')}{_f(r.get('x_bare'), '8.2f')}"
-            f"{_f(r.get('goal_x_bare'), '6.1f')}{_f(r.get('polars_s'), '10.1f')}{_f(r.get('polars_peak_rss_mib'), '9d')}"
+            f"{_f(r.get('goal_x_bare'), '6.1f')}{_f(r.get('local2_grouped_s'), '10.1f')}{_f(r.get('x_grouped'), '7.2f')}"
+            f"{_f(r.get('polars_s'), '10.1f')}{_f(r.get('polars_peak_rss_mib'), '9d')}"
             f"{_f(r.get('x_polars'), '9.2f')}{_f(r.get('local1_s'), '11.1f')}{_f(r.get('speedup_1_to_2'), '6.2f')}"
             f"{_f(r.get('cluster_core_h_10B'), '11.1f')}"
         )

@@ -19,7 +19,7 @@ from typing import Any
 from dwellrank_logs.protocol import CANDIDATE_COLUMNS
 from dwellrank_logs.schema import ACTION_COLUMNS
 
-__all__ = ["STAGES", "ab_stage_module", "bare_job", "polars_stage", "read_columns", "spark_stage"]
+__all__ = ["GROUP_KEYS", "STAGES", "ab_stage_module", "bare_job", "grouped_job", "polars_stage", "read_columns", "spark_stage"]
 
 STAGES = ("tskip", "features", "rank", "engagement", "ab")
 FEATURE_SET = "dwell"
@@ -78,6 +78,41 @@ def bare_job(spark: Any, paths: Mapping[str, tuple[str, ...]]) -> list[tuple[Any
             numeric = isinstance(kinds[c], T.NumericType)
             aggs.append(F.sum(c) if numeric else F.max(c))
         out.append(tuple(df.agg(*aggs).collect()[0]))
+    return out
+
+
+#: The key each stage's output is grouped by (per member for the A/B and the forecast, per request for ranking):
+#: the second baseline groups each table that has it by it, as the least a per-key reduction must shuffle.
+GROUP_KEYS = {"tskip": "update_type", "features": "member_id", "rank": "request_id", "engagement": "member_id", "ab": "member_id"}
+
+
+def grouped_job(spark: Any, paths: Mapping[str, tuple[str, ...]], key: str) -> list[tuple[Any, ...]]:
+    """:func:`bare_job` with one hash aggregation by ``key`` per table that has it (the others as there).
+
+    Each table holding ``key`` is grouped by it (sums of the numeric columns,
+    maxima of the others, row counts), a shuffle of the partial aggregates as
+    any per-key reduction needs, and the groups are then summed into one row,
+    so every group's every value is computed.  A floor for reductions whose
+    result is one row per key, where :func:`bare_job` (no shuffle) is the
+    floor of a scan.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    out = []
+    for path, cols in paths.items():
+        df = spark.read.parquet("file://" + path).select(*cols)
+        kinds = {f.name: f.dataType for f in df.schema.fields}
+        values = [c for c in cols if c != key]
+        if key not in cols:
+            out.extend(bare_job(spark, {path: cols}))
+            continue
+        inner = [F.count(F.lit(1)).alias("_n")]
+        inner += [(F.sum(c) if isinstance(kinds[c], T.NumericType) else F.max(c)).alias(c) for c in values]
+        per_key = df.groupBy(key).agg(*inner)
+        outer = [F.count(F.lit(1)), F.sum("_n")]
+        outer += [F.sum(c) if isinstance(kinds[c], T.NumericType) else F.max(c) for c in values]
+        out.append(tuple(per_key.agg(*outer).collect()[0]))
     return out
 
 
