@@ -19,12 +19,17 @@ difference of (a) from LightGBM's predictions plus the folded LR on all rows,
 the first-request cost (compiling the native code into an empty cache) and the
 warm-cache cost (a fresh model object loading it), and the median latency of one
 request of 1,000 candidates (goal <= 1 ms scoring, <= 2 ms end to end): scoring
-from features, features from the history tables, and both end to end.  Requests
+from features, features from the history tables (the matrix path FeedRanker scores from,
+numpy from the snapshot's indexes to the model's float64 matrix, and the public
+``candidate_features``, the same values as a polars frame), and features + scoring end to end.  Requests
 reuse one history snapshot, as a server serving a day's snapshot does, so they
 read the lookup indexes kept with it; the first request on a new snapshot, which
 builds those indexes, is timed apart (over fresh snapshots of the same tables).
 
-    python bench/rank.py [--rows 1000000] [--members 3000] [--days 14] [--rounds 5] [--seed 0]
+With ``--treelite`` (treelite and tl2cgen importable, gcc on PATH) it adds (d) treelite 4 +
+tl2cgen over the same boosters, compiled to C, to the batch and request figures.
+
+    python bench/rank.py [--rows 1000000] [--members 3000] [--days 14] [--rounds 5] [--seed 0] [--treelite]
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import polars as pl
 from dwellrank_logs.history import history_tables
 from dwellrank_logs.protocol import HistoryTables
 from ranking.features import candidate_features, training_frame
+from ranking.features.online import _candidate_matrix
 from ranking.native import available_cpus, native_stats
 from ranking.ranker import FeedRanker
 from ranking.train import TrainConfig, train_ranker
@@ -76,6 +82,37 @@ def _reference(model, X: np.ndarray, used: tuple[str, ...]) -> np.ndarray:
     return value_function(preds, model.weights)
 
 
+def _treelite(boosters, probe: np.ndarray):
+    """Each booster through treelite 4 + tl2cgen (C compiled with gcc), margins: predictors for 1 and 2 threads.
+
+    Returns {threads: predict(X)}; prints the compile time and the largest difference from LightGBM's raw scores.
+    """
+    import tl2cgen
+    import treelite
+
+    t0 = time.perf_counter()
+    libs = []
+    tmp = tempfile.mkdtemp(prefix="dwellrank-tl2cgen-bench-")
+    for i, b in enumerate(boosters):
+        lib = Path(tmp) / f"b{i}.so"
+        tl2cgen.export_lib(treelite.frontend.from_lightgbm(b), toolchain="gcc", libpath=str(lib), params={"parallel_comp": 8}, nthread=2)
+        libs.append(lib)
+    preds = {nt: [tl2cgen.Predictor(str(lib), nthread=nt) for lib in libs] for nt in (1, 2)}
+
+    def predict(X: np.ndarray, nt: int) -> list[np.ndarray]:
+        dmat = tl2cgen.DMatrix(X)
+        return [p.predict(dmat, pred_margin=True) for p in preds[nt]]
+
+    diff = max(
+        float(np.abs(np.ravel(got) - b.predict(probe, raw_score=True)).max()) for got, b in zip(predict(probe, 1), boosters, strict=True)
+    )
+    print(
+        f"treelite {treelite.__version__} + tl2cgen {tl2cgen.__version__}: {len(boosters)} boosters compiled with gcc in "
+        f"{time.perf_counter() - t0:.1f} s; largest |margin - LightGBM raw| on 1,000 rows {diff:.1e}"
+    )
+    return {nt: (lambda X, nt=nt: predict(X, nt)) for nt in (1, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -83,6 +120,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every batch measurement")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--treelite", action="store_true", help="also (d) treelite + tl2cgen (C compiled with gcc), which must be importable")
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="dwellrank-native-bench-")
     os.environ["DWELLRANK_NATIVE_CACHE"] = cache  # an empty cache: the first prepare() compiles
@@ -124,6 +162,7 @@ def main() -> None:
             m.compile()
             ll.append(m)
     t_lleaves = time.perf_counter() - t0
+    tl = _treelite(boosters, X[:1000]) if args.treelite else None
     print(
         f"native code: {'built' if native_on else 'NOT available (numpy fallback)'}; first prepare() with an empty cache "
         f"{t_cold:.2f} s (LLVM + numpy forest + probe checks), with the cache warm {1e3 * t_warm:.0f} ms "
@@ -136,6 +175,8 @@ def main() -> None:
             times.setdefault(f"full{nt}", []).append(_timed(lambda nt=nt: model.score(X, num_threads=nt)))
             times.setdefault(f"lgb{nt}", []).append(_timed(lambda nt=nt: [b.predict(X, num_threads=nt) for b in boosters]))
             times.setdefault(f"ll{nt}", []).append(_timed(lambda nt=nt: [m.predict(X, n_jobs=nt) for m in ll]))
+            if tl is not None:
+                times.setdefault(f"tl{nt}", []).append(_timed(lambda nt=nt: tl[nt](X)))
         if r == 0:
             model.backend = "numpy"
             times["numpy1"] = [_timed(lambda: model.score(X, num_threads=1))]
@@ -147,6 +188,10 @@ def main() -> None:
         print(f"  (a) full value function ({'native' if native_on else 'numpy'}) {args.rows / best[f'full{nt}']:>12,.0f} rows/s")
         print(f"  (b) bare LightGBM predict            {args.rows / best[f'lgb{nt}']:>12,.0f} rows/s")
         print(f"  (c) lleaves predict                  {args.rows / best[f'll{nt}']:>12,.0f} rows/s")
+        if tl is not None:
+            print(
+                f"  (d) treelite + tl2cgen predict       {args.rows / best[f'tl{nt}']:>12,.0f} rows/s   (a)/(d) {best[f'tl{nt}'] / best[f'full{nt}']:.2f}x"
+            )
         print(
             f"      (a)/(b) {best[f'lgb{nt}'] / best[f'full{nt}']:.2f}x   (a)/(c) {best[f'll{nt}'] / best[f'full{nt}']:.2f}x"
             + ("   (goal (a)/(c) >= 1.0)" if nt == 1 else "")
@@ -177,32 +222,41 @@ def main() -> None:
             client=pl.lit("ios"),
         )
     )
-    X1 = np.ascontiguousarray(candidate_features(cand, hist, ranker.profiles, fs).to_numpy())  # builds the snapshot's indexes
+    X1 = _candidate_matrix(cand, hist, ranker.profiles, fs)  # builds the snapshot's indexes
+    assert np.array_equal(X1, candidate_features(cand, hist, ranker.profiles, fs).to_numpy())  # one definition, two outputs
     rng = np.random.default_rng(args.seed)  # the ranker protocol's argument; FeedRanker draws nothing
     lat: dict[str, list[float]] = {}
     for _ in range(200):
         lat.setdefault("score", []).append(_timed(lambda: model.score(X1, num_threads=1)))
         lat.setdefault("lgb", []).append(_timed(lambda: [b.predict(X1, num_threads=1) for b in boosters]))
         lat.setdefault("ll", []).append(_timed(lambda: [m.predict(X1, n_jobs=1) for m in ll]))
-        lat.setdefault("feat", []).append(_timed(lambda: candidate_features(cand, hist, ranker.profiles, fs)))
+        if tl is not None:
+            lat.setdefault("tl", []).append(_timed(lambda: tl[1](X1)))
+        lat.setdefault("feat", []).append(_timed(lambda: _candidate_matrix(cand, hist, ranker.profiles, fs)))
+        lat.setdefault("frame", []).append(_timed(lambda: candidate_features(cand, hist, ranker.profiles, fs)))
         lat.setdefault("e2e", []).append(_timed(lambda: ranker.rank(cand, hist, rng)))
     # First requests: a fresh snapshot object over the same (already computed) tables, so only the
     # lookup indexes are built, not the counts.
     tables = {n: getattr(hist, n) for n in ("updates", "member_types", "member_authors", "member_topics", "members")}
     for _ in range(20):
         fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
-        lat.setdefault("cold_feat", []).append(_timed(lambda fresh=fresh: candidate_features(cand, fresh, ranker.profiles, fs)))
+        lat.setdefault("cold_feat", []).append(_timed(lambda fresh=fresh: _candidate_matrix(cand, fresh, ranker.profiles, fs)))
         fresh = HistoryTables(**tables, t_skip_s=hist.t_skip_s)
         lat.setdefault("cold_e2e", []).append(_timed(lambda fresh=fresh: ranker.rank(cand, fresh, rng)))
     med = {k: 1e3 * float(np.median(v)) for k, v in lat.items()}
-    print("\none request of 1,000 candidates (1 thread, median of 200, one history snapshot reused across requests)")
+    print(
+        f"\none request of 1,000 candidates (1 thread, median of 200, one history snapshot reused across requests; 1-min load {os.getloadavg()[0]:.1f})"
+    )
     print(f"  scoring from features (full value function) {med['score']:>7.2f} ms   (goal <= 1 ms)")
     print(f"    bare LightGBM predict, same trees          {med['lgb']:>7.2f} ms")
     print(f"    lleaves predict, same trees                {med['ll']:>7.2f} ms")
-    print(f"  features from history tables                 {med['feat']:>7.2f} ms")
+    if tl is not None:
+        print(f"    treelite + tl2cgen predict, same trees     {med['tl']:>7.2f} ms")
+    print(f"  features from history tables (matrix path)   {med['feat']:>7.2f} ms")
+    print(f"    as a polars frame (candidate_features)     {med['frame']:>7.2f} ms")
     print(f"  features + scoring (end to end)              {med['e2e']:>7.2f} ms   (goal <= 2 ms)")
     print("first request on a new snapshot (cold: builds the snapshot's lookup indexes; median of 20 fresh snapshots)")
-    print(f"  features from history tables                 {med['cold_feat']:>7.2f} ms")
+    print(f"  features from history tables (matrix path)   {med['cold_feat']:>7.2f} ms")
     print(f"  features + scoring (end to end)              {med['cold_e2e']:>7.2f} ms")
 
 

@@ -6,6 +6,12 @@ simulator's incrementally maintained counters, or :func:`history_from_logs`)
 and derives the features with :mod:`ranking.features.evaluate`.  The raw
 counts come from the lookup indexes kept with the snapshot
 (:mod:`ranking.features.lookup`) where they answer, else from the joins below.
+
+:func:`_candidate_matrix` is the path :class:`ranking.ranker.FeedRanker`
+scores from: where the lookups and the numpy evaluator answer, numpy gathers
+straight into the float64 matrix the model reads, with no polars frame or
+query per request; :func:`candidate_features` returns the same values as a
+frame.
 """
 
 from __future__ import annotations
