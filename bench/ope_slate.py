@@ -2,14 +2,19 @@
 
 For each list length K (default 5, 10, 15, 20, 25; ``K + 5`` candidate items),
 each seed (default 0-19), each logging ranker (Plackett-Luce on half the true
-logits, and uniform, which also gets the pseudoinverse) and each reward
+logits, and uniform) and each reward
 structure of :mod:`simulate.ope.slate_synthetic`, simulates ``--requests``
 logged feeds and runs every estimator of :func:`estimate_slates` with normal
 and (``--n-boot`` > 0) bootstrap intervals.  Writes ``ope_slate.json`` (one row
 per logging x reward x K x estimator: bias, its standard error over seeds,
 RMSE, mean reported se, coverage of both intervals) and ``ope_slate.png``.
+The pseudoinverse runs under uniform logging (``Gamma`` in closed form) and
+under Plackett-Luce with its exact pair marginals where ``(K + 5)! / 5!`` is at
+most 200,000 prefixes (K <= 5), else with ``--gamma-samples`` Monte Carlo
+orders per context type (0: left out); each row says which (``pi_gamma``).
 
-    python bench/ope_slate.py [--out runs/ope_slate] [--requests 2000] [--seeds 20] [--lengths 5,10,15,20,25] [--n-boot 200] [--replot]
+    python bench/ope_slate.py [--out runs/ope_slate] [--requests 2000] [--seeds 20] [--lengths 5,10,15,20,25] [--n-boot 200]
+        [--gamma-samples 0] [--logging pl,uniform] [--replot]
 """
 
 from __future__ import annotations
@@ -37,20 +42,25 @@ from dwellrank_logs.write import atomic_file
 from simulate.ope.slate_synthetic import SLATE_REWARDS, estimate_slates, synthetic_slates
 
 
-def run(requests: int, seeds: int, lengths: list[int], n_boot: int) -> list[dict[str, Any]]:
-    acc: dict[tuple[str, str, int, str], dict[str, list[float]]] = {}
-    for logging in ("pl", "uniform"):
+def run(
+    requests: int, seeds: int, lengths: list[int], n_boot: int, gamma_samples: int = 0, loggings: tuple[str, ...] = ("pl", "uniform")
+) -> list[dict[str, Any]]:
+    acc: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for logging in loggings:
         for k in lengths:
             t0 = time.perf_counter()
             for seed in range(seeds):
                 rng = np.random.default_rng([seed, k])
-                data = synthetic_slates(requests, k, rng, logging=logging)
+                data = synthetic_slates(requests, k, rng, logging=logging, gamma_samples=gamma_samples)
                 for reward in SLATE_REWARDS:
                     truth = data["truth"][reward]
                     normal = estimate_slates(data, reward)
                     boot = estimate_slates(data, reward, interval="bootstrap", n_boot=n_boot, rng=rng) if n_boot else {}
                     for name, e in normal.items():
-                        row = acc.setdefault((logging, reward, k, name), {"err": [], "se": [], "cov": [], "cov_boot": [], "truth": []})
+                        row = acc.setdefault(
+                            (logging, reward, k, name),
+                            {"err": [], "se": [], "cov": [], "cov_boot": [], "truth": [], "pi_gamma": data["pi_gamma"]},
+                        )
                         row["err"].append(e.value - truth)
                         row["se"].append(e.se)
                         row["cov"].append(float(e.covers(truth)))
@@ -77,6 +87,7 @@ def run(requests: int, seeds: int, lengths: list[int], n_boot: int) -> list[dict
                 "mean_se": float(np.nanmean(v["se"])),
                 "coverage_normal": float(np.mean(v["cov"])),
                 "coverage_bootstrap": float(np.mean(v["cov_boot"])) if v["cov_boot"] else None,
+                **({"pi_gamma": v["pi_gamma"]} if "pseudoinverse" in name else {}),
             }
         )
     return rows
@@ -109,7 +120,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ax.set_title(f"{reward}: {label}", fontsize=9)
             ax.set_xlabel("list length K")
     axes[0][0].legend(fontsize=7, ncol=2)
-    axes[2][0].legend(fontsize=7, ncol=2)  # the uniform row adds the pseudoinverse
+    if axes[2][0].get_legend_handles_labels()[0]:  # no uniform row when only PL logging ran
+        axes[2][0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -123,6 +135,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--lengths", default="5,10,15,20,25")
     ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument(
+        "--gamma-samples", type=int, default=0, help="Monte Carlo orders per context type for PL's Gamma beyond the exact size."
+    )
+    ap.add_argument("--logging", default="pl,uniform", help="Logging rankers to run, comma-separated: pl, uniform.")
     ap.add_argument("--replot", action="store_true", help="Redraw ope_slate.png from the ope_slate.json in --out.")
     a = ap.parse_args()
     if a.replot:
@@ -130,8 +146,17 @@ def main() -> None:
         return
     lengths = [int(x) for x in a.lengths.split(",")]
     t0 = time.perf_counter()
-    rows = run(a.requests, a.seeds, lengths, a.n_boot)
-    meta = {"requests": a.requests, "seeds": a.seeds, "lengths": lengths, "n_boot": a.n_boot, "wall_s": round(time.perf_counter() - t0, 1)}
+    loggings = tuple(a.logging.split(","))
+    rows = run(a.requests, a.seeds, lengths, a.n_boot, a.gamma_samples, loggings)
+    meta = {
+        "requests": a.requests,
+        "seeds": a.seeds,
+        "lengths": lengths,
+        "n_boot": a.n_boot,
+        "gamma_samples": a.gamma_samples,
+        "logging": list(loggings),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     a.out.mkdir(parents=True, exist_ok=True)
     with atomic_file(a.out / "ope_slate.json") as tmp:
         tmp.write_text(json.dumps({"settings": meta, "rows": rows}, indent=1))
@@ -141,7 +166,7 @@ def main() -> None:
             z = r["bias"] / r["bias_se"] if r["bias_se"] else math.nan
             print(
                 f"{r['reward']:15s} K={r['K']:2d} {r['estimator']:18s} bias {r['bias']:+.4f} (z {z:+.1f}) rmse {r['rmse']:.4f} "
-                f"cover {r['coverage_normal']:.2f}/{r['coverage_bootstrap']}"
+                f"cover {r['coverage_normal']:.2f}/{r['coverage_bootstrap']}" + (f" Gamma {r['pi_gamma']}" if "pi_gamma" in r else "")
             )
     print(f"wrote {a.out / 'ope_slate.json'} and ope_slate.png in {meta['wall_s']} s")
 

@@ -15,11 +15,13 @@ of the update it puts first, over the logged feed requests
   cascade IPS, cascade DR, pseudoinverse; each also self-normalised; normal or bootstrap intervals);
 * :mod:`simulate.ope.slate_top` -- top-slot direct method, self-normalised DR and Switch-DR, and the
   :func:`refit_bootstrap` of a pipeline that refits its reward model per resample;
-* :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes and exact
-  position marginals) and the long-log to ``(n, K)`` mapping (see docs/ope.md);
+* :mod:`simulate.ope.slate_propensity` -- per-position propensities (Plackett-Luce prefixes, exact
+  position marginals, exact or Monte Carlo pair marginals ``Gamma`` for the pseudoinverse) and the long-log
+  to ``(n, K)`` mapping (see docs/ope.md);
 * :mod:`simulate.ope.slate_synthetic` -- synthetic ranked feeds with a known truth per reward structure;
 * :mod:`simulate.ope.feed` -- the simulator's whole-feed value (``OPEConfig.feed_k``): position propensities of
-  the logged feeds and every slate estimator for a deterministic target.
+  the logged feeds, the exact-Gamma pseudoinverse weight for small candidate sets, and every slate
+  estimator for a deterministic target.
 """
 
 from simulate.exploration import ExplorationRanker
@@ -27,6 +29,8 @@ from simulate.ope.estimators import OPEEstimate
 from simulate.ope.estimators import doubly_robust
 from simulate.ope.estimators import ips
 from simulate.ope.estimators import snips
+from simulate.ope.feed import exact_pseudoinverse_feasible
+from simulate.ope.feed import exact_pseudoinverse_weight
 from simulate.ope.feed import feed_estimates
 from simulate.ope.feed import pl_marginals_at
 from simulate.ope.feed import top_k_rows
@@ -45,7 +49,10 @@ from simulate.ope.slate import slate_pseudoinverse
 from simulate.ope.slate import slate_standard_ips
 from simulate.ope.slate_propensity import expected_under
 from simulate.ope.slate_propensity import factorised_pseudoinverse_weight
+from simulate.ope.slate_propensity import n_prefixes
 from simulate.ope.slate_propensity import pl_conditionals
+from simulate.ope.slate_propensity import pl_pair_marginals
+from simulate.ope.slate_propensity import pl_pair_marginals_mc
 from simulate.ope.slate_propensity import pl_position_marginals
 from simulate.ope.slate_propensity import pl_prefix_steps
 from simulate.ope.slate_propensity import prefix_product
@@ -71,14 +78,19 @@ __all__ = [
     "direct_method",
     "doubly_robust",
     "estimate_slates",
+    "exact_pseudoinverse_feasible",
+    "exact_pseudoinverse_weight",
     "expected_under",
     "factorised_pseudoinverse_weight",
     "feed_estimates",
     "fit_reward_model",
     "ips",
+    "n_prefixes",
     "observed_reward",
     "pl_conditionals",
     "pl_marginals_at",
+    "pl_pair_marginals",
+    "pl_pair_marginals_mc",
     "pl_position_marginals",
     "pl_prefix_steps",
     "prefix_product",

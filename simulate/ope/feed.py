@@ -8,12 +8,17 @@ depth (:func:`simulate.truth.feed_truth`).  In the simulator every position's
 reward depends only on the update there (viewing depth is drawn before and
 independently of the feed), so the reward is additive over (update, position)
 pairs: standard slate IPS, independent IPS, cascade IPS and cascade DR are all
-unbiased; the pseudoinverse here uses the factorised weight, which is exact
-only for logging independent across positions, and Plackett-Luce is not.
+unbiased; so is the pseudoinverse with the exact Plackett-Luce ``Gamma``
+(reported as ``pseudoinverse`` where the candidate sets are small enough to
+enumerate), while the factorised weight (``pseudoinverse_factorised``, always
+reported) is exact only for logging independent across positions, and
+Plackett-Luce is not.
 
 * :func:`top_k_rows` -- the row of each request's candidate at each of the first ``K`` positions;
 * :func:`pl_marginals_at` -- exact ``P(logged item at its position)`` of a Plackett-Luce ranker, only for the
   first ``K`` positions (cheaper than :func:`simulate.ope.slate_propensity.pl_position_marginals`);
+* :func:`exact_pseudoinverse_weight` -- the pseudoinverse weight with the exact Plackett-Luce ``Gamma`` of each
+  request, for candidate sets small enough to enumerate (:func:`exact_pseudoinverse_feasible`);
 * :func:`feed_estimates` -- every estimator of :mod:`simulate.ope.slate` for a deterministic target (normal or
   bootstrap intervals).
 """
@@ -29,15 +34,30 @@ from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError
 from simulate.ope.estimators import OPEEstimate
 from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_independent_ips, slate_pseudoinverse, slate_standard_ips
-from simulate.ope.slate_propensity import factorised_pseudoinverse_weight, prefix_product
+from simulate.ope.slate_propensity import (
+    MAX_PREFIXES,
+    factorised_pseudoinverse_weight,
+    n_prefixes,
+    pl_pair_marginals,
+    prefix_product,
+    pseudoinverse_weight,
+)
 
-__all__ = ["feed_estimates", "pl_marginals_at", "top_k_rows"]
+__all__ = [
+    "EXACT_PI_MAX_CELLS",
+    "exact_pseudoinverse_feasible",
+    "exact_pseudoinverse_weight",
+    "feed_estimates",
+    "pl_marginals_at",
+    "top_k_rows",
+]
 
 # The exponential-race quadrature of simulate.ope.slate_propensity (trapezoid in log time, ~1e-12).
 _STEP = 0.1
 _LOG_T_LOW = -34.0
 _MIN_WEIGHT = 1e-30
 _CHUNK_CELLS = 4_000_000  # requests x grid x positions x items per chunk
+EXACT_PI_MAX_CELLS = 64  # m K at most for the exact pseudoinverse: an (m K)^3 pseudoinverse per request (~1 ms at 64)
 
 
 def top_k_rows(scores: np.ndarray, request_id: np.ndarray, k: int) -> np.ndarray:
@@ -138,6 +158,65 @@ def _race_at(rest: np.ndarray, w_item: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def exact_pseudoinverse_feasible(n_candidates: int, k: int) -> bool:
+    """Whether :func:`exact_pseudoinverse_weight` fits: ``m! / (m - K)! <= MAX_PREFIXES`` and ``m K <= EXACT_PI_MAX_CELLS``."""
+    return n_prefixes(n_candidates, k) <= MAX_PREFIXES and n_candidates * k <= EXACT_PI_MAX_CELLS
+
+
+def exact_pseudoinverse_weight(logits: np.ndarray, n_candidates: np.ndarray, logged: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``g_i = 1_{t_i}^T Gamma(x_i)^+ 1_{s_i}`` for deterministic targets, with each request's exact Plackett-Luce ``Gamma``.
+
+    ``Gamma(x_i)`` by :func:`simulate.ope.slate_propensity.pl_pair_marginals`
+    (enumeration), its pseudoinverse once per request and shared by the targets.
+    It is singular by construction (rank ``m K - K + 1`` for ``m > K``: each
+    position holds exactly one item); rounding leaves its null directions at
+    ~1e-16 of the largest eigenvalue, cut at 1e-10.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (n, max candidates)
+        The logging ranker's logits, request ``i``'s in its first ``n_candidates[i]`` columns.
+    n_candidates : ndarray of int, shape (n,)
+    logged : ndarray of int, shape (n, K)
+        Column (candidate) index of the logged item at each position.
+    target : ndarray of int, shape (n, K) or (T, n, K)
+        The same for one target's feed, or for ``T`` targets.
+
+    Returns
+    -------
+    ndarray, shape (n,) or (T, n)
+
+    Raises
+    ------
+    ConfigError
+        :func:`exact_pseudoinverse_feasible` is false for some request.
+    """
+    s = np.asarray(logits, dtype=np.float64)
+    m_all = np.asarray(n_candidates)
+    a, t = np.asarray(logged), np.asarray(target)
+    ts = t[None] if t.ndim == 2 else t
+    k = a.shape[1]
+    out = np.empty((ts.shape[0], a.shape[0]))
+    if a.shape[0] == 0:
+        return out[0] if t.ndim == 2 else out
+    m_max = int(m_all.max())
+    if not exact_pseudoinverse_feasible(m_max, k):
+        raise ConfigError(
+            f"exact Gamma for {m_max} candidates and K = {k} needs {n_prefixes(m_max, k):,} prefixes (at most {MAX_PREFIXES:,}) "
+            f"and a {m_max * k} x {m_max * k} pseudoinverse per request (m K at most {EXACT_PI_MAX_CELLS})"
+        )
+    for m in np.unique(m_all):  # one Gamma size per candidate count
+        rows = np.flatnonzero(m_all == m)
+        for start in range(0, rows.size, 256):  # bounds the (chunk, mK, mK) stack
+            sel = rows[start : start + 256]
+            gp = np.linalg.pinv(pl_pair_marginals(s[sel, :m], k), rcond=1e-10, hermitian=True)
+            for j, tj in enumerate(ts):
+                dist = np.zeros((sel.size, int(m), k))
+                dist[np.arange(sel.size)[:, None], tj[sel], np.arange(k)[None, :]] = 1.0  # a deterministic target's slate
+                out[j, sel] = pseudoinverse_weight(a[sel], dist, gp)
+    return out[0] if t.ndim == 2 else out
+
+
 def feed_estimates(
     reward: np.ndarray,
     logged: np.ndarray,
@@ -151,6 +230,7 @@ def feed_estimates(
     interval: str = "normal",
     n_boot: int = 1000,
     rng: int | np.random.Generator | None = None,
+    pi_weight: np.ndarray | None = None,
 ) -> dict[str, OPEEstimate]:
     """Every slate estimator, plain and self-normalised, of a deterministic target's feed value.
 
@@ -175,15 +255,19 @@ def feed_estimates(
         Bootstrap resamples (``interval='bootstrap'`` only).
     rng : int or numpy.random.Generator, optional
         Seed of the bootstrap, normalised once; the estimators, in the order of
-        the returned dict, draw from its children ``rng.spawn(10)``, so each
+        the returned dict, draw from its children ``rng.spawn(12)``, so each
         estimate equals its :mod:`simulate.ope.slate` function called with
         ``rng=child`` (the reward model stays fixed across resamples).
+    pi_weight : ndarray, shape (n,), optional
+        The pseudoinverse weight with the exact ``Gamma`` (:func:`exact_pseudoinverse_weight`);
+        adds ``pseudoinverse`` and ``sn_pseudoinverse``.
 
     Returns
     -------
     dict of name to OPEEstimate
         ``slate_ips``, ``independent_ips``, ``cascade_ips``, ``cascade_dr``,
-        ``pseudoinverse_factorised`` and their ``sn_`` versions, in that order.
+        ``pseudoinverse_factorised`` and their ``sn_`` versions, in that order,
+        then ``pseudoinverse`` and ``sn_pseudoinverse`` when ``pi_weight`` is given.
     """
     same = np.asarray(logged) == np.asarray(target)
     target_marginal = same.astype(np.float64)
@@ -193,7 +277,7 @@ def feed_estimates(
     mu = np.where(same, np.asarray(logging_marginal, dtype=np.float64), 1.0)
     g = factorised_pseudoinverse_weight(mu, target_marginal)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    children = iter(gen.spawn(10)) if interval == "bootstrap" else iter([None] * 10)
+    children = iter(gen.spawn(12)) if interval == "bootstrap" else iter([None] * 12)
     out: dict[str, OPEEstimate] = {}
     for sn in (False, True):
         ests = [
@@ -211,6 +295,10 @@ def feed_estimates(
         out[pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised")] = OPEEstimate(
             pi.estimator.replace("pseudoinverse", "pseudoinverse_factorised"), pi.value, pi.se, pi.ci_low, pi.ci_high, pi.n
         )
+    if pi_weight is not None:
+        for sn in (False, True):
+            e = slate_pseudoinverse(reward, pi_weight, self_normalised=sn, **_opts(alpha, interval, n_boot, children))
+            out[e.estimator] = e
     return out
 
 

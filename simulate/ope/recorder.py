@@ -10,7 +10,7 @@ import polars as pl
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.protocol import HistoryTables, Ranker, RankerBase, RankOutput, ranker_t_skip_s
 from simulate.exploration import _standardise
-from simulate.ope.feed import pl_marginals_at, top_k_rows
+from simulate.ope.feed import exact_pseudoinverse_feasible, exact_pseudoinverse_weight, pl_marginals_at, top_k_rows
 from simulate.ope.reward_model import reward_features
 
 __all__ = ["OPERecorder", "top_rows"]
@@ -52,6 +52,11 @@ class OPERecorder(RankerBase):
         Also record the first ``feed_k`` positions of each feed (:meth:`records`'
         ``feed_*`` keys); needs an :class:`simulate.exploration.ExplorationRanker`
         logging ranker, whose Plackett-Luce logits give the position marginals.
+    max_candidates : int, optional
+        Candidates per request at most (``WorldConfig.candidates_per_request``):
+        where :func:`simulate.ope.feed.exact_pseudoinverse_feasible` holds for it
+        and ``feed_k``, each target also gets ``feed_{name}_pi_weight``, the
+        pseudoinverse weight with the exact Plackett-Luce ``Gamma``.
     """
 
     def __init__(
@@ -61,10 +66,12 @@ class OPERecorder(RankerBase):
         update_types: tuple[str, ...],
         rng: np.random.Generator,
         feed_k: int | None = None,
+        max_candidates: int | None = None,
     ) -> None:
         if feed_k is not None and not (hasattr(logging, "last_base_scores") and hasattr(logging, "temperature")):
             raise ConfigError(f"feed_k needs an ExplorationRanker logging ranker (its Plackett-Luce logits), got {type(logging).__name__}")
         self.feed_k = feed_k
+        self.max_candidates = max_candidates
         self.logging = logging
         self.targets = dict(targets)
         self.update_types = update_types
@@ -145,6 +152,11 @@ class OPERecorder(RankerBase):
         for j, (name, rows) in enumerate(targets.items(), start=1):
             part[f"feed_{name}_update"] = upd[rows]
             part[f"feed_{name}_x"] = feats[j]
+        # The exact pseudoinverse needs each request's whole Gamma: only for small candidate sets (decided on
+        # the configured candidate count, so every day's batch records the same keys).
+        if self.max_candidates is not None and exact_pseudoinverse_feasible(self.max_candidates, k):
+            pi = exact_pseudoinverse_weight(grid, counts, col[logged], np.stack([col[r] for r in targets.values()]))
+            part.update({f"feed_{name}_pi_weight": w for name, w in zip(targets, pi, strict=True)})
         return part
 
     def _target_scores(self, target: Ranker, candidates: pl.DataFrame, history: HistoryTables) -> np.ndarray:

@@ -126,7 +126,7 @@ def run_ope(config: OPEConfig, logging_base: Ranker, targets: Mapping[str, Ranke
     cfg = config.world
     rng_targets = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
     logging = ExplorationRanker(logging_base, config.temperature)
-    recorder = OPERecorder(logging, targets, cfg.update_types, rng_targets, feed_k=config.feed_k)
+    recorder = OPERecorder(logging, targets, cfg.update_types, rng_targets, feed_k=config.feed_k, max_candidates=cfg.candidates_per_request)
     t0 = time.perf_counter()
     sim = simulate(cfg, seed=config.seed, ranker=recorder)
     t_sim = time.perf_counter() - t0
@@ -270,8 +270,9 @@ def _feed_ope(
         truth = float(truth_of(target).mean())
         q_target = cross_predict(models, design(rec[f"feed_{name}_x"]), cell_groups).reshape(n, k)
         inputs = (reward, rec["feed_logged_update"], target, rec["feed_logged_step"], rec["feed_logged_marginal"], q_logged, q_target)
-        ests = feed_estimates(*inputs, config.alpha)
-        boot = feed_estimates(*inputs, config.alpha, interval="bootstrap", n_boot=config.feed_n_boot, rng=boot_rng)
+        pi_weight = rec.get(f"feed_{name}_pi_weight")  # the exact-Gamma pseudoinverse, small candidate sets only
+        ests = feed_estimates(*inputs, config.alpha, pi_weight=pi_weight)
+        boot = feed_estimates(*inputs, config.alpha, interval="bootstrap", n_boot=config.feed_n_boot, rng=boot_rng, pi_weight=pi_weight)
         same = rec["feed_logged_update"] == target
         out_targets[name] = {
             "truth": truth,

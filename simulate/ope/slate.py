@@ -319,7 +319,9 @@ def slate_pseudoinverse(
 
     ``g_i = q_pi(x_i)^T Gamma_mu(x_i)^+ 1_{s_i}`` (may be negative) from
     :func:`simulate.ope.slate_propensity.pseudoinverse_weight` (any logging
-    ranker whose pair marginals ``Gamma`` are known, e.g. uniform) or
+    ranker whose pair marginals ``Gamma`` are known: uniform in closed form,
+    Plackett-Luce exactly by :func:`~simulate.ope.slate_propensity.pl_pair_marginals`
+    for small candidate sets or by Monte Carlo) or
     :func:`~simulate.ope.slate_propensity.factorised_pseudoinverse_weight`
     (logging independent across positions: ``sum_k w_k - K + 1``).
     Unbiased when the slate reward is additive over (item, position) pairs.

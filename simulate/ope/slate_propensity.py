@@ -9,10 +9,16 @@
   logged order, and its next-item distributions given each logged prefix;
 * :func:`take_logged`, :func:`expected_under` -- gather a distribution at the logged items, or average a model under it;
 * :func:`pseudoinverse_weight`, :func:`uniform_ranking_gamma`, :func:`factorised_pseudoinverse_weight` -- the
-  pseudoinverse estimator's weights.
+  pseudoinverse estimator's weights;
+* :func:`pl_pair_marginals` (exact, by enumeration of the ordered prefixes) and :func:`pl_pair_marginals_mc`
+  (seeded Monte Carlo with its standard error) -- a Plackett-Luce ranker's ``Gamma``, the pairwise marginals
+  ``P(item i at k, item j at l | x)`` that the exact pseudoinverse weight needs.
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 
@@ -22,7 +28,10 @@ from dwellrank_logs.errors import ConfigError
 __all__ = [
     "expected_under",
     "factorised_pseudoinverse_weight",
+    "n_prefixes",
     "pl_conditionals",
+    "pl_pair_marginals",
+    "pl_pair_marginals_mc",
     "pl_position_marginals",
     "pl_prefix_steps",
     "prefix_product",
@@ -38,6 +47,8 @@ _STEP = 0.1
 _LOG_T_LOW = -34.0  # truncation error below ~ e^-34 = 2e-15 (the integrand is <= w e^x there)
 _MIN_WEIGHT = 1e-30  # relative PL weights floored here so the grid stays finite
 _CHUNK_CELLS = 4_000_000  # requests x grid x items x items per chunk of the marginal computation
+MAX_PREFIXES = 200_000  # ordered K-prefixes that pl_pair_marginals enumerates at most (m! / (m - K)!)
+_PAIR_CHUNK = 8_000_000  # (request, prefix or sample, position) cells per chunk of the pair computations
 
 
 def slate_arrays(
@@ -278,8 +289,124 @@ def uniform_ranking_gamma(n_items: int, n_positions: int) -> np.ndarray:
     return g
 
 
+def n_prefixes(n_items: int, n_positions: int) -> int:
+    """``m! / (m - K)!``: the ordered ``K``-prefixes of ``m`` items that :func:`pl_pair_marginals` enumerates."""
+    return math.perm(n_items, n_positions)
+
+
+def _pair_setup(logits: np.ndarray, n_positions: int) -> tuple[np.ndarray, int, int]:
+    s = _check_logits(logits)
+    m = s.shape[1]
+    if not (is_integer(n_positions) and 1 <= n_positions <= m):
+        raise ConfigError(f"n_positions must be an integer in [1, n_items = {m}], got {n_positions!r}")
+    w = np.exp(s - s.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True), m, int(n_positions)
+
+
+def _pair_counts(cells: np.ndarray, weight: np.ndarray | None, m: int, k: int) -> np.ndarray:
+    """``sum_p weight[r, p] 1_{s_p} 1_{s_p}^T`` per request r from slot-action indices ``cells`` (r or 1, P, K): (r, mK, mK)."""
+    d = m * k
+    r = weight.shape[0] if weight is not None else cells.shape[0]
+    c = np.broadcast_to(cells, (r, *cells.shape[1:]))
+    flat = (np.arange(r)[:, None, None, None] * d * d + c[:, :, :, None] * d + c[:, :, None, :]).ravel()  # (r, P, K, K)
+    wts = None if weight is None else np.broadcast_to(weight[:, :, None, None], (*weight.shape, k, k)).ravel()
+    return np.bincount(flat, weights=wts, minlength=r * d * d).reshape(r, d, d)
+
+
+def pl_pair_marginals(logits: np.ndarray, n_positions: int) -> np.ndarray:
+    """Exact ``Gamma(x) = E_mu[1_s 1_s^T]`` of a Plackett-Luce ranker's first ``K`` positions, shape (n, m K, m K).
+
+    Indexed by ``item * K + position`` as :func:`uniform_ranking_gamma`:
+    ``Gamma[i K + k, j K + l] = P(item i at k and item j at l | x)`` (the diagonal
+    holds the position marginals; same item at two positions or two items at
+    one position is 0).  Exact by enumeration of the ``m! / (m - K)!`` ordered
+    prefixes (:func:`n_prefixes`, at most :data:`MAX_PREFIXES`), each prefix's
+    probability the product of its PL steps with every normaliser a sum of
+    the remaining weights (no subtraction, so no cancellation for peaked
+    logits).  Cost ``O(n m!/(m-K)! K (m + K))``; for larger candidate sets use
+    :func:`pl_pair_marginals_mc`.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (n, m)
+        Scores divided by the temperature.
+    n_positions : int in [1, m]
+        ``K``.
+    """
+    w, m, k = _pair_setup(logits, n_positions)
+    n_pref = n_prefixes(m, k)
+    if n_pref > MAX_PREFIXES:
+        raise ConfigError(
+            f"pl_pair_marginals enumerates m!/(m-K)! = {n_pref:,} prefixes for m = {m}, K = {k} (at most {MAX_PREFIXES:,}); "
+            "use pl_pair_marginals_mc for this size"
+        )
+    pref = np.array(list(itertools.permutations(range(m), k)), dtype=np.int64).reshape(n_pref, k)  # (P, K)
+    # remain[p, j, step] = 1 while item j is not yet placed before that step of prefix p.
+    placed_before = np.zeros((n_pref, m, k), dtype=bool)
+    for step in range(1, k):
+        placed_before[:, :, step] = placed_before[:, :, step - 1]
+        placed_before[np.arange(n_pref), pref[:, step - 1], step] = True
+    remain = (~placed_before).astype(np.float64)  # (P, m, K)
+    cells = (pref * k + np.arange(k)[None, :])[None]  # (1, P, K)
+    out = np.empty((w.shape[0], m * k, m * k))
+    chunk = max(1, _PAIR_CHUNK // (n_pref * k * max(k, m)))
+    for start in range(0, w.shape[0], chunk):
+        wc = w[start : start + chunk]  # (c, m)
+        norm = np.einsum("cj,pjs->cps", wc, remain)  # (c, P, K): weight left before each step
+        prob = np.prod(wc[:, pref] / norm, axis=2)  # (c, P)
+        out[start : start + chunk] = _pair_counts(cells, prob, m, k)
+    return out
+
+
+def pl_pair_marginals_mc(
+    logits: np.ndarray, n_positions: int, n_samples: int, rng: int | np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo ``Gamma(x)`` of a Plackett-Luce ranker's first ``K`` positions, with each entry's standard error.
+
+    ``n_samples`` orders per request by the Gumbel-max trick (an exact PL
+    sample); each entry is a mean of ``n_samples`` indicators, so its standard
+    error is ``sqrt(G (1 - G) / n_samples)`` (returned, estimated).  An unbiased
+    ``Gamma``, but its pseudoinverse is not unbiased for ``Gamma^+``: use as many
+    samples as affordable, and :func:`pl_pair_marginals` where it fits.
+
+    Parameters
+    ----------
+    logits : ndarray, shape (n, m)
+    n_positions : int in [1, m]
+    n_samples : int >= 1
+        Sampled orders per request.
+    rng : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    gamma, se : ndarray, shape (n, m K, m K) each
+    """
+    w, m, k = _pair_setup(logits, n_positions)
+    if not (is_integer(n_samples) and n_samples >= 1):
+        raise ConfigError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    log_w = np.log(np.maximum(w, _MIN_WEIGHT))
+    n = w.shape[0]
+    total = np.zeros((n, m * k, m * k))
+    chunk = max(1, _PAIR_CHUNK // (n * max(m, k * k)))
+    for start in range(0, n_samples, chunk):
+        b = min(chunk, n_samples - start)
+        g = log_w[:, None, :] + gen.gumbel(size=(n, b, m))
+        top = np.argsort(-g, axis=2, kind="stable")[:, :, :k]  # (n, b, K)
+        total += _pair_counts(top * k + np.arange(k), None, m, k)
+    gamma = total / n_samples
+    return gamma, np.sqrt(gamma * (1 - gamma) / n_samples)
+
+
 def pseudoinverse_weight(item: np.ndarray, target_dist: np.ndarray, gamma_pinv: np.ndarray) -> np.ndarray:
-    """``g_i = q_pi(x_i)^T Gamma^+ 1_{s_i}`` for a logging ranker whose ``Gamma`` does not depend on the context.
+    """``g_i = q_pi(x_i)^T Gamma(x_i)^+ 1_{s_i}``, the pseudoinverse estimator's weight of each logged slate.
+
+    ``Gamma^+`` may be one matrix for a logging ranker whose ``Gamma`` does not
+    depend on the context (uniform: :func:`uniform_ranking_gamma`) or one per
+    request (Plackett-Luce: ``np.linalg.pinv`` of :func:`pl_pair_marginals`).
+    Unbiased for slate rewards additive over (item, position) pairs whenever
+    ``q_pi`` lies in the range of ``Gamma`` (always when every logged slate
+    has positive probability, as under Plackett-Luce).
 
     Parameters
     ----------
@@ -287,8 +414,9 @@ def pseudoinverse_weight(item: np.ndarray, target_dist: np.ndarray, gamma_pinv: 
         Logged items.
     target_dist : ndarray, shape (n or 1, n_items, K)
         Target's ``P(item at position k | x)``.
-    gamma_pinv : ndarray, shape (n_items K, n_items K)
-        Pseudoinverse of the logging ranker's ``Gamma`` (e.g. ``np.linalg.pinv(uniform_ranking_gamma(m, K))``).
+    gamma_pinv : ndarray, shape (n_items K, n_items K) or (n, n_items K, n_items K)
+        Pseudoinverse of the logging ranker's ``Gamma`` (e.g. ``np.linalg.pinv(uniform_ranking_gamma(m, K))``),
+        one for all requests or one per request.
 
     Returns
     -------
@@ -297,12 +425,14 @@ def pseudoinverse_weight(item: np.ndarray, target_dist: np.ndarray, gamma_pinv: 
     a = np.asarray(item)
     d = np.asarray(target_dist, dtype=np.float64)
     g = np.asarray(gamma_pinv, dtype=np.float64)
-    if d.ndim != 3 or a.ndim != 2 or d.shape[2] != a.shape[1] or g.shape != (d.shape[1] * d.shape[2],) * 2:
-        raise ConfigError(f"need item (n, K), target_dist (n, m, K) and gamma_pinv (m K, m K), got {a.shape}, {d.shape}, {g.shape}")
+    dim = (d.shape[1] * d.shape[2],) * 2 if d.ndim == 3 else ()
+    if d.ndim != 3 or a.ndim != 2 or d.shape[2] != a.shape[1] or g.shape not in (dim, (a.shape[0], *dim)):
+        raise ConfigError(
+            f"need item (n, K), target_dist (n, m, K) and gamma_pinv (m K, m K) or (n, m K, m K), got {a.shape}, {d.shape}, {g.shape}"
+        )
     k = a.shape[1]
     cols = a * k + np.arange(k)[None, :]  # (n, K) indices of the logged (item, position) pairs
-    g_s = np.zeros((a.shape[0], g.shape[0]))  # (n, mK): Gamma^+ 1_s (Gamma is symmetric, so rows = columns)
-    for j in range(k):
-        g_s += g[cols[:, j]]
+    # Gamma^+ 1_s, shape (n, mK): Gamma is symmetric, so its rows at the logged pairs, summed.
+    g_s = g[cols].sum(axis=1) if g.ndim == 2 else g[np.arange(a.shape[0])[:, None], cols].sum(axis=1)
     q = d.reshape(d.shape[0], -1)
     return (q * g_s).sum(axis=1)

@@ -31,8 +31,12 @@ from dwellrank_logs.errors import ConfigError
 from simulate.ope.estimators import OPEEstimate
 from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_independent_ips, slate_pseudoinverse, slate_standard_ips
 from simulate.ope.slate_propensity import (
+    MAX_PREFIXES,
     expected_under,
+    n_prefixes,
     pl_conditionals,
+    pl_pair_marginals,
+    pl_pair_marginals_mc,
     pl_position_marginals,
     pl_prefix_steps,
     prefix_product,
@@ -77,6 +81,7 @@ def synthetic_slates(
     n_contexts: int = 10,
     logging: str = "pl",
     truth_samples: int = 20_000,
+    gamma_samples: int = 0,
 ) -> dict[str, Any]:
     """Logged feeds of a Plackett-Luce (or uniform) logging ranker, with every propensity the estimators need.
 
@@ -91,15 +96,23 @@ def synthetic_slates(
     n_contexts : int >= 1
         Context types (the exact marginals are computed once per type).
     logging : {'pl', 'uniform'}
-        Uniform logging also gets the pseudoinverse weight.
+        Both get the pseudoinverse weight: uniform from :func:`uniform_ranking_gamma`,
+        Plackett-Luce from its exact pair marginals (:func:`pl_pair_marginals`)
+        where ``m! / (m - K)!`` is at most ``MAX_PREFIXES``, else from
+        ``gamma_samples`` Monte Carlo orders per context type (0: no weight).
     truth_samples : int >= 1
         Target orders per context type for the Monte Carlo truths.
+    gamma_samples : int >= 0
+        Orders per context type for :func:`pl_pair_marginals_mc` when the exact
+        ``Gamma`` is too costly (drawn after everything else, so the other
+        outputs do not depend on it).
 
     Returns
     -------
     dict
         ``item`` (n, K); ``logging_marginal``, ``target_marginal``, ``logging_prefix``,
-        ``target_prefix``, ``q_logged``, ``q_target`` (n, K); ``pi_weight`` (n,) or None;
+        ``target_prefix``, ``q_logged``, ``q_target`` (n, K); ``pi_weight`` (n,) or None
+        and ``pi_gamma`` (how its ``Gamma`` was had: 'uniform', 'exact', 'monte carlo (N orders)' or None);
         ``reward`` and ``truth``: per reward structure, (n, K) observed rewards and the target's value.
     """
     m = n_positions + 5 if n_items is None else n_items
@@ -108,6 +121,7 @@ def synthetic_slates(
         ("n_positions", n_positions, 1),
         ("n_contexts", n_contexts, 1),
         ("truth_samples", truth_samples, 1),
+        ("gamma_samples", gamma_samples, 0),
     ):
         if not (is_integer(v) and v >= low):
             raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -135,6 +149,7 @@ def synthetic_slates(
         "logging_prefix": prefix_product(pl_prefix_steps(log_type[ctx], item)),
         "target_prefix": prefix_product(pl_prefix_steps(tgt_type[ctx], item)),
         "pi_weight": None,
+        "pi_gamma": None,
     }
     # DR's model: position-based means theta_k q (exact for that structure, an approximation for the others).
     theta = (np.arange(k) + 1.0) ** -_DECAY
@@ -144,6 +159,7 @@ def synthetic_slates(
     if logging == "uniform":
         gp = np.linalg.pinv(uniform_ranking_gamma(m, k))
         out["pi_weight"] = pseudoinverse_weight(item, marg_tgt[ctx][:, :, :k], gp)
+        out["pi_gamma"] = "uniform"
 
     # Monte Carlo target orders per type for the truths that have no closed form.
     samples = _sample_orders(np.repeat(tgt_type, truth_samples, axis=0), rng).reshape(n_contexts, truth_samples, m)
@@ -161,7 +177,28 @@ def synthetic_slates(
         p = _expected_rewards(q, q_next, reward, k)
         # Cascade: one uniform per position scans down; u < q / survive clicks at the first attractive item.
         out["reward"][reward] = (u < p).astype(float) if reward != "cascade" else _cascade_clicks(q, u)
+    if logging == "pl":
+        # Last, so that the Monte Carlo Gamma's draws leave every other output as without it.
+        if n_prefixes(m, k) <= MAX_PREFIXES:
+            gamma, out["pi_gamma"] = pl_pair_marginals(log_type, k), "exact"
+        elif gamma_samples:
+            gamma = pl_pair_marginals_mc(log_type, k, gamma_samples, rng)[0]
+            out["pi_gamma"] = f"monte carlo ({gamma_samples} orders)"
+        if out["pi_gamma"] is not None:
+            out["pi_weight"] = _pl_pseudoinverse_weight(item, ctx, marg_tgt[:, :, :k], gamma)
     return out
+
+
+def _pl_pseudoinverse_weight(item: np.ndarray, ctx: np.ndarray, target_dist: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """The pseudoinverse weight with one ``Gamma`` per context type (C, mK, mK), computed type by type to bound memory."""
+    # Gamma is singular (each item's and each position's indicators sum to known totals); rounding
+    # leaves its null directions at ~1e-16 of the largest eigenvalue, cut at 1e-10.
+    gp = np.linalg.pinv(gamma, rcond=1e-10, hermitian=True)
+    g = np.empty(item.shape[0])
+    for c in np.unique(ctx):
+        rows = ctx == c
+        g[rows] = pseudoinverse_weight(item[rows], target_dist[c][None], gp[c])
+    return g
 
 
 def _cascade_clicks(q: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -178,7 +215,7 @@ def estimate_slates(data: dict[str, Any], reward: str, **interval: Any) -> dict[
     """Every slate estimator (plain and self-normalised) on :func:`synthetic_slates`' data for one reward structure.
 
     ``interval`` goes to each estimator (``interval``, ``n_boot``, ``rng``, ``alpha``).
-    The pseudoinverse is included when the data carry its weight (uniform logging).
+    The pseudoinverse is included when the data carry its weight (``pi_weight`` not None).
     """
     if reward not in SLATE_REWARDS:
         raise ConfigError(f"reward must be one of {list(SLATE_REWARDS)}, got {reward!r}")

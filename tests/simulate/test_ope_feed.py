@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -10,10 +12,10 @@ import pytest
 from dwellrank_logs.errors import ConfigError
 from simulate import PopularityRanker, WorldConfig
 from simulate.impressions import view_feeds
-from simulate.ope import OPEConfig, run_ope
-from simulate.ope.feed import feed_estimates, pl_marginals_at, top_k_rows
+from simulate.ope import OPEConfig, OPEEstimate, run_ope
+from simulate.ope.feed import exact_pseudoinverse_feasible, exact_pseudoinverse_weight, feed_estimates, pl_marginals_at, top_k_rows
 from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_independent_ips, slate_pseudoinverse, slate_standard_ips
-from simulate.ope.slate_propensity import factorised_pseudoinverse_weight, pl_position_marginals
+from simulate.ope.slate_propensity import factorised_pseudoinverse_weight, pl_position_marginals, pl_prefix_steps, prefix_product
 from simulate.serving import Feeds
 from simulate.truth import feed_truth, view_probability, world_members
 
@@ -21,7 +23,8 @@ from simulate.truth import feed_truth, view_probability, world_members
 WORLD = WorldConfig(n_members=250, n_days=3, candidates_per_request=8, feed_length=6)
 K = 3
 SEEDS = range(6)
-UNBIASED = ("slate_ips", "independent_ips", "cascade_ips", "cascade_dr")
+# The reward is additive over (update, position): these four and the exact-Gamma pseudoinverse (8!/5! = 336 prefixes).
+UNBIASED = ("slate_ips", "independent_ips", "cascade_ips", "cascade_dr", "pseudoinverse")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,7 @@ def test_bootstrap_intervals_cover_the_truth_over_seeds(runs):
 
 def test_feed_bootstrap_equals_the_slate_modules_bootstrap_on_the_same_inputs():
     """feed_estimates(interval='bootstrap', rng=seed): estimator j in dict order draws from child j of
-    default_rng(seed).spawn(10), the same numbers as the slate function called with that child."""
+    default_rng(seed).spawn(12), the same numbers as the slate function called with that child."""
     rng = np.random.default_rng(11)
     n, k = 300, 3
     logged = rng.integers(0, 4, size=(n, k))
@@ -151,8 +154,9 @@ def test_feed_bootstrap_equals_the_slate_modules_bootstrap_on_the_same_inputs():
     marginal = rng.uniform(0.1, 0.9, size=(n, k))
     reward = (rng.random((n, k)) < 0.3).astype(float)
     ql, qt = rng.uniform(0, 0.5, size=(n, k)), rng.uniform(0, 0.5, size=(n, k))
-    got = feed_estimates(reward, logged, target, step, marginal, ql, qt, interval="bootstrap", n_boot=300, rng=5)
-    children = iter(np.random.default_rng(5).spawn(10))
+    pw = rng.normal(1.0, 0.5, size=n)
+    got = feed_estimates(reward, logged, target, step, marginal, ql, qt, interval="bootstrap", n_boot=300, rng=5, pi_weight=pw)
+    children = iter(np.random.default_rng(5).spawn(12))
     same = logged == target
     tm, tp, lp = same.astype(float), np.cumprod(same, axis=1).astype(float), np.cumprod(step, axis=1)
     mu = np.where(same, marginal, 1.0)
@@ -167,12 +171,45 @@ def test_feed_bootstrap_equals_the_slate_modules_bootstrap_on_the_same_inputs():
             slate_cascade_dr(reward, lp, tp, ql, qt, rng=next(children), **opts),
             slate_pseudoinverse(reward, g, rng=next(children), **opts),
         ]
-    assert list(got) == [e.estimator.replace("pseudoinverse", "pseudoinverse_factorised") for e in want]
+    want = [OPEEstimate(e.estimator.replace("pseudoinverse", "pseudoinverse_factorised"), *astuple(e)[1:]) for e in want]
+    for sn in (False, True):
+        want.append(slate_pseudoinverse(reward, pw, self_normalised=sn, interval="bootstrap", n_boot=300, rng=next(children)))
+    assert list(got) == [e.estimator for e in want]
     for name, e in zip(got, want, strict=True):
         assert (got[name].value, got[name].se, got[name].ci_low, got[name].ci_high) == (e.value, e.se, e.ci_low, e.ci_high), name
-    normal = feed_estimates(reward, logged, target, step, marginal, ql, qt)
+    normal = feed_estimates(reward, logged, target, step, marginal, ql, qt, pi_weight=pw)
     assert all(normal[name].value == got[name].value for name in got)
+    assert "pseudoinverse" not in feed_estimates(reward, logged, target, step, marginal, ql, qt)
     assert normal["independent_ips"].se == pytest.approx(got["independent_ips"].se, rel=0.15)  # the two se agree at n = 300
+
+
+def test_exact_pseudoinverse_weight_is_unbiased_for_any_additive_reward_by_enumeration():
+    """Over every ordered 2-prefix of a PL logging ranker, E_mu[g(s) 1_s] = 1_t for the deterministic target's slate
+    t, so E_mu[g r] = r(t) for every reward additive over (item, position); two requests with 4 and 5 candidates
+    (the first padded with -inf)."""
+    k = 2
+    grid = np.array([[0.3, -1.0, 2.0, 0.5, -np.inf], [1.0, 0.0, -0.5, 2.5, 0.2]])
+    counts = np.array([4, 5])
+    target = np.array([[1, 3], [4, 0]])
+    for i, m in enumerate(counts):
+        slates = np.array(list(itertools.permutations(range(m), k)))
+        n = len(slates)
+        mu = prefix_product(pl_prefix_steps(np.repeat(grid[i : i + 1, :m], n, axis=0), slates))[:, -1]
+        g = exact_pseudoinverse_weight(
+            np.repeat(grid[i : i + 1], n, axis=0), np.full(n, m), slates, np.repeat(target[i : i + 1], n, axis=0)
+        )
+        ind = np.zeros((n, m, k))
+        ind[np.arange(n)[:, None], slates, np.arange(k)[None, :]] = 1.0
+        want = np.zeros((m, k))
+        want[target[i], np.arange(k)] = 1.0
+        assert mu.sum() == pytest.approx(1.0, abs=1e-12)
+        np.testing.assert_allclose(np.einsum("s,s,sjk->jk", mu, g, ind), want, atol=1e-9)
+    # Two targets at once share each request's pseudoinverse: the same weights as one at a time.
+    both = exact_pseudoinverse_weight(grid, counts, target, np.stack([target, target[:, ::-1]]))
+    np.testing.assert_allclose(both[1], exact_pseudoinverse_weight(grid, counts, target, target[:, ::-1]), atol=1e-12)
+    assert [exact_pseudoinverse_feasible(m, k) for m, k in ((8, 3), (10, 5), (50, 2), (12, 6))] == [True, True, False, False]
+    with pytest.raises(ConfigError, match=r"exact Gamma for 12 candidates and K = 6 needs 665,280 prefixes .* \(m K at most 64\)"):
+        exact_pseudoinverse_weight(np.zeros((1, 12)), np.array([12]), np.zeros((1, 6), int), np.zeros((1, 6), int))
 
 
 def test_top_slot_figures_are_those_of_a_run_without_the_feed(runs):

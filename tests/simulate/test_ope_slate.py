@@ -14,6 +14,8 @@ from simulate.ope.slate import slate_cascade_dr, slate_cascade_ips, slate_indepe
 from simulate.ope.slate_propensity import (
     factorised_pseudoinverse_weight,
     pl_conditionals,
+    pl_pair_marginals,
+    pl_pair_marginals_mc,
     pl_position_marginals,
     pl_prefix_steps,
     prefix_product,
@@ -164,6 +166,63 @@ def test_pseudoinverse_uniform_logging_is_unbiased_for_additive_rewards_by_enume
     assert slate_pseudoinverse(reward, g).value == pytest.approx(float((target[0] * phi).sum()))
 
 
+@pytest.mark.parametrize("scale", [0.1, 1.0, 6.0])
+def test_pl_pair_marginals_equal_enumeration_of_all_orders(scale):
+    """Reference: every one of the 6! full orders, its probability a product of PL steps by hand, adds to the pairs
+    of its first 3 (item, position) cells; the diagonal is also the exponential race's position marginals."""
+    m, k = 6, 3
+    logits = np.random.default_rng(8).normal(size=(2, m)) * scale
+    got = pl_pair_marginals(logits, k)
+    ref = np.zeros((2, m * k, m * k))
+    for i in range(2):
+        for perm in itertools.permutations(range(m)):
+            p = _perm_probability(logits[i], perm)
+            cells = [perm[pos] * k + pos for pos in range(k)]
+            for a in cells:
+                for b in cells:
+                    ref[i, a, b] += p
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    diag = np.diagonal(got, axis1=1, axis2=2).reshape(2, m, k)
+    np.testing.assert_allclose(diag, pl_position_marginals(logits)[:, :, :k], atol=1e-12)
+
+
+def test_pl_pair_marginals_mc_is_within_its_stated_error_and_seeded():
+    logits = np.random.default_rng(9).normal(size=(3, 5))
+    exact = pl_pair_marginals(logits, 3)
+    est, se = pl_pair_marginals_mc(logits, 3, 20_000, rng=4)
+    pos = exact > 0
+    z = np.abs(est - exact)[pos] / np.sqrt(exact * (1 - exact) / 20_000)[pos]
+    # 3 x 225 entries, 3 x 135 of them non-zero: the largest |z| of ~400 correlated normals stays below 4.5.
+    assert z.max() < 4.5 and 0.6 < z.mean() < 1.0, (z.max(), z.mean())
+    assert (est[~pos] == 0).all() and np.allclose(se[pos], np.sqrt(est * (1 - est) / 20_000)[pos])
+    again, _ = pl_pair_marginals_mc(logits, 3, 20_000, rng=np.random.default_rng(4))
+    assert np.array_equal(est, again)
+
+
+def test_pseudoinverse_with_the_exact_pl_gamma_is_unbiased_for_additive_rewards_by_enumeration():
+    """E_mu[g(s) r(s)] over all 5!/2! = 60 ordered prefixes of a PL logging ranker, computed exactly, equals the
+    target's additive value q_pi^T phi; the factorised weight, exact only for independent positions, is not."""
+    m, k = 5, 3
+    rng = np.random.default_rng(10)
+    log_logits, tgt_logits = rng.normal(size=(1, m)), 2.0 * rng.normal(size=(1, m))
+    phi = rng.uniform(0, 1, size=(m, k))  # reward of item j at position k
+    target = pl_position_marginals(tgt_logits)[:, :, :k]  # (1, m, K)
+    slates = np.array(list(itertools.permutations(range(m), k)))
+    mu = prefix_product(pl_prefix_steps(np.repeat(log_logits, len(slates), axis=0), slates))[:, -1]
+    gp = np.linalg.pinv(pl_pair_marginals(log_logits, k)[0], rcond=1e-10, hermitian=True)
+    g = pseudoinverse_weight(slates, target, gp)
+    r = phi[slates, np.arange(k)].sum(axis=1)
+    truth = float((target[0] * phi).sum())
+    assert mu.sum() == pytest.approx(1.0, abs=1e-12)
+    assert float((mu * g * r).sum()) == pytest.approx(truth, abs=1e-10)
+    assert float((mu * g).sum()) == pytest.approx(1.0, abs=1e-10)  # a constant reward of 1 is additive too
+    # One Gamma per request gives the same weights as the shared one.
+    np.testing.assert_allclose(pseudoinverse_weight(slates, target, np.broadcast_to(gp, (len(slates), *gp.shape))), g, atol=1e-12)
+    lm = pl_position_marginals(log_logits)[0, :, :k]
+    fact = factorised_pseudoinverse_weight(lm[slates, np.arange(k)], target[0][slates, np.arange(k)])
+    assert abs(float((mu * fact * r).sum()) - truth) > 1e-3
+
+
 def test_factorised_pseudoinverse_weight():
     np.testing.assert_allclose(factorised_pseudoinverse_weight(MU, PI), (PI / MU).sum(axis=1) - 1)
 
@@ -211,6 +270,16 @@ BAD = [
     (lambda: take_logged(np.ones((1, 3, 2)), np.array([[0, 3]])), "item must index dist's 3 items"),
     (lambda: pl_position_marginals(np.ones(3)), "logits must be a finite 2-d array"),
     (lambda: uniform_ranking_gamma(2, 3), "1 <= n_positions <= n_items"),
+    (
+        lambda: pl_pair_marginals(np.zeros((1, 12)), 6),
+        r"enumerates m!/\(m-K\)! = 665,280 prefixes for m = 12, K = 6 .* pl_pair_marginals_mc",
+    ),
+    (lambda: pl_pair_marginals(np.zeros((1, 3)), 4), r"n_positions must be an integer in \[1, n_items = 3\], got 4"),
+    (lambda: pl_pair_marginals_mc(np.zeros((1, 3)), 2, 0), "n_samples must be an integer >= 1, got 0"),
+    (
+        lambda: pseudoinverse_weight(np.zeros((2, 1), int), np.ones((1, 3, 1)), np.ones((3, 3, 3))),
+        r"gamma_pinv \(m K, m K\) or \(n, m K, m K\)",
+    ),
 ]
 
 

@@ -6,7 +6,9 @@ target's expected feed value from its exact Plackett-Luce position marginals
 context type (cascade, lookahead).  Unbiasedness is asserted where theory
 promises it: |mean error over seeds| < 3 standard errors of that mean.
 Small on purpose (K = 4 of 6 items, 400 requests): bench/ope_slate.py runs
-lists of 5 to 25.
+lists of 5 to 25.  The pseudoinverse runs under both loggings: uniform's
+``Gamma`` in closed form, Plackett-Luce's exact by enumeration
+(:func:`simulate.ope.slate_propensity.pl_pair_marginals`).
 """
 
 from __future__ import annotations
@@ -53,9 +55,19 @@ def test_unbiased_where_the_reward_structure_allows(errors):
     logging, errs = errors
     for reward, names in UNBIASED.items():
         for name in names:
-            if name == "pseudoinverse" and logging != "uniform":
-                continue  # its weight needs the logging ranker's pair marginals: uniform here
+            # The pseudoinverse's Gamma: uniform_ranking_gamma, or the exact PL pair marginals (6!/2! = 360 prefixes).
             assert abs(_z(errs[(reward, name)])) < 3, (logging, reward, name, errs[(reward, name)].mean())
+
+
+def test_pl_logging_gets_the_exact_gamma_where_it_fits_and_monte_carlo_beyond():
+    small = synthetic_slates(50, 3, np.random.default_rng(0), n_items=5, truth_samples=10)
+    assert small["pi_gamma"] == "exact" and np.isfinite(small["pi_weight"]).all()
+    big = synthetic_slates(50, 6, np.random.default_rng(0), n_items=12, truth_samples=10)  # 12!/6! = 665,280 prefixes
+    assert big["pi_gamma"] is None and big["pi_weight"] is None
+    mc = synthetic_slates(50, 6, np.random.default_rng(0), n_items=12, truth_samples=10, gamma_samples=2000)
+    assert mc["pi_gamma"] == "monte carlo (2000 orders)" and mc["pi_weight"].shape == (50,)
+    # Drawn last: everything else is as without the Monte Carlo Gamma.
+    assert all(np.array_equal(mc["reward"][r], big["reward"][r]) for r in SLATE_REWARDS) and mc["truth"] == big["truth"]
 
 
 def test_independent_ips_is_biased_under_the_cascade():
@@ -67,6 +79,7 @@ def test_independent_ips_is_biased_under_the_cascade():
 def test_on_policy_logs_give_every_weight_one():
     d = synthetic_slates(50, 3, np.random.default_rng(0), n_items=4)
     d["target_prefix"], d["target_marginal"] = d["logging_prefix"], d["logging_marginal"]
+    d["pi_weight"] = None  # the pseudoinverse weight (not 1 per slate even on-policy) was made for the other target
     for name, e in estimate_slates(d, "position_based").items():
         if name.startswith(("slate_ips", "independent_ips", "cascade_ips", "sn_")) and "dr" not in name:
             assert e.value == pytest.approx(d["reward"]["position_based"].sum(axis=1).mean()), name
