@@ -353,3 +353,22 @@ def _joined_at(monkeypatch, candidates, history, profiles, position) -> pl.DataF
     with monkeypatch.context() as m:
         m.setattr(online, "_raw_arrays_by_lookup", lambda *args: None)
         return candidate_features(candidates, history, profiles, "dwell", position=position)
+
+
+def test_feedranker_scores_a_request_from_the_matrix_path(monkeypatch):
+    """The ranker's features are the matrix path's (no polars derivation or join runs), equal to
+    candidate_features' frame bit for bit, and its scores are the model's scores of that frame."""
+    from ranking.ranker import FeedRanker
+    from tests.ranking.ranking_worlds import tiny_model
+
+    model = tiny_model("dwell")
+    ranker = FeedRanker(model, num_threads=1)
+    hist, cands = _history(DAY), _candidates(DAY).head(500)
+    want = candidate_features(cands, hist, ranker.profiles, model.feature_set, position=0).to_numpy()
+    with monkeypatch.context() as m:
+        _no_polars_derivation(m)
+        X = ranker.features(cands, hist)
+        scores = ranker.rank(cands, hist, np.random.default_rng(0)).scores
+    assert X.flags.c_contiguous
+    np.testing.assert_array_equal(_bits(X), _bits(want))
+    np.testing.assert_array_equal(scores, model.score(want, ranker.weights))
