@@ -63,3 +63,28 @@ def test_forecast_train_and_score_on_spark_match_polars(logs: Path, tmp_path: Pa
     assert expected.height == pm["n_members"] > 100
     assert_frame_equal(pl.read_parquet(got), expected, check_exact=False, rel_tol=0, abs_tol=1e-9)
     assert spark.range(2).count() == 2  # the commands left the session running
+
+
+def test_forecast_compare_on_spark_matches_polars_where_the_intents_do_not_enter(logs: Path, tmp_path: Path, spark: Any):
+    """``forecast compare --engine spark`` end to end: the same members, split and intent-free baselines as polars.
+
+    LR and LightGBM read the dataset's arrays only, which the Spark reduction gives equal to polars'
+    (tests/engagement/test_spark_dataset.py), so their metrics are equal; DIGMN reads the intents,
+    which come from Spark's LDA here, so only its presence and a valid AUROC are checked.
+    """
+    models = ["--models", "LR,LightGBM,DIGMN", "--seeds", "1"]
+    polars_out, spark_out = tmp_path / "polars_cmp", tmp_path / "spark_cmp"
+    _ok("forecast", "compare", "--logs", str(logs), "--task", "session", "--out", str(polars_out), *models, *FAST)
+    _ok("forecast", "compare", "--logs", logs.absolute().as_uri(), "--task", "session", "--out", str(spark_out), *models, *FAST, *SPARK)
+    want, got = (json.loads((d / "comparison.json").read_text()) for d in (polars_out, spark_out))
+    assert {p.name for p in spark_out.iterdir()} == {p.name for p in polars_out.iterdir()} >= {"comparison.json", "table.txt"}
+    assert (got["n_members"], got["split_sizes"], got["n_intents"]) == (want["n_members"], want["split_sizes"], 7)
+    runs = {(r["model"], r["seed"]): r for r in got["runs"]}
+    for r in want["runs"]:
+        g = runs[(r["model"], r["seed"])]
+        if r["model"] == "DIGMN":
+            assert 0.0 <= g["auroc"] <= 1.0
+            continue
+        for metric in ("auroc", "macro_f1", "accuracy"):
+            assert g[metric] == pytest.approx(r[metric], abs=1e-12), (r["model"], metric)
+    assert spark.range(2).count() == 2
