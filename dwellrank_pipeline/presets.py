@@ -11,6 +11,10 @@ or ``--treatment`` into a :class:`~dwellrank_logs.protocol.Ranker`:
   simulated period;
 * ``with-pskip`` -- the same plus the P(skip) head and dwell features, with a
   skip penalty;
+* ``with-pskip-glmix`` -- ``with-pskip``'s model (the same heads and weights)
+  whose P(skip) adds GLMix per-member random effects on update type and
+  topic, fitted on a pre-period of the experiment's own members
+  (:func:`ranking.ranker.with_pskip_glmix`);
 * a path to a model directory saved by the ranking engine.
 
 This module sits above ``simulate`` and ``ranking`` (it needs a simulator and a
@@ -31,6 +35,8 @@ from dwellrank_logs.errors import ConfigError, DwellrankError
 from dwellrank_logs.protocol import Ranker, RankerBase
 from ranking import FeedRanker, preset_rankers
 from ranking.features import member_profiles
+from ranking.glmix_pskip import PskipGlmixConfig
+from ranking.ranker import with_pskip_glmix
 from simulate import ExplorationRanker, OracleRanker, PopularityRanker, RandomRanker, WorldConfig, simulate, world_members
 
 __all__ = ["PRESETS", "TRAINED_PRESETS", "PresetContext", "resolve_ranker"]
@@ -66,6 +72,18 @@ class PresetContext:
             seed = int(np.random.SeedSequence(self.seed).spawn(2)[1].generate_state(1)[0])
             self._cache["warmup"] = simulate(cfg, seed=seed, ranker=ExplorationRanker(PopularityRanker(), 1.0))
         return self._cache["warmup"]
+
+    def member_history(self) -> Any:
+        """A pre-period of the experiment's own members (same seed: same members), ``warmup_days`` long, built once.
+
+        Ranked like the warm-up run (popularity with exploration).  Only its
+        members are the experiment's: it is a separate run, so its updates are
+        not the experiment's updates (nor, by id, reliably other ones).
+        """
+        if "member_history" not in self._cache:
+            cfg = self.world.replace(n_days=self.warmup_days)
+            self._cache["member_history"] = simulate(cfg, seed=self.seed, ranker=ExplorationRanker(PopularityRanker(), 1.0))
+        return self._cache["member_history"]
 
     def experiment_members(self) -> Any:
         """The experiment world's members table (members are drawn first, so one simulated day gives them)."""
@@ -107,6 +125,27 @@ def _trained(name: str, key: str) -> Callable[[PresetContext], Ranker]:
     return build
 
 
+def _pskip_glmix(ctx: PresetContext) -> Ranker:
+    """``with-pskip`` with GLMix P(skip): per-member random effects fitted on the experiment members' pre-period.
+
+    Random effects are keyed by entity id, so they must be fitted on the
+    members served (the warm-up run's members are other people with the same
+    ids).  Only the member block: update ids of a separate run do not name the
+    experiment's updates.  The heads and the weights are ``with-pskip``'s, so
+    the two arms differ only in P(skip).
+    """
+    if "glmix" not in ctx._cache:
+        base = _trained("with-pskip", "with_pskip")(ctx)
+        assert isinstance(base, FeedRanker)
+        k = max(1, ctx.warmup_days // 5)  # held-out and validation days each: 2 of 14, 1 of 6
+        config = PskipGlmixConfig(valid_days=k, blocks=("member",))
+        model = with_pskip_glmix(base.model, ctx.member_history(), holdout_days=k, config=config)
+        ctx._cache["glmix"] = FeedRanker(model, weights=base.weights, profiles=base.profiles)
+    ranker: FeedRanker = ctx._cache["glmix"]
+    ranker.description = "with-pskip-glmix"
+    return ranker
+
+
 #: Preset name -> (factory, one-line description).
 PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
     "random": (_random, "uniformly random order"),
@@ -114,10 +153,11 @@ PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
     "oracle": (_oracle, "true engagement probability (knows latent tastes; reference only)"),
     "engagement-only": (_trained("engagement-only", "engagement_only"), "click/viral heads, base features, no skip penalty"),
     "with-pskip": (_trained("with-pskip", "with_pskip"), "click/viral + P(skip) heads, dwell features, skip penalty"),
+    "with-pskip-glmix": (_pskip_glmix, "with-pskip with GLMix P(skip): per-member random effects on update type and topic"),
 }
 
 #: The presets that train on a warm-up simulation before the experiment.
-TRAINED_PRESETS: tuple[str, ...] = ("engagement-only", "with-pskip")
+TRAINED_PRESETS: tuple[str, ...] = ("engagement-only", "with-pskip", "with-pskip-glmix")
 
 
 def _looks_like_path(spec: str) -> bool:

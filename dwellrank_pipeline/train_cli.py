@@ -83,6 +83,13 @@ _TRAIN = TrainConfig()
     metavar="H",
     help="With --click-weighting after_click_dwell: the after-click dwell in seconds at which a click weighs half.",
 )
+@click.option(
+    "--pskip-glmix",
+    is_flag=True,
+    help="Also fit GLMix random effects of P(skip) over the skip head's logit (per member on update type and topic, per "
+    "update an intercept; prior variances chosen on the last training days) and serve P(skip) from them "
+    "(polars engine, in-memory frame; saved in glmix/, recorded in metadata.json).",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
     logs_dir: str,
@@ -100,6 +107,7 @@ def train(
     frame_dir: str | None,
     click_weighting: str,
     click_dwell_half_s: float,
+    pskip_glmix: bool,
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
@@ -123,6 +131,8 @@ def train(
         raise ConfigError(
             "--click-weighting reads the impressions' click_dwell_s, which the Spark training frame lacks; use the polars engine"
         )
+    if pskip_glmix and (engine.spark or sample is not None):
+        raise ConfigError("--pskip-glmix fits on the whole in-memory training frame: use the polars engine without --sample")
     if not (0 < click_dwell_half_s < float("inf")):
         raise ConfigError(f"--click-dwell-half must be a finite number of seconds > 0, got {click_dwell_half_s}")
     budget = None if max_memory is None else parse_memory(max_memory, "--max-memory")
@@ -140,6 +150,7 @@ def train(
             skip_lift=not no_baselines,
             click_weighting=click_weighting,
             click_dwell_half_s=click_dwell_half_s,
+            pskip_glmix=pskip_glmix,
         )
 
     try:
@@ -187,3 +198,11 @@ def train(
         if "skip_dwell_lift" in r:
             lift = r["skip_dwell_lift"]
             click.echo(f"  P(skip) AUC with dwell features {lift['auc_dwell']:.3f} vs without {lift['auc_base']:.3f}")
+        ps = model.metadata.get("pskip")
+        if ps is not None and ps["held_out"]["glmix"] is not None:
+            g, m = ps["held_out"]["global"], ps["held_out"]["glmix"]
+            pv = ", ".join(f"{b['name']} {b['prior_var']:g}" for b in ps["blocks"])
+            click.echo(
+                f"  GLMix P(skip) (prior variances {pv}): held-out AUC {m['auc']:.4f} vs the head's {g['auc']:.4f}, "
+                f"log loss {m['log_loss']:.4f} vs {g['log_loss']:.4f}"
+            )

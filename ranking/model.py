@@ -9,6 +9,8 @@ A model directory holds::
     regressors/<t>_<a>.json (+ .trees.txt)          E[target | action]; regressors/dwell.*: E[dwell_s]
     profiles.parquet   member profile snapshot (member-side features at serving time)
     report.json, report.png                          held-out metrics, calibration and ROC
+    glmix/glmix.json, glmix/<block>.npz               optional: GLMix random effects of P(skip) (ranking.glmix_pskip;
+                                                      metadata.json's ``pskip`` records the fit)
     manifest.json      every file above with its size and sha256 (dwellrank_logs.manifest), written last
 
 :func:`load_model` checks the manifest before LightGBM reads any file, and
@@ -38,7 +40,8 @@ from dwellrank_logs.paths import os_reason
 from dwellrank_logs.schema import ACTIONS
 from ranking.features import FEATURE_SETS, FeatureSet, IncompatibleModelError
 from ranking.forest import CompiledForest, compile_forest, exp_exact
-from ranking.heads import GBDTLRHead
+from ranking.glmix_pskip import GLMIX_DIR, PskipGlmix, load_pskip_glmix
+from ranking.heads import GBDTLRHead, _sigmoid
 from ranking.native import NativeScorer, ScorerSpec, available_cpus, build_native, value_params
 from ranking.regressors import ActionRegressor
 from ranking.report import plot_report
@@ -88,6 +91,10 @@ class RankerModel:
     fingerprint_ : str or None
         sha256 of the model directory's manifest when loaded from one (keys
         the native code cache); None for a model built in memory.
+    glmix : PskipGlmix or None
+        GLMix random effects of P(skip) (:mod:`ranking.glmix_pskip`): their logit,
+        given to :meth:`predict` and :meth:`score` as ``skip_offset``, is added
+        to the P(skip) head's before the sigmoid.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class RankerModel:
         profiles: pl.DataFrame,
         metadata: dict[str, Any],
         report: dict[str, Any] | None = None,
+        glmix: PskipGlmix | None = None,
     ) -> None:
         self.feature_set = feature_set
         self.t_skip_s = float(t_skip_s)
@@ -113,6 +121,15 @@ class RankerModel:
         self._natives: dict[tuple[str, ...] | None, NativeScorer | None] = {}
         self.backend = "auto"
         self.fingerprint_: str | None = None
+        self.glmix = glmix
+
+    def skip_offset(
+        self, X: np.ndarray, member_ids: np.ndarray, update_ids: np.ndarray, topics: np.ndarray, world: str | None = None
+    ) -> np.ndarray | None:
+        """The GLMix random-effect logit of P(skip) of the rows (None without GLMix): :meth:`predict`'s ``skip_offset``."""
+        if self.glmix is None:
+            return None
+        return self.glmix.effect(np.asarray(X, dtype=np.float64), member_ids, update_ids, topics, world)
 
     def __getstate__(self) -> dict[str, Any]:
         """The model's state without its native scorers: machine code and ctypes pointers do not pickle.
@@ -125,7 +142,9 @@ class RankerModel:
         state["_natives"] = {}
         return state
 
-    def predict(self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self, X: np.ndarray, num_threads: int = 1, only: tuple[str, ...] | None = None, skip_offset: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Every head's P and every regression's expectation.
 
         Parameters
@@ -137,6 +156,9 @@ class RankerModel:
             container's CPU limit, not ``os.cpu_count()``).
         only : tuple of str, optional
             Compute just these outputs (e.g. :func:`ranking.value.needed_predictions`).
+        skip_offset : ndarray, shape (n_rows,), optional
+            Logit added to the P(skip) head's before its sigmoid (the GLMix
+            random effects, :meth:`skip_offset`); None: the head alone.
 
         Returns
         -------
@@ -147,11 +169,16 @@ class RankerModel:
         threads = num_threads if num_threads > 0 else available_cpus()
         native = self._natives.get(only) if self.backend != "numpy" else None  # built by prepare()
         if native is not None and X.shape[1] == native.n_features:
-            return self._predict_numpy(X, threads, only, native.raw_scores(X, threads))
-        return self._predict_numpy(X, threads, only)
+            return self._predict_numpy(X, threads, only, native.raw_scores(X, threads), skip_offset)
+        return self._predict_numpy(X, threads, only, None, skip_offset)
 
     def _predict_numpy(
-        self, X: np.ndarray, threads: int, only: tuple[str, ...] | None, raw_scores: list[np.ndarray] | None = None
+        self,
+        X: np.ndarray,
+        threads: int,
+        only: tuple[str, ...] | None,
+        raw_scores: list[np.ndarray] | None = None,
+        skip_offset: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """:meth:`predict` with the trees' raw scores given (native code) or from the numpy forest or LightGBM."""
         heads, regs, boosters = self._outputs(only)
@@ -170,6 +197,10 @@ class RankerModel:
             kind = head.config.raw_transform
             if kind not in shared:
                 shared[kind] = head.scaler_.f(X)
+            if h == "skip" and skip_offset is not None:  # GLMix: the random effects join the head's logit
+                logit = head.decision_function(X, threads, transformed=shared[kind], leaf_part=raw.get(id(head.folded_)))
+                out[f"p_{h}"] = _sigmoid(logit + np.asarray(skip_offset, dtype=np.float64))
+                continue
             out[f"p_{h}"] = head.predict_proba(X, threads, transformed=shared[kind], leaf_part=raw.get(id(head.folded_)))
         for name, reg in regs:
             r = raw.get(id(reg.booster_)) if reg.booster_ is not None else None
@@ -268,12 +299,26 @@ class RankerModel:
             forest = self._forest(None, self._outputs(None)[2])
         return self._native(None if full else need, w) is not None or forest is not None
 
-    def score(self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1) -> np.ndarray:
-        """Value-function score, shape (n_rows,); only the predictions the weights use are computed."""
+    def score(
+        self, X: np.ndarray, weights: ValueWeights | None = None, num_threads: int = 1, skip_offset: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Value-function score, shape (n_rows,); only the predictions the weights use are computed.
+
+        With ``skip_offset`` (GLMix, :meth:`skip_offset`) and a skip penalty, the
+        compiled code gives the trees' raw scores and numpy the heads and the
+        value function: the random effects enter P(skip) before its sigmoid,
+        which the compiled value function cannot take.
+        """
         w = weights or self.weights
         only = needed_predictions(w)
         native = (self._natives.get(only) or self._natives.get(None)) if self.backend != "numpy" else None  # built by prepare()
         X = np.ascontiguousarray(X, dtype=np.float64)
+        threads = num_threads if num_threads > 0 else available_cpus()
+        if skip_offset is not None and "p_skip" in only:
+            if native is not None and X.ndim == 2 and X.shape[1] == native.n_features:
+                key = only if self._natives.get(only) is native else None  # the outputs that native code computes
+                return value_function(self._predict_numpy(X, threads, key, native.raw_scores(X, threads), skip_offset), w)
+            return value_function(self._predict_numpy(X, threads, only, None, skip_offset), w)
         if native is not None and X.ndim == 2 and X.shape[1] == native.n_features:
             return native.score(X, value_params(w), num_threads if num_threads > 0 else available_cpus())
         return value_function(self.predict(X, num_threads, only=only), w)
@@ -290,6 +335,8 @@ class RankerModel:
             for name, reg in self.regressors.items():
                 reg.save(tmp / "regressors", name)
             write_parquet(self.profiles, tmp / "profiles.parquet")
+            if self.glmix is not None:
+                self.glmix.save(tmp / GLMIX_DIR)
             write_json(tmp / "weights.json", self.weights.to_dict())
             write_json(tmp / "metadata.json", self.metadata)
             write_json(tmp / "report.json", self.report)
@@ -350,7 +397,9 @@ def load_model(directory: str | os.PathLike[str], verify: bool = True) -> Ranker
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise IncompatibleModelError(f"{d}: unreadable model file ({type(exc).__name__}: {first_line(exc)})") from None
-    model = RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report)
+    pskip = meta.get("pskip")
+    glmix = load_pskip_glmix(d, pskip, current) if isinstance(pskip, dict) and pskip.get("model") == "glmix" else None
+    model = RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report, glmix)
     if verify:  # the files were just checked against the manifest: its hash names their content
         model.fingerprint_ = file_sha256(d / MANIFEST_NAME)
     return model
@@ -386,6 +435,9 @@ def _read_metadata(meta_path: Path) -> dict[str, Any]:
         )
     # A record of how the heads were weighted (ranking.weighting): scoring does not depend on it, so a weighting
     # this library does not know is read as it is; only a record that is not one is refused.
+    ps = meta.get("pskip")
+    if ps is not None and not (isinstance(ps, dict) and ps.get("model") == "glmix"):
+        raise IncompatibleModelError(f"{meta_path}: pskip must be an object with model 'glmix', got {ps!r}")
     dw = meta.get("dwell_weighting")
     if dw is not None and not (isinstance(dw, dict) and isinstance(dw.get("click_weighting"), str)):
         raise IncompatibleModelError(f"{meta_path}: dwell_weighting must be an object with a click_weighting name, got {dw!r}")

@@ -34,11 +34,16 @@ from ranking.features import (
     validate_feature_matrix,
 )
 from ranking.features.online import _candidate_matrix
+from ranking.glmix import GlmixWorldError
+from ranking.glmix_pskip import PskipGlmixConfig, fit_pskip_glmix, profiles_fingerprint
 from ranking.model import BACKENDS, RankerModel, load_model
-from ranking.train import TrainConfig, TrainingLogs, train_ranker
+from ranking.train import TrainConfig, TrainingLogs, load_training_tables, train_ranker
 from ranking.value import ValueWeights, value_function
 
-__all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests"]
+__all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests", "with_pskip_glmix"]
+
+#: The candidate columns GLMix P(skip) reads besides the feature matrix.
+GLMIX_COLUMNS = ("member_id", "update_id", "topic")
 
 
 def rank_within_requests(scores: pl.DataFrame, top_k: int | None = None, key: str = "request_id") -> pl.DataFrame:
@@ -104,6 +109,13 @@ class FeedRanker(RankerBase):
         self.profiles = profiles if profiles is not None else model.profiles
         self.num_threads = num_threads
         self.t_skip_s = model.t_skip_s if model.feature_set.uses_dwell else None
+        self.world = profiles_fingerprint(self.profiles) if model.glmix is not None else None
+        fitted = model.glmix.model.world_ if model.glmix is not None else None
+        if self.world is not None and fitted is not None and self.world != fitted:
+            raise GlmixWorldError(
+                f"the model's GLMix P(skip) random effects were fitted on world {fitted!r}, the member profiles served are of "
+                f"world {self.world!r}: serve this world's profiles, or refit the random effects on its logs"
+            )
         model.prepare(self.weights, full=full)  # so that the first request does not pay for it
 
     @classmethod
@@ -126,9 +138,19 @@ class FeedRanker(RankerBase):
         # The matrix path: numpy from the snapshot's indexes to the C-order matrix the model reads, no polars frame.
         return _candidate_matrix(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
 
-    def predict_features(self, X: np.ndarray) -> pl.DataFrame:
-        """Every prediction and the score for a feature matrix (columns as ``feature_set.columns``)."""
-        preds = self.model.predict(X, self.num_threads)
+    def skip_offset(self, rows: pl.DataFrame, X: np.ndarray, source: str = "candidates") -> np.ndarray | None:
+        """The GLMix random-effect logit of P(skip) of ``rows`` (row-aligned with ``X``); None when the model has no GLMix."""
+        if self.model.glmix is None:
+            return None
+        missing = [c for c in GLMIX_COLUMNS if c not in rows.columns]
+        if missing:
+            raise SchemaError(f"{source}: missing column(s) {missing}; the model's GLMix P(skip) reads {', '.join(GLMIX_COLUMNS)}")
+        member, update, topic = (rows[c].cast(pl.Int64).to_numpy() for c in GLMIX_COLUMNS)
+        return self.model.skip_offset(X, member, update, topic, world=self.world)
+
+    def predict_features(self, X: np.ndarray, skip_offset: np.ndarray | None = None) -> pl.DataFrame:
+        """Every prediction and the score for a feature matrix (columns as ``feature_set.columns``; ``skip_offset``: GLMix's logit)."""
+        preds = self.model.predict(X, self.num_threads, skip_offset=skip_offset)
         score = value_function(preds, self.weights)
         return pl.DataFrame({**preds, "score": score})
 
@@ -142,11 +164,13 @@ class FeedRanker(RankerBase):
         if "position" not in frame.columns:
             frame = frame.with_columns(pl.lit(0, pl.Int32).alias("position"))
         validate_feature_matrix(frame, fs, source)
-        return self.predict_features(frame.select([pl.col(c).cast(pl.Float64) for c in fs.columns]).to_numpy())
+        X = frame.select([pl.col(c).cast(pl.Float64) for c in fs.columns]).to_numpy()
+        return self.predict_features(X, self.skip_offset(frame, X, source))
 
     def predict(self, candidates: pl.DataFrame, history: HistoryTables) -> pl.DataFrame:
         """Predictions and score of candidate rows (row-aligned)."""
-        return self.predict_features(self.features(candidates, history))
+        X = self.features(candidates, history)
+        return self.predict_features(X, self.skip_offset(candidates, X))
 
     def rank_frame(self, candidates: pl.DataFrame, history: HistoryTables, top_k: int | None = None) -> pl.DataFrame:
         """request_id, member_id, update_id, every prediction, score and rank per request."""
@@ -172,11 +196,13 @@ class FeedRanker(RankerBase):
             feats = candidate_features(rows, history, profiles, self.model.feature_set, position=0, source=source)
             parts.append(pl.concat([rows.select("_row"), feats], how="horizontal"))
         frame = pl.concat(parts).sort("_row").drop("_row")
-        return self.predict_features(frame.to_numpy())
+        X = frame.to_numpy()
+        return self.predict_features(X, self.skip_offset(cand, X, source))
 
     def rank(self, candidates: pl.DataFrame, history: HistoryTables, rng: np.random.Generator) -> RankOutput:
         """The ranker protocol (:class:`dwellrank_logs.protocol.Ranker`): scores of candidate rows (higher first)."""
-        return RankOutput(scores=self.model.score(self.features(candidates, history), self.weights, self.num_threads))
+        X = self.features(candidates, history)
+        return RankOutput(scores=self.model.score(X, self.weights, self.num_threads, self.skip_offset(candidates, X)))
 
 
 def preset_rankers(
@@ -202,6 +228,45 @@ def preset_rankers(
         "engagement_only": FeedRanker(base, weights=base.weights.engagement_only()),
         "with_pskip": FeedRanker(dwell),
     }
+
+
+def with_pskip_glmix(
+    model: RankerModel, logs: TrainingLogs, *, holdout_days: int = 3, config: PskipGlmixConfig | None = None
+) -> RankerModel:
+    """A copy of ``model`` whose P(skip) adds GLMix random effects fitted on ``logs``, over its own skip head.
+
+    The heads, regressions and weights stay ``model``'s; the random effects
+    (:func:`ranking.glmix_pskip.fit_pskip_glmix`) are fitted on the days of
+    ``logs`` before its last ``holdout_days`` (the variances chosen on the
+    last ``config.valid_days`` of those) and scored on the last ones, which
+    ``metadata["pskip"]`` records.  ``logs`` may be other logs than the heads'
+    (the members to be served), which is what the ``with-pskip-glmix`` preset does.
+    """
+    from ranking.features import training_frame
+
+    tables = load_training_tables(logs)
+    fs = model.feature_set
+    frame = training_frame(tables, fs, model.t_skip_s, float(model.metadata.get("t_long_s", TrainConfig().t_long_s)))
+    if frame.height == 0:
+        raise SchemaError("logs: the impressions table has no rows; nothing to fit GLMix P(skip) on")
+    last = int(frame["day"].max())  # type: ignore[arg-type]
+    train, test = frame.filter(pl.col("day") <= last - holdout_days), frame.filter(pl.col("day") > last - holdout_days)
+    skip = model.heads["skip"]
+    glmix, record = fit_pskip_glmix(
+        train,
+        skip.decision_function(train.select(fs.columns).to_numpy()),
+        test,
+        skip.decision_function(test.select(fs.columns).to_numpy()),
+        tables["updates"],
+        tables["members"],
+        fs,
+        config,
+        seed=model.metadata.get("seed"),
+    )
+    out = RankerModel(fs, model.t_skip_s, model.heads, model.regressors, model.weights, model.profiles, dict(model.metadata), model.report)
+    out.metadata["pskip"] = record
+    out.glmix, out.backend, out.fingerprint_ = glmix, model.backend, model.fingerprint_
+    return out
 
 
 def _read_candidates(path: str | os.PathLike[str]) -> pl.DataFrame:

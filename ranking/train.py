@@ -29,6 +29,7 @@ from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION
 from ranking.features import FEATURE_SETS, get_feature_set, member_profiles, training_frame
 from ranking.features.chunked import day_counts
 from ranking.features.frame_file import read_training_frame
+from ranking.glmix_pskip import PskipGlmixConfig, fit_pskip_glmix
 from ranking.heads import GBDTLRHead, HeadConfig
 from ranking.metrics import binary_metrics, calibration_bins, compare_heads
 from ranking.model import HEADS, MODEL_FORMAT, REGRESSORS, RankerModel
@@ -87,6 +88,12 @@ class TrainConfig:
         Needs the impressions' ``click_dwell_s`` (not in a Spark training frame).
     click_dwell_half_s : float, seconds
         The after-click dwell at which a click weighs half of a long read (> 0).
+    pskip_glmix : bool
+        Also fit GLMix random effects (per member on update type and topic, per
+        update an intercept) over the P(skip) head's logit, served in P(skip)
+        (:mod:`ranking.glmix_pskip`; polars engine, in-memory frame only).
+    glmix_valid_days : int
+        With ``pskip_glmix``: the last training days that choose the prior variances (>= 1).
     """
 
     feature_set: str = "dwell"
@@ -100,6 +107,8 @@ class TrainConfig:
     skip_lift: bool = True
     click_weighting: str = "none"
     click_dwell_half_s: float = 10.0
+    pskip_glmix: bool = False
+    glmix_valid_days: int = 3
 
     def __post_init__(self) -> None:
         get_feature_set(self.feature_set)
@@ -114,6 +123,9 @@ class TrainConfig:
         if isinstance(self.holdout_days, bool) or not isinstance(self.holdout_days, int) or self.holdout_days < 1:
             raise ConfigError(f"holdout_days must be an integer >= 1, got {self.holdout_days!r}")
         check_dwell_weighting(self.click_weighting, self.click_dwell_half_s)
+        if not isinstance(self.pskip_glmix, bool):
+            raise ConfigError(f"pskip_glmix must be True or False, got {self.pskip_glmix!r}")
+        PskipGlmixConfig(valid_days=self.glmix_valid_days)  # validates glmix_valid_days
 
     @property
     def weighted(self) -> bool:
@@ -192,6 +204,8 @@ def train_ranker(
             f"click_weighting={cfg.click_weighting!r} needs the impressions' click_dwell_s, which a training frame "
             "directory does not hold; train without frame= (the polars engine) or with click_weighting='none'"
         )
+    if cfg.pskip_glmix and (frame is not None or sample is not None):
+        raise ConfigError("pskip_glmix fits the random effects on the whole in-memory training frame: train without frame= and sample=")
     if frame is not None:
         return _fit_frame_file(frame, member_profiles(tables["members"]), cfg, max_rows)
     if max_rows is not None:
@@ -205,7 +219,12 @@ def train_ranker(
         if cfg.weighted:
             data = with_click_dwell(data, tables["impressions"])
         source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
-        return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0])
+        return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0], tables)
+    if cfg.pskip_glmix:
+        raise ConfigError(
+            f"pskip_glmix needs the whole training frame in memory; {int(days['rows'].sum()):,} rows exceed the memory budget "
+            f"of {budget:,} bytes (raise max_memory)"
+        )
     seeds, sample_rng = _seeds(cfg)
     rate = None if sample is None else float(sample)
     return fit_within_budget(tables, days, cfg, member_profiles(tables["members"]), seeds, sample_rng, budget, rate)
@@ -256,9 +275,17 @@ def _fit_frame_file(path: str | os.PathLike[str], profiles: pl.DataFrame, cfg: T
 
 
 def _fit(
-    frame: pl.DataFrame, source: dict[str, Any], profiles: pl.DataFrame, cfg: TrainConfig, seeds: list[np.random.Generator]
+    frame: pl.DataFrame,
+    source: dict[str, Any],
+    profiles: pl.DataFrame,
+    cfg: TrainConfig,
+    seeds: list[np.random.Generator],
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame] | None = None,
 ) -> RankerModel:
-    """The model of :func:`train_ranker` from a training frame (``source``: engine, frame_rows, sample_rows)."""
+    """The model of :func:`train_ranker` from a training frame (``source``: engine, frame_rows, sample_rows).
+
+    ``tables`` (the logs' updates and members) are read only with ``cfg.pskip_glmix``.
+    """
     fs = get_feature_set(cfg.feature_set)
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to train on")
@@ -314,7 +341,25 @@ def _fit(
         auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
         report["skip_dwell_lift"] = _skip_lift(auc_base, report_heads["skip"]["metrics"]["gbdt_lr"]["auc"])
     metadata = _metadata(cfg, first, last, frame.height, train.height, test.height, source, list(regs))
-    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report)
+    glmix = None
+    if cfg.pskip_glmix:
+        if tables is None:
+            raise ConfigError("pskip_glmix needs the logs' updates and members tables")
+        # The fixed effect is the skip head's logit; the default weights stay the global head's, so that a
+        # model with GLMix differs from one without only in P(skip).
+        skip = heads["skip"]
+        glmix, metadata["pskip"] = fit_pskip_glmix(
+            train,
+            skip.decision_function(X_tr),
+            test,
+            skip.decision_function(X_te),
+            tables["updates"],
+            tables["members"],
+            fs,
+            PskipGlmixConfig(valid_days=cfg.glmix_valid_days),
+            seed=cfg.seed,
+        )
+    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report, glmix)
 
 
 def _fit_regressors(
@@ -376,6 +421,9 @@ def _metadata(
     train_config = {**asdict(cfg), "head": asdict(cfg.head), "regressor": asdict(cfg.regressor)}
     if not cfg.weighted:  # an unweighted model's metadata stays as it was before the option existed
         for key in ("click_weighting", "click_dwell_half_s"):
+            train_config.pop(key)
+    if not cfg.pskip_glmix:  # likewise without GLMix
+        for key in ("pskip_glmix", "glmix_valid_days"):
             train_config.pop(key)
     weighting = {"dwell_weighting": weighting_record(cfg.click_weighting, cfg.click_dwell_half_s)} if cfg.weighted else {}
     return {

@@ -28,7 +28,7 @@ def test_builtin_presets():
     oracle = resolve_ranker("oracle", ctx)
     assert isinstance(oracle, OracleRanker)
     np.testing.assert_array_equal(oracle.members.topic_interest, world_members(WORLD, 4).topic_interest)
-    assert set(PRESETS) == {"random", "popularity", "oracle", "engagement-only", "with-pskip"}
+    assert set(PRESETS) == {"random", "popularity", "oracle", "engagement-only", "with-pskip", "with-pskip-glmix"}
 
 
 def test_experiment_members_are_the_simulated_members():
@@ -42,7 +42,7 @@ def test_experiment_members_are_the_simulated_members():
     [
         (
             "nosuch",
-            r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip or give a model directory",
+            r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip, with-pskip-glmix or give a model directory",
         ),
         ("Popularity", r"unknown preset 'Popularity'"),
         ("", r"--control must be a preset .* or a model directory, got ''"),
@@ -90,6 +90,26 @@ def test_trained_presets_run_an_ab_and_a_saved_model_dir_loads(trained, tmp_path
     loaded = resolve_ranker(str(tmp_path / "model"), ctx, "--treatment")
     assert isinstance(loaded, ranking.FeedRanker) and loaded.t_skip_s == psk.t_skip_s
     assert loaded.profiles.height == WORLD.n_members
+
+
+def test_pskip_glmix_preset_is_with_pskip_plus_member_random_effects(trained):
+    """The same heads and weights as with-pskip; member effects fitted on the experiment's own members; an A/B runs."""
+    ranking = pytest.importorskip("ranking")
+    ctx, _, psk = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm = resolve_ranker("with-pskip-glmix", ctx)
+    assert isinstance(glm, ranking.FeedRanker) and glm.model.glmix is not None
+    assert glm.model.heads is psk.model.heads and glm.weights == psk.weights and psk.model.glmix is None
+    block = glm.model.glmix.model.blocks_["member"]
+    assert list(glm.model.glmix.model.blocks_) == ["member"]
+    assert set(block.ids.tolist()) <= set(ctx.experiment_members()["member_id"].to_list())
+    assert glm.world == glm.model.glmix.model.world_  # fitted on the experiment world's members
+    assert resolve_ranker("with-pskip-glmix", ctx) is glm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run_ab(ABConfig(world=WORLD, pre_days=1, seed=4), psk, glm)
+    assert r.members.height == WORLD.n_members
 
 
 def test_incompatible_model_dir(trained, tmp_path: Path):
