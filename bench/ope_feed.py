@@ -7,7 +7,10 @@ simulator's (:func:`simulate.truth.feed_truth`) for the same requests.  Also
 times one run with and without the feed section (same seed, same process) and
 prints the ratio.  Writes ``ope_feed.json`` (one row per K x target x
 estimator: mean truth, bias, its se over seeds, RMSE, mean reported se,
-coverage, seeds with support) and ``ope_feed.png``.
+coverage of the normal and of the bootstrap interval, seeds with support) and
+``ope_feed.png``.  With few candidates (``m! / (m - K)! <= 200,000`` and
+``m K <= 64``, e.g. 10 and K <= 5) the exact-Gamma ``pseudoinverse`` joins the
+factorised one.
 
     python bench/ope_feed.py [--out runs/ope_feed] [--members 600] [--days 4] [--candidates 50] [--seeds 10] [--lengths 3,5]
 """
@@ -66,6 +69,7 @@ def run(world: WorldConfig, seeds: int, lengths: list[int]) -> list[dict[str, An
                     "rmse": float(np.sqrt((err**2).mean())) if ok else None,
                     "mean_se": float(np.mean([e["se"] for e in ok])) if ok else None,
                     "coverage": float(np.mean([e["covers"] for e in es])),
+                    "coverage_bootstrap": float(np.mean([bool(e.get("boot_covers")) for e in es])),
                 }
             )
     return rows

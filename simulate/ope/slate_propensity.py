@@ -21,6 +21,7 @@ import itertools
 import math
 
 import numpy as np
+from scipy import sparse
 
 from dwellrank_logs.checks import is_integer
 from dwellrank_logs.errors import ConfigError
@@ -48,7 +49,8 @@ _LOG_T_LOW = -34.0  # truncation error below ~ e^-34 = 2e-15 (the integrand is <
 _MIN_WEIGHT = 1e-30  # relative PL weights floored here so the grid stays finite
 _CHUNK_CELLS = 4_000_000  # requests x grid x items x items per chunk of the marginal computation
 MAX_PREFIXES = 200_000  # ordered K-prefixes that pl_pair_marginals enumerates at most (m! / (m - K)!)
-_PAIR_CHUNK = 8_000_000  # (request, prefix or sample, position) cells per chunk of the pair computations
+_PAIR_CHUNK = 8_000_000  # (request, sample, position) cells per chunk of the Monte Carlo pair counts
+_PREFIX_CHUNK = 1_500_000  # (request, prefix, position) cells per chunk of the exact pairs: ~1.5-3x faster than 8M or 0.25M
 
 
 def slate_arrays(
@@ -303,14 +305,12 @@ def _pair_setup(logits: np.ndarray, n_positions: int) -> tuple[np.ndarray, int, 
     return w / w.sum(axis=1, keepdims=True), m, int(n_positions)
 
 
-def _pair_counts(cells: np.ndarray, weight: np.ndarray | None, m: int, k: int) -> np.ndarray:
-    """``sum_p weight[r, p] 1_{s_p} 1_{s_p}^T`` per request r from slot-action indices ``cells`` (r or 1, P, K): (r, mK, mK)."""
+def _pair_counts(cells: np.ndarray, m: int, k: int) -> np.ndarray:
+    """``sum_p 1_{s_p} 1_{s_p}^T`` per request from the slot-action indices ``cells`` (r, P, K) of its slates: (r, mK, mK)."""
     d = m * k
-    r = weight.shape[0] if weight is not None else cells.shape[0]
-    c = np.broadcast_to(cells, (r, *cells.shape[1:]))
-    flat = (np.arange(r)[:, None, None, None] * d * d + c[:, :, :, None] * d + c[:, :, None, :]).ravel()  # (r, P, K, K)
-    wts = None if weight is None else np.broadcast_to(weight[:, :, None, None], (*weight.shape, k, k)).ravel()
-    return np.bincount(flat, weights=wts, minlength=r * d * d).reshape(r, d, d)
+    r = cells.shape[0]
+    flat = (np.arange(r)[:, None, None, None] * d * d + cells[:, :, :, None] * d + cells[:, :, None, :]).ravel()  # (r, P, K, K)
+    return np.bincount(flat, minlength=r * d * d).reshape(r, d, d).astype(np.float64)
 
 
 def pl_pair_marginals(logits: np.ndarray, n_positions: int) -> np.ndarray:
@@ -346,15 +346,20 @@ def pl_pair_marginals(logits: np.ndarray, n_positions: int) -> np.ndarray:
     for step in range(1, k):
         placed_before[:, :, step] = placed_before[:, :, step - 1]
         placed_before[np.arange(n_pref), pref[:, step - 1], step] = True
-    remain = (~placed_before).astype(np.float64)  # (P, m, K)
-    cells = (pref * k + np.arange(k)[None, :])[None]  # (1, P, K)
-    out = np.empty((w.shape[0], m * k, m * k))
-    chunk = max(1, _PAIR_CHUNK // (n_pref * k * max(k, m)))
+    remain = (~placed_before).transpose(1, 0, 2).reshape(m, n_pref * k).astype(np.float64)  # (m, P K)
+    # Which Gamma cells each prefix adds to is the same for every request: a sparse (mK mK, P) map, so a
+    # chunk's Gamma is one sparse-dense product with its prefix probabilities.
+    cells = pref * k + np.arange(k)[None, :]  # (P, K)
+    d = m * k
+    flat = (cells[:, :, None] * d + cells[:, None, :]).reshape(n_pref, k * k)
+    cell_map = sparse.csr_matrix((np.ones(flat.size), (flat.ravel(), np.repeat(np.arange(n_pref), k * k))), shape=(d * d, n_pref))
+    out = np.empty((w.shape[0], d, d))
+    chunk = max(1, _PREFIX_CHUNK // (n_pref * k))
     for start in range(0, w.shape[0], chunk):
         wc = w[start : start + chunk]  # (c, m)
-        norm = np.einsum("cj,pjs->cps", wc, remain)  # (c, P, K): weight left before each step
+        norm = (wc @ remain).reshape(-1, n_pref, k)  # (c, P, K): the weight left before each step
         prob = np.prod(wc[:, pref] / norm, axis=2)  # (c, P)
-        out[start : start + chunk] = _pair_counts(cells, prob, m, k)
+        out[start : start + chunk] = np.asarray(cell_map @ prob.T).T.reshape(-1, d, d)
     return out
 
 
@@ -393,7 +398,7 @@ def pl_pair_marginals_mc(
         b = min(chunk, n_samples - start)
         g = log_w[:, None, :] + gen.gumbel(size=(n, b, m))
         top = np.argsort(-g, axis=2, kind="stable")[:, :, :k]  # (n, b, K)
-        total += _pair_counts(top * k + np.arange(k), None, m, k)
+        total += _pair_counts(top * k + np.arange(k), m, k)
     gamma = total / n_samples
     return gamma, np.sqrt(gamma * (1 - gamma) / n_samples)
 
