@@ -267,6 +267,8 @@ def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Gener
 
 def _fit_frame_file(path: str | os.PathLike[str], profiles: pl.DataFrame, cfg: TrainConfig, max_rows: int | None) -> RankerModel:
     """:func:`_fit` from a training frame directory, whole or a sample of at most ``max_rows`` rows."""
+    if cfg.pskip_glmix:  # before any row is read (the Spark engine comes here too)
+        raise ConfigError("pskip_glmix is an option of the polars engine: a training frame directory lacks the logs' updates table")
     fs = get_feature_set(cfg.feature_set)
     seeds, sample_rng = _seeds(cfg)
     columns = ("day", *HEADS, "downstream", "upstream", "dwell", *fs.columns)  # what _fit reads

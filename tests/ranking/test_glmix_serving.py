@@ -215,3 +215,15 @@ def test_member_only_random_effects_fitted_on_other_logs(model_dir: Path):
     t = cand["update_type"][0]
     names = list(b.features)
     assert off[0] == pytest.approx(b.coef[k, names.index(f"type_{t}")] + b.coef[k, names.index(f"topic_{cand['topic'][0]}")], abs=1e-12)
+
+
+def test_options_that_cannot_fit_glmix_are_refused_before_training():
+    from dwellrank_logs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pskip_glmix must be True or False"):
+        TrainConfig(pskip_glmix="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="valid_days"):
+        TrainConfig(pskip_glmix=True, glmix_valid_days=0)
+    cfg = TrainConfig(t_skip_s=T_SKIP_S, pskip_glmix=True)
+    with pytest.raises(ConfigError, match="whole in-memory training frame"):
+        train_ranker(world(*TINY), config=cfg, sample=0.5)
