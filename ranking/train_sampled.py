@@ -29,7 +29,7 @@ from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.schema import ACTIONS
 from ranking.features import FEATURE_SETS, get_feature_set
 from ranking.features.catalogue import FeatureSet
-from ranking.features.chunked import IMPRESSION_BYTES, RAW_WIDTHS, check_orphans, frame_from_raw, plan_chunks, raw_chunks
+from ranking.features.chunked import IMPRESSION_BYTES, RAW_WIDTHS, check_orphans, frame_from_raw, hour_counts, plan_chunks, raw_chunks
 from ranking.features.evaluate import _derive
 from ranking.features.training import _label_exprs
 from ranking.heads import GBDTLRHead, HeadConfig, LogisticHead, fit_trees
@@ -114,11 +114,14 @@ def fit_within_budget(
     n_test = n_rows - n_train
     avail = budget - BASE_BYTES
     need = f"--max-memory {format_bytes(budget)}"
-    biggest = int(cast(int, days["rows"].max()))
     chunk_rows = max(avail // 4, 0) // CHUNK_BYTES_PER_ROW
-    if biggest > chunk_rows:
+    # A day too large for one chunk is built in parts of whole hours; only an hour too large is refused.
+    big = days.filter(pl.col("rows") > chunk_rows)["day"].to_list()
+    hours = hour_counts(tables, big) if big else None
+    if hours is not None and int(cast(int, hours["rows"].max())) > chunk_rows:
+        biggest = int(cast(int, hours["rows"].max()))
         raise ResourceError(
-            f"{need}: one day of the logs holds {biggest:,} impressions and building it takes about "
+            f"{need}: one hour of the logs holds {biggest:,} impressions and building it takes about "
             f"{format_bytes(BASE_BYTES + 4 * biggest * CHUNK_BYTES_PER_ROW)}; raise --max-memory"
         )
     test_row = 8 * len(fs.columns) + _KEPT_BYTES_PER_ROW
@@ -139,7 +142,7 @@ def fit_within_budget(
     # otherwise scanned again for each chunk of days, the slower way that holds only a chunk.
     hold = n_rows * IMPRESSION_BYTES <= 0.4 * avail
     kept = []
-    for raw in raw_chunks(tables, cfg.t_skip_s, plan_chunks(days, 0 if hold else chunk_rows), hold):
+    for raw in raw_chunks(tables, cfg.t_skip_s, plan_chunks(days, 0 if hold else chunk_rows, hours, chunk_rows), hold):
         u = sample_rng.random(raw.height)  # one draw per row, in the frame's order: the samples nest
         lab = _labels(raw, cfg.t_skip_s, cfg.t_long_s)
         is_test = lab["day"].to_numpy() > cut

@@ -44,6 +44,7 @@ __all__ = [
     "check_orphans",
     "day_counts",
     "frame_from_raw",
+    "hour_counts",
     "plan_chunks",
     "raw_chunks",
     "training_frame_chunked",
@@ -126,16 +127,57 @@ def check_orphans(days: pl.DataFrame) -> None:
         )
 
 
-def plan_chunks(days: pl.DataFrame, max_rows: int) -> list[tuple[int, int]]:
+#: A chunk of :func:`raw_chunks`: days ``(first, last)``, or the hour buckets ``lo .. hi`` of one day ``(day, day, lo, hi)``.
+Chunk = tuple[int, ...]
+_DAY_US = 86_400_000_000
+_HOUR_US = 3_600_000_000
+
+
+def _hour_bucket(day: pl.Expr) -> pl.Expr:
+    """Whole hours from the start of the request ``day`` to the impression's ``ts`` (past 23 for a session that runs past midnight)."""
+    return (pl.col("ts").dt.epoch("us") - day.cast(pl.Int64) * _DAY_US).floordiv(_HOUR_US)
+
+
+def hour_counts(tables: Mapping[str, pl.DataFrame | pl.LazyFrame], days: list[int]) -> pl.DataFrame:
+    """Impressions per (request ``day``, hour ``bucket`` of their ``ts``) of the given days, in one streamed aggregation.
+
+    The hours of a day too large for one chunk: :func:`plan_chunks` splits it at hour boundaries, so that
+    impressions with equal ``ts`` stay in one part (their order is the log's within a part).
+    """
+    day = pl.col("start_ts").dt.epoch("d").cast(pl.Int32)
+    sessions = tables["sessions"].lazy().select("session_id", day.alias("day")).filter(pl.col("day").is_in(days))
+    return (
+        tables["impressions"]
+        .lazy()
+        .select("session_id", "ts")
+        .join(sessions, on="session_id", how="inner")
+        .group_by("day", _hour_bucket(pl.col("day")).alias("bucket"))
+        .agg(pl.len().alias("rows"))
+        .sort("day", "bucket")
+        .collect(engine="streaming")
+    )
+
+
+def plan_chunks(days: pl.DataFrame, max_rows: int, hours: pl.DataFrame | None = None, part_rows: int | None = None) -> list[Chunk]:
     """Consecutive day ranges ``(first, last)`` of at most ``max_rows`` impressions each (one day at least).
 
     ``days`` is :func:`day_counts`' table.  A day holding more than ``max_rows``
-    forms a range of its own (the caller checks that a day fits).
+    forms a range of its own (the caller checks that a day fits), unless
+    ``hours`` (:func:`hour_counts` of such days) and ``part_rows`` are given:
+    then a day of more than ``part_rows`` impressions is split into parts
+    ``(day, day, lo, hi)`` of consecutive hour buckets of at most
+    ``part_rows`` each (one bucket at least).
     """
-    out: list[tuple[int, int]] = []
+    out: list[Chunk] = []
     start: int | None = None
     prev, total = 0, 0
     for day, rows in zip(days["day"].to_list(), days["rows"].to_list(), strict=True):
+        if hours is not None and part_rows is not None and rows > part_rows:
+            if start is not None:
+                out.append((start, prev))
+                start, total = None, 0
+            out.extend(_day_parts(day, hours.filter(pl.col("day") == day), part_rows))
+            continue
         if start is not None and total + rows > max_rows:
             out.append((start, prev))
             start, total = None, 0
@@ -148,8 +190,30 @@ def plan_chunks(days: pl.DataFrame, max_rows: int) -> list[tuple[int, int]]:
     return out
 
 
+def _day_parts(day: int, hours: pl.DataFrame, part_rows: int) -> list[Chunk]:
+    parts: list[Chunk] = []
+    lo: int | None = None
+    prev, total = 0, 0
+    for bucket, rows in zip(hours["bucket"].to_list(), hours["rows"].to_list(), strict=True):
+        if lo is not None and total + rows > part_rows:
+            parts.append((day, day, lo, prev))
+            lo, total = None, 0
+        if lo is None:
+            lo = bucket
+        total += rows
+        prev = bucket
+    if lo is not None:
+        parts.append((day, day, lo, prev))
+    # The first and last parts reach to any hour: the buckets cover the day's rows, and a range open at both
+    # ends cannot lose one whose bucket the count did not see.
+    if parts:
+        parts[0] = (day, day, -(1 << 62), parts[0][3])
+        parts[-1] = (day, day, parts[-1][2], 1 << 62)
+    return parts
+
+
 def raw_chunks(
-    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], t_skip_s: float, chunks: list[tuple[int, int]], hold: bool = True
+    tables: Mapping[str, pl.DataFrame | pl.LazyFrame], t_skip_s: float, chunks: list[Chunk], hold: bool = True
 ) -> Iterator[pl.DataFrame]:
     """The raw columns of the training frame's rows, one chunk of request days at a time, in the frame's order.
 
@@ -159,8 +223,11 @@ def raw_chunks(
         ``impressions``, ``sessions``, ``updates``, ``members``.
     t_skip_s : float, seconds
         Threshold of the not-skipped counts.
-    chunks : list of (int, int)
-        Ascending, non-overlapping day ranges (inclusive), e.g. :func:`plan_chunks`'.
+    chunks : list of (int, int) or (int, int, int, int)
+        Ascending, non-overlapping day ranges (inclusive), e.g. :func:`plan_chunks`'; a
+        4-tuple ``(day, day, lo, hi)`` is the impressions of one day whose hour bucket
+        (:func:`hour_counts`) is in ``lo .. hi``.  The parts of a day follow each other: each
+        sees the totals of the earlier days only, and the day enters the totals after its last part.
     hold : bool
         Read the impression columns the frame needs once and keep them
         (:data:`IMPRESSION_BYTES` per row) rather than scanning the table again for each chunk.
@@ -186,12 +253,21 @@ def raw_chunks(
             .with_columns(pl.col("update_type").cast(pl.Categorical))  # a 4-byte code instead of a string per row
             .collect()
         )
-    for first, last in chunks:
+    pending: dict[str, pl.DataFrame] = {}  # the totals of the parts of a day done so far
+    for i, chunk in enumerate(chunks):
+        first, last = chunk[0], chunk[1]
+        hours = None if len(chunk) == 2 else pl.lit(first).cast(pl.Int32)
         sessions = tables["sessions"].lazy().filter(day.is_between(first, last))
         if held is not None:  # a filter keeps the rows' log order, all that the tie-break needs
-            part_imp = held.lazy().filter(pl.col("_day").is_between(first, last)).drop("_day")
+            part_imp = held.lazy().filter(pl.col("_day").is_between(first, last))
+            if hours is not None:
+                part_imp = part_imp.filter(_hour_bucket(hours).is_between(chunk[2], chunk[3]))
+            part_imp = part_imp.drop("_day")
         else:
-            part_imp = imp.with_row_index("_log").join(sessions.select("session_id"), on="session_id", how="semi").sort("_log").drop("_log")
+            part_imp = imp.with_row_index("_log").join(sessions.select("session_id"), on="session_id", how="semi")
+            if hours is not None:
+                part_imp = part_imp.filter(_hour_bucket(hours).is_between(chunk[2], chunk[3]))
+            part_imp = part_imp.sort("_log").drop("_log")
         part = _joined_impressions({**tables, "impressions": part_imp, "sessions": sessions}, t_skip_s, how="inner").collect()
         events = part.lazy().select(*_EVENT_COLUMNS)
         rows = part.lazy()
@@ -217,8 +293,14 @@ def raw_chunks(
             .collect()
         )
         _check_profiles(out, "impressions")
+        day_done = i + 1 == len(chunks) or chunks[i + 1][0] != last or len(chunk) == 2
         for name, (keys, _) in _RAW.items():
             new = totals[name].collect()
+            if name in pending:
+                new = pl.concat([pending.pop(name), new]).group_by(*keys).agg(pl.all().sum())
+            if not day_done:  # later parts of this day must not see it
+                pending[name] = new
+                continue
             before = state[name]
             state[name] = new if before is None else pl.concat([before, new]).group_by(*keys).agg(pl.all().sum())
         del part, events, rows
@@ -239,15 +321,18 @@ def training_frame_chunked(
     t_long_s: float = 10.0,
     max_chunk_rows: int = 1 << 22,
     hold: bool = True,
+    part_rows: int | None = None,
 ) -> pl.DataFrame:
     """:func:`~ranking.features.training_frame` built chunk by chunk (equal to it; see the module's invariant).
 
-    ``max_chunk_rows`` and ``hold``: those of :func:`plan_chunks` and :func:`raw_chunks`.
+    ``max_chunk_rows``, ``part_rows`` and ``hold``: those of :func:`plan_chunks` and :func:`raw_chunks`
+    (with ``part_rows``, days of more impressions are built in parts of whole hours).
     """
     _check_inputs(tables, t_skip_s, t_long_s)
     days = day_counts(tables, t_skip_s, t_long_s)
     check_orphans(days)
-    chunks = plan_chunks(days, max_chunk_rows)
+    big = [] if part_rows is None else days.filter(pl.col("rows") > part_rows)["day"].to_list()
+    chunks = plan_chunks(days, max_chunk_rows, hour_counts(tables, big) if big else None, part_rows)
     parts = [frame_from_raw(raw, feature_set, t_skip_s, t_long_s) for raw in raw_chunks(tables, t_skip_s, chunks, hold)]
     if not parts:
         return training_frame(tables, feature_set, t_skip_s, t_long_s)  # no rows: the same empty frame

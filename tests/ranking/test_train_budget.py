@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from cli import main
 from ranking import training_frame
-from ranking.features.chunked import day_counts, plan_chunks, training_frame_chunked
+from ranking.features.chunked import day_counts, hour_counts, plan_chunks, training_frame_chunked
 from ranking.heads import GBDTLRHead
 from ranking.sampling import ResourceError, logit_shift, parse_memory, plan_head, recalibrate
 from ranking.train import TrainConfig, train_ranker
@@ -131,6 +131,26 @@ def test_chunked_frame_equals_in_memory_frame(feature_set):
         assert_frame_equal(got, want, check_exact=True)
 
 
+@pytest.mark.parametrize("hold", [True, False])
+def test_days_built_in_parts_of_whole_hours_equal_the_in_memory_frame(hold):
+    """A day too large for one chunk is built in parts of consecutive hours (each part sees only the earlier
+    days' totals, the day joins them after its last part): every column equal, exactly, to the one-pass frame."""
+    tables = world(*TINY).tables
+    days = day_counts(tables, T_SKIP_S, 10.0)
+    part_rows = int(days["rows"].max()) // 3
+    big = days.filter(pl.col("rows") > part_rows)["day"].to_list()
+    hours = hour_counts(tables, big)
+    assert hours.group_by("day").agg(pl.col("rows").sum()).sort("day")["rows"].to_list() == (
+        days.filter(pl.col("day").is_in(big))["rows"].to_list()
+    )
+    chunks = plan_chunks(days, 2 * part_rows, hours, part_rows)
+    parts = [c for c in chunks if len(c) == 4]
+    assert len(parts) >= 3 * len(big) - len(big) and all(c[0] == c[1] for c in parts)  # most big days in >= 3 parts
+    want = training_frame(tables, "dwell", T_SKIP_S)
+    got = training_frame_chunked(tables, "dwell", T_SKIP_S, max_chunk_rows=2 * part_rows, hold=hold, part_rows=part_rows)
+    assert_frame_equal(got, want, check_exact=True)
+
+
 def test_day_counts_match_the_frame():
     tables = world(*TINY).tables
     frame = training_frame(tables, "dwell", T_SKIP_S)
@@ -191,7 +211,7 @@ def test_budget_decides_the_path():
     """The default budget fits the tiny world in memory (no sampling recorded); a small one samples; a tiny one refuses."""
     whole = train_ranker(world(*TINY), config=_TINY_CFG)
     assert "sampling" not in whole.metadata["data"] and whole.metadata["data"]["sample_rows"] is None
-    with pytest.raises(ResourceError, match=r"--max-memory 1\.0M: one day of the logs holds [0-9,]+ impressions"):
+    with pytest.raises(ResourceError, match=r"--max-memory 1\.0M: one hour of the logs holds [0-9,]+ impressions"):
         train_ranker(world(*TINY), config=_TINY_CFG, max_memory="1M")
 
 
@@ -210,7 +230,7 @@ def logs_dir(tmp_path_factory):
     [
         (["--max-memory", "lots"], r"--max-memory must be a size such as 8G, 512M or a number of bytes, got 'lots'"),
         (["--max-memory", "10K"], r"--max-memory must be at least 1M, got '10K'"),
-        (["--max-memory", "1M"], r"--max-memory 1\.0M: one day of the logs holds [0-9,]+ impressions .* raise --max-memory"),
+        (["--max-memory", "1M"], r"--max-memory 1\.0M: one hour of the logs holds [0-9,]+ impressions .* raise --max-memory"),
         (["--sample", "0"], r"--sample must be a keep rate in \(0, 1\], got 0\.0"),
         (["--sample", "1.5"], r"--sample must be a keep rate in \(0, 1\], got 1\.5"),
         (["--sample", "0.5", "--engine", "spark"], r"--sample bounds the polars engine"),
@@ -224,3 +244,25 @@ def test_cli_bad_budget_flags_one_line_exit_2(logs_dir, tmp_path, extra, pattern
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.output
     assert __import__("re").search(pattern, lines[0]), lines[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_days_built_in_hours_train_the_same_model(sampled_model, tmp_path, monkeypatch):
+    """A budget whose chunk holds a third of a day builds each day in parts of whole hours: the same rows in the
+    same order, so the same draws and the same model, file for file (what 200,000 members x 28 days needs)."""
+    import ranking.train_sampled as ts
+
+    days = day_counts(world(*TINY).tables, T_SKIP_S, 10.0)
+    avail = parse_memory("8G") - ts.BASE_BYTES
+    monkeypatch.setattr(ts, "CHUNK_BYTES_PER_ROW", (avail // 4) // (int(days["rows"].max()) // 3))
+    calls = []
+    real = ts.plan_chunks
+    monkeypatch.setattr(ts, "plan_chunks", lambda *a: calls.append(real(*a)) or calls[-1])
+    parted = train_ranker(world(*TINY), config=_TINY_CFG, sample=0.3)
+    assert sum(len(c) == 4 for c in calls[0]) >= 2 * days.height  # most days in >= 3 parts
+    sampled_model.save(tmp_path / "days")
+    parted.save(tmp_path / "hours")
+    for f in sorted((tmp_path / "days").rglob("*")):
+        if f.is_file() and f.name not in ("metadata.json", "manifest.json", "report.json"):
+            assert f.read_bytes() == (tmp_path / "hours" / f.relative_to(tmp_path / "days")).read_bytes(), f.name
+    assert parted.metadata["data"]["sampling"] == sampled_model.metadata["data"]["sampling"]
