@@ -46,7 +46,7 @@ from dwellrank_logs.io import atomic_dir
 from dwellrank_logs.protocol import not_skipped
 from dwellrank_logs.schema import ACTION_COLUMN, ACTION_COLUMNS, ACTIONS, VIRAL_COLUMNS
 from dwellrank_logs.spark import require_pyspark
-from dwellrank_logs.spark_tables import spark_message
+from dwellrank_logs.spark_tables import run_reduction, spark_message
 from ranking.features.catalogue import _DEFS, _PRIOR_K, _RAW, FeatureSet, get_feature_set
 from ranking.features.evaluate import _HOURS_PER_US
 from ranking.features.frame_file import FRAME_META, frame_meta
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 __all__ = ["training_frame_spark", "write_training_frame_spark"]
 
+#: The most impressions per shuffle partition of the training frame's job (a partition is about 0.5 KB a row there).
+ROWS_PER_PARTITION = 500_000
 _US_PER_DAY = 86_400_000_000
 _US_PER_HOUR = 3_600_000_000
 
@@ -261,10 +263,18 @@ def write_training_frame_spark(
     frame, kept = _training_frame(tables, fs, t_skip_s, t_long_s, persist=True)
     session = frame.sparkSession
     with atomic_dir(target, overwrite=overwrite) as tmp:
-        key = "spark.sql.parquet.outputTimestampType"
-        before = session.conf.get(key)
         # Spark writes INT96 timestamps by default; polars (and the schema) read microseconds in UTC.
-        session.conf.set(key, "TIMESTAMP_MICROS")
+        settings = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+        # The hash joins build, and the cache holds, one shuffle partition at a time: at most ROWS_PER_PARTITION
+        # impressions each, whatever the session's count (a local session's 2 per thread held 12.5M of 50M
+        # impressions each and ran out of a 4 GB driver).  A Parquet count reads the footers only.
+        n_imp = run_reduction(lambda: tables["impressions"].count(), "impressions")
+        parts = int(session.conf.get("spark.sql.shuffle.partitions") or 200)
+        if n_imp > parts * ROWS_PER_PARTITION:
+            settings["spark.sql.shuffle.partitions"] = str(-(-n_imp // ROWS_PER_PARTITION))
+        before = {key: session.conf.get(key, None) for key in settings}
+        for key, value in settings.items():
+            session.conf.set(key, value)
         try:
             frame.write.mode("overwrite").parquet("file://" + str(tmp.absolute()))
             n_rows = session.read.parquet("file://" + str(tmp.absolute())).count()  # from the footers
@@ -275,10 +285,11 @@ def write_training_frame_spark(
         finally:
             if kept is not None:
                 kept.unpersist()
-            if before is None:
-                session.conf.unset(key)
-            else:
-                session.conf.set(key, before)
+            for name, old in before.items():
+                if old is None:
+                    session.conf.unset(name)
+                else:
+                    session.conf.set(name, old)
         meta = frame_meta("spark", fs, float(t_skip_s), float(t_long_s), int(n_rows))
         (tmp / FRAME_META).write_text(json.dumps(meta, indent=2) + "\n")
     return meta

@@ -171,3 +171,26 @@ def test_a_spark_frame_without_a_column_gets_a_one_line_error(spark, logs: Path)
     kind, text = _error(lambda: training_frame_spark(tables, "base", _T_SKIP))
     assert kind is SchemaError and "\n" not in text
     assert text.startswith("<updates>: updates table is missing column(s) 'topic'")
+
+
+def test_large_logs_get_more_shuffle_partitions_and_the_same_frame(
+    spark, logs: Path, polars_frames: dict[str, pl.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Past ROWS_PER_PARTITION impressions per shuffle partition the job raises the count for itself (restored after):
+    more part files, the same rows (the reduction does not depend on the partitioning)."""
+    import ranking.features.spark_training as st
+
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    n = polars_frames["dwell"].height
+    monkeypatch.setattr(st, "ROWS_PER_PARTITION", max(n // (3 * int(before)), 1))
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"  # off here, so that the part files show the count
+    spark.conf.set(coalesce, "false")
+    try:
+        meta = st.write_training_frame_spark(read_logs_spark(logs, spark), tmp_path / "frame", "dwell", _T_SKIP)
+    finally:
+        spark.conf.unset(coalesce)
+    assert spark.conf.get("spark.sql.shuffle.partitions") == before
+    assert meta["n_rows"] == n
+    assert len(list((tmp_path / "frame").glob("part-*.parquet"))) >= 3 * int(before)
+    full, _ = read_training_frame(tmp_path / "frame", "dwell", _T_SKIP, 10.0)
+    assert full.equals(polars_frames["dwell"])
