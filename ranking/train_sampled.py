@@ -39,7 +39,7 @@ from ranking.report import roc_points
 from ranking.sampling import HeadSample, ResourceError, format_bytes, plan_head, recalibrate
 from ranking.value import default_weights
 
-__all__ = ["BASE_BYTES", "fit_within_budget", "full_frame_bytes"]
+__all__ = ["BASE_BYTES", "STATE_BYTES_PER_ROW", "fit_within_budget", "full_frame_bytes"]
 
 #: The interpreter, polars, LightGBM and scikit-learn before any data (measured about 0.4 GB; margin kept).
 BASE_BYTES = 600 << 20
@@ -49,6 +49,9 @@ FULL_BYTES_PER_ROW = 2_800
 FIT_BYTES_PER_ROW = 2_400
 #: Peak bytes per impression while a chunk is built (joins, within-chunk cumulative counts, the sort).
 CHUNK_BYTES_PER_ROW = 1_600
+#: Peak bytes per impression of the running per-key totals: about one member x author key (24 B) and half a
+#: member x topic key (28 B) per impression, times three while a day's totals are merged into them.
+STATE_BYTES_PER_ROW = 120
 #: Fewer rows than this per head would not be a model worth fitting.
 MIN_FIT_ROWS = 20_000
 _KEPT_BYTES_PER_ROW = sum(RAW_WIDTHS.values()) + 8  # a kept raw row and its uniform draw
@@ -112,8 +115,14 @@ def fit_within_budget(
     tr = days.filter(pl.col("day") <= cut)
     n_rows, n_train = int(days["rows"].sum()), int(tr["rows"].sum())
     n_test = n_rows - n_train
-    avail = budget - BASE_BYTES
     need = f"--max-memory {format_bytes(budget)}"
+    # Held for the whole build: the running per-key totals (member x author keys are about one per impression)
+    # and, where they fit in a small share of what remains, the impressions themselves; the chunks and the fits
+    # share the rest.  (200,000 x 28 peaked at 12.1 GB under an 8G budget before these were counted.)
+    avail = budget - BASE_BYTES - n_rows * STATE_BYTES_PER_ROW
+    hold = n_rows * IMPRESSION_BYTES <= 0.4 * avail
+    if hold:
+        avail -= n_rows * IMPRESSION_BYTES
     chunk_rows = max(avail // 4, 0) // CHUNK_BYTES_PER_ROW
     # A day too large for one chunk is built in parts of whole hours; only an hour too large is refused.
     big = days.filter(pl.col("rows") > chunk_rows)["day"].to_list()
@@ -138,9 +147,8 @@ def fit_within_budget(
         )
     reg_rate = min(1.0, max_fit / max(n_train, 1)) if sample is None else sample
 
-    # Impressions held once (narrow) and one day a chunk when they take a small share of the budget;
+    # Impressions held once (narrow) and one day a chunk when they take a small share of the budget (above);
     # otherwise scanned again for each chunk of days, the slower way that holds only a chunk.
-    hold = n_rows * IMPRESSION_BYTES <= 0.4 * avail
     kept = []
     for raw in raw_chunks(tables, cfg.t_skip_s, plan_chunks(days, 0 if hold else chunk_rows, hours, chunk_rows), hold):
         u = sample_rng.random(raw.height)  # one draw per row, in the frame's order: the samples nest
