@@ -97,22 +97,7 @@ def training_frame_spark(
         A table or column is missing or of the wrong type; a bad threshold;
         impressions of members without a profile (one small Spark job counts them).
     """
-    return _training_frame(tables, feature_set, t_skip_s, t_long_s, persist=False)[0]
-
-
-def _training_frame(
-    tables: Mapping[str, DataFrame], feature_set: str | FeatureSet, t_skip_s: float, t_long_s: float, persist: bool
-) -> tuple[DataFrame, DataFrame | None]:
-    """:func:`training_frame_spark`, and with ``persist`` the joined rows it persisted (the caller unpersists them).
-
-    The history counts of the five keys and the output each read the
-    impressions joined with their sessions and updates, each with its own
-    columns pruned, so Spark cannot reuse one exchange for them and runs the
-    scan and both joins six times; persisted, they run once (measured on 10M
-    impressions: see bench/spark.py).
-    """
     require_pyspark()
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     fs = get_feature_set(feature_set)
@@ -152,7 +137,6 @@ def _training_frame(
         "n_not_skipped": F.col("_ns"),
         "n_actions": F.col("_action"),
     }
-    kept = rows.persist(StorageLevel.MEMORY_AND_DISK) if persist else None
     rows = _add_history(rows, adds)
     rows = rows.join(members, "member_id", "left")
     labels: list[Column | str] = [
@@ -168,7 +152,7 @@ def _training_frame(
         (F.col("downstream_clicks").cast("bigint") + F.col("downstream_virals").cast("bigint")).cast("double").alias("downstream"),
         F.col("upstream_value").cast("double").alias("upstream"),
     ]
-    return rows.select(*labels, *[_spark_feature(_DEFS[c]).cast("double").alias(c) for c in fs.columns]), kept
+    return rows.select(*labels, *[_spark_feature(_DEFS[c]).cast("double").alias(c) for c in fs.columns])
 
 
 def _add_history(rows: DataFrame, adds: Mapping[str, Column]) -> DataFrame:
@@ -260,7 +244,7 @@ def write_training_frame_spark(
     """
     fs = get_feature_set(feature_set)
     target = _local_path(path)
-    frame, kept = _training_frame(tables, fs, t_skip_s, t_long_s, persist=True)
+    frame = training_frame_spark(tables, fs, t_skip_s, t_long_s)
     session = frame.sparkSession
     with atomic_dir(target, overwrite=overwrite) as tmp:
         # Spark writes INT96 timestamps by default; polars (and the schema) read microseconds in UTC.
@@ -283,8 +267,6 @@ def write_training_frame_spark(
         except Exception as exc:  # Spark's and py4j's errors, with a JVM stack trace
             raise SchemaError(f"{target}: cannot build the training frame on Spark ({spark_message(exc)})") from exc
         finally:
-            if kept is not None:
-                kept.unpersist()
             for name, old in before.items():
                 if old is None:
                     session.conf.unset(name)
