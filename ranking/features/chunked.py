@@ -169,41 +169,32 @@ def plan_chunks(days: pl.DataFrame, max_rows: int, hours: pl.DataFrame | None = 
     ``part_rows`` each (one bucket at least).
     """
     out: list[Chunk] = []
-    start: int | None = None
-    prev, total = 0, 0
+    run: list[tuple[int, int]] = []  # whole days waiting to be grouped
     for day, rows in zip(days["day"].to_list(), days["rows"].to_list(), strict=True):
         if hours is not None and part_rows is not None and rows > part_rows:
-            if start is not None:
-                out.append((start, prev))
-                start, total = None, 0
+            out.extend(_ranges(run, max_rows))
+            run = []
             out.extend(_day_parts(day, hours.filter(pl.col("day") == day), part_rows))
-            continue
-        if start is not None and total + rows > max_rows:
-            out.append((start, prev))
-            start, total = None, 0
-        if start is None:
-            start = day
-        total += rows
-        prev = day
-    if start is not None:
-        out.append((start, prev))
-    return out
+        else:
+            run.append((day, rows))
+    return out + _ranges(run, max_rows)
+
+
+def _ranges(sizes: list[tuple[int, int]], limit: int) -> list[Chunk]:
+    """Greedy consecutive ranges ``(first key, last key)`` of ``(key, size)`` pairs summing to at most ``limit`` (one pair at least)."""
+    out: list[Chunk] = []
+    for key, size in sizes:
+        if out and out[-1][2] + size <= limit:
+            out[-1] = (out[-1][0], key, out[-1][2] + size)
+        else:
+            out.append((key, key, size))
+    return [(a, b) for a, b, _ in out]
 
 
 def _day_parts(day: int, hours: pl.DataFrame, part_rows: int) -> list[Chunk]:
-    parts: list[Chunk] = []
-    lo: int | None = None
-    prev, total = 0, 0
-    for bucket, rows in zip(hours["bucket"].to_list(), hours["rows"].to_list(), strict=True):
-        if lo is not None and total + rows > part_rows:
-            parts.append((day, day, lo, prev))
-            lo, total = None, 0
-        if lo is None:
-            lo = bucket
-        total += rows
-        prev = bucket
-    if lo is not None:
-        parts.append((day, day, lo, prev))
+    parts: list[Chunk] = [
+        (day, day, lo, hi) for lo, hi in _ranges(list(zip(hours["bucket"].to_list(), hours["rows"].to_list(), strict=True)), part_rows)
+    ]
     # The first and last parts reach to any hour: the buckets cover the day's rows, and a range open at both
     # ends cannot lose one whose bucket the count did not see.
     if parts:
