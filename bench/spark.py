@@ -219,7 +219,7 @@ def _run_child(
 
 def _model(work: Path, seed: int) -> Path:
     """A ranking model trained with polars on a small world, once."""
-    from ranking.model import load_model
+    from ranking.model_io import load_model
 
     out = work / f"model_2000x14_s{seed}"
     try:

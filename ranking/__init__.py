@@ -52,7 +52,7 @@ _SOURCES: dict[str, str] = {
     "ActionRegressor": "ranking.regressors",
     "RegressorConfig": "ranking.regressors",
     "RankerModel": "ranking.model",
-    "load_model": "ranking.model",
+    "load_model": "ranking.model_io",
     "TrainConfig": "ranking.train",
     "train_ranker": "ranking.train",
     "train_ranker_spark": "ranking.train_spark",

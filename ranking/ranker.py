@@ -36,7 +36,8 @@ from ranking.features import (
 from ranking.features.online import _candidate_matrix
 from ranking.glmix import GlmixWorldError
 from ranking.glmix_pskip import PskipGlmixConfig, fit_pskip_glmix, profiles_fingerprint
-from ranking.model import BACKENDS, RankerModel, load_model
+from ranking.model import BACKENDS, RankerModel
+from ranking.model_io import load_model
 from ranking.train import TrainConfig, TrainingLogs, load_training_tables, train_ranker
 from ranking.value import ValueWeights, value_function
 

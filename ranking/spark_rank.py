@@ -46,7 +46,8 @@ from dwellrank_logs.io import atomic_dir, check_not_input, check_output_dir
 from dwellrank_logs.spark import require_pyspark
 from dwellrank_logs.spark_tables import col, session_of, spark_message
 from ranking.features.spark_online import candidate_features_spark
-from ranking.model import RankerModel, load_model
+from ranking.model import RankerModel
+from ranking.model_io import load_model
 from ranking.ranker import rank_within_requests
 from ranking.spark_inputs import check_candidates_spark, check_features_spark, read_candidates_spark, read_logs_spark
 from ranking.value import ValueWeights, value_function

@@ -34,7 +34,8 @@ from dwellrank_logs import TABLE_NAMES
 from dwellrank_logs.manifest import write_manifest
 from dwellrank_pipeline.demo import DemoSizes, last_day_candidates
 from ranking.features import IncompatibleModelError
-from ranking.model import MODEL_FORMAT, MODEL_KIND, check_trees_file, load_model
+from ranking.model import MODEL_FORMAT, MODEL_KIND
+from ranking.model_io import check_trees_file, load_model
 from ranking.train import TrainConfig, train_ranker
 from simulate import WorldConfig, simulate, write_simulation
 from tests.bad_input_cases import FAULTS, ROOT, Case, World, case_folder, temporaries, tree
@@ -944,7 +945,7 @@ def test_truncated_trees_file_never_reaches_lightgbm(tmp_path: Path, world: Worl
         [sys.executable, "-c", f"import lightgbm; lightgbm.Booster(model_file={str(trees)!r})"], capture_output=True, timeout=120
     )
     assert raw.returncode != 0
-    code = f"from ranking.model import load_model; load_model({str(d)!r}, verify=False)"
+    code = f"from ranking.model_io import load_model; load_model({str(d)!r}, verify=False)"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "IncompatibleModelError" in res.stderr and "click.trees.txt: truncated" in res.stderr, res.stderr
     assert "[LightGBM] [Fatal]" not in res.stderr
