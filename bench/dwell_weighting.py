@@ -57,8 +57,7 @@ from scipy.stats import spearmanr
 from dwellrank_logs.write import atomic_file
 from ranking.features import FEATURE_SETS, training_frame
 from ranking.heads import GBDTLRHead, HeadConfig
-from ranking.train import with_click_dwell
-from ranking.weighting import click_dwell_weights
+from ranking.weighting import click_dwell_weights, with_click_dwell
 from simulate import WorldConfig, simulate
 from simulate.truth import world_members
 from simulate.world import action_probabilities, engage_probability

@@ -38,9 +38,9 @@ from ranking.report import roc_points
 from ranking.sampling import DEFAULT_MAX_MEMORY, parse_memory
 from ranking.train_sampled import fit_within_budget, full_frame_bytes
 from ranking.value import default_weights
-from ranking.weighting import check_dwell_weighting, click_dwell_weights, weighting_record
+from ranking.weighting import check_dwell_weighting, head_weights, weighting_record, with_click_dwell
 
-__all__ = ["LogTables", "TrainConfig", "TrainingLogs", "head_weights", "load_training_tables", "train_ranker", "with_click_dwell"]
+__all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
 
 _TABLES = ("impressions", "sessions", "updates", "members")
 
@@ -228,35 +228,6 @@ def train_ranker(
     seeds, sample_rng = _seeds(cfg)
     rate = None if sample is None else float(sample)
     return fit_within_budget(tables, days, cfg, member_profiles(tables["members"]), seeds, sample_rng, budget, rate)
-
-
-def with_click_dwell(frame: pl.DataFrame, impressions: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """``frame`` with the impressions' after-click dwell as ``click_dwell_s`` (seconds, null without a click), row order kept.
-
-    Joined on the impression's key (session, update, time): the training
-    frame does not carry the column, and only a weighted fit reads it.
-    ``frame`` keys by ``request_id`` (a training frame) or ``session_id`` (raw rows).
-    """
-    sid = "request_id" if "request_id" in frame.columns else "session_id"
-    dwell = (
-        impressions.lazy()
-        .select(pl.col("session_id").alias(sid), "update_id", "ts", pl.col("click_dwell_s").cast(pl.Float64))
-        .unique(subset=[sid, "update_id", "ts"], keep="first")
-        .collect()
-    )
-    out = frame.join(dwell, on=[sid, "update_id", "ts"], how="left", maintain_order="left")
-    if out.height != frame.height:
-        raise SchemaError(
-            f"impressions: the key (session_id, update_id, ts) matched {out.height:,} rows for {frame.height:,} training rows"
-        )
-    return out
-
-
-def head_weights(cfg: TrainConfig, head: str, labels: pl.DataFrame) -> np.ndarray | None:
-    """The row weights of ``head`` under ``cfg`` (None: unweighted), from rows holding ``click`` and ``click_dwell_s``."""
-    if head != "click" or cfg.click_weighting == "none":
-        return None
-    return click_dwell_weights(labels["click"].to_numpy(), labels["click_dwell_s"].to_numpy().astype(np.float64), cfg.click_dwell_half_s)
 
 
 def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Generator]:

@@ -104,7 +104,8 @@ def fit_within_budget(
     ResourceError
         When one day's chunk, or the smallest useful sample, would exceed ``budget``.
     """
-    from ranking.train import _fit_regressors, _metadata, _report, _skip_lift, head_weights, with_click_dwell  # shared with train
+    from ranking.train import _fit_regressors, _metadata, _report, _skip_lift  # shared with train
+    from ranking.weighting import head_weights, with_click_dwell
 
     fs = get_feature_set(cfg.feature_set)
     check_orphans(days)

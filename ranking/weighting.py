@@ -27,14 +27,18 @@ as they are and is recalibrated with the sampling rates alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
 from dwellrank_logs.checks import is_finite_number
-from dwellrank_logs.errors import ConfigError
+from dwellrank_logs.errors import ConfigError, SchemaError
 
-__all__ = ["CLICK_WEIGHTINGS", "check_dwell_weighting", "click_dwell_weights", "weighting_record"]
+if TYPE_CHECKING:
+    from ranking.train import TrainConfig
+
+__all__ = ["CLICK_WEIGHTINGS", "check_dwell_weighting", "click_dwell_weights", "head_weights", "weighting_record", "with_click_dwell"]
 
 #: ``none``: every row weight 1 (the unweighted heads); ``after_click_dwell``: clicks weighted by s(d) above.
 CLICK_WEIGHTINGS: tuple[str, ...] = ("none", "after_click_dwell")
@@ -89,3 +93,32 @@ def weighting_record(click_weighting: str, click_dwell_half_s: float) -> dict[st
         "training clicks (a click without logged dwell: 1); other rows: 1",
         "sampling": "weights multiply the sample's rows; the recalibration uses the sampling rates only",
     }
+
+
+def with_click_dwell(frame: pl.DataFrame, impressions: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``frame`` with the impressions' after-click dwell as ``click_dwell_s`` (seconds, null without a click), row order kept.
+
+    Joined on the impression's key (session, update, time): the training
+    frame does not carry the column, and only a weighted fit reads it.
+    ``frame`` keys by ``request_id`` (a training frame) or ``session_id`` (raw rows).
+    """
+    sid = "request_id" if "request_id" in frame.columns else "session_id"
+    dwell = (
+        impressions.lazy()
+        .select(pl.col("session_id").alias(sid), "update_id", "ts", pl.col("click_dwell_s").cast(pl.Float64))
+        .unique(subset=[sid, "update_id", "ts"], keep="first")
+        .collect()
+    )
+    out = frame.join(dwell, on=[sid, "update_id", "ts"], how="left", maintain_order="left")
+    if out.height != frame.height:
+        raise SchemaError(
+            f"impressions: the key (session_id, update_id, ts) matched {out.height:,} rows for {frame.height:,} training rows"
+        )
+    return out
+
+
+def head_weights(cfg: TrainConfig, head: str, labels: pl.DataFrame) -> np.ndarray | None:
+    """The row weights of ``head`` under ``cfg`` (None: unweighted), from rows holding ``click`` and ``click_dwell_s``."""
+    if head != "click" or cfg.click_weighting == "none":
+        return None
+    return click_dwell_weights(labels["click"].to_numpy(), labels["click_dwell_s"].to_numpy().astype(np.float64), cfg.click_dwell_half_s)
