@@ -88,7 +88,8 @@ _TRAIN = TrainConfig()
     is_flag=True,
     help="Also fit GLMix random effects of P(skip) over the skip head's logit (per member on update type and topic, per "
     "update an intercept; prior variances chosen on the last training days) and serve P(skip) from them "
-    "(polars engine, in-memory frame; saved in glmix/, recorded in metadata.json).",
+    "(polars: the in-memory frame; --engine spark: the random effects fitted on Spark, grouped by entity; saved in glmix/, "
+    "recorded in metadata.json).",
 )
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
@@ -131,8 +132,8 @@ def train(
         raise ConfigError(
             "--click-weighting reads the impressions' click_dwell_s, which the Spark training frame lacks; use the polars engine"
         )
-    if pskip_glmix and (engine.spark or sample is not None):
-        raise ConfigError("--pskip-glmix fits on the whole in-memory training frame: use the polars engine without --sample")
+    if pskip_glmix and sample is not None:
+        raise ConfigError("--pskip-glmix fits on the whole training frame: train without --sample")
     if not (0 < click_dwell_half_s < float("inf")):
         raise ConfigError(f"--click-dwell-half must be a finite number of seconds > 0, got {click_dwell_half_s}")
     budget = None if max_memory is None else parse_memory(max_memory, "--max-memory")

@@ -83,6 +83,8 @@ def train_ranker_spark(
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
     if max_rows is not None:
         check_positive_int("max_rows", max_rows)
+    if config.pskip_glmix:  # before any work; the Spark fit of the random effects lands next (issue 17 item 5)
+        raise ConfigError("pskip_glmix on the Spark engine is not available yet: train with the polars engine")
     if isinstance(logs, (str, os.PathLike)):
         session = spark if spark is not None else SparkSession.getActiveSession()
         if session is None:
