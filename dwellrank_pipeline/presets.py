@@ -15,6 +15,11 @@ or ``--treatment`` into a :class:`~dwellrank_logs.protocol.Ranker`:
   whose P(skip) adds GLMix per-member random effects on update type and
   topic, fitted on a pre-period of the experiment's own members
   (:func:`ranking.ranker.with_pskip_glmix`);
+* ``with-dwell-embeddings`` -- ``with-pskip``'s recipe on the ``dwell_emb``
+  features (the dwell features plus member x author and member x topic
+  dwell embeddings), trained on the warm-up run with its own strictly-past
+  embeddings; the served vectors are refitted on a pre-period of the
+  experiment's own members (:func:`ranking.ranker.with_dwell_embeddings`);
 * a path to a model directory saved by the ranking engine.
 
 This module sits above ``simulate`` and ``ranking`` (it needs a simulator and a
@@ -36,7 +41,8 @@ from dwellrank_logs.protocol import Ranker, RankerBase
 from ranking import FeedRanker, preset_rankers
 from ranking.features import member_profiles
 from ranking.glmix_pskip import PskipGlmixConfig
-from ranking.ranker import with_pskip_glmix
+from ranking.ranker import with_dwell_embeddings, with_pskip_glmix
+from ranking.train import TrainConfig, train_ranker
 from simulate import ExplorationRanker, OracleRanker, PopularityRanker, RandomRanker, WorldConfig, simulate, world_members
 
 __all__ = ["PRESETS", "TRAINED_PRESETS", "PresetContext", "resolve_ranker"]
@@ -146,6 +152,26 @@ def _pskip_glmix(ctx: PresetContext) -> Ranker:
     return ranker
 
 
+def _dwell_embeddings(ctx: PresetContext) -> Ranker:
+    """``with-pskip``'s training on the ``dwell_emb`` features; the vectors refitted on the experiment members' pre-period.
+
+    The heads learn from the warm-up run's own strictly-past embedding
+    features.  Vectors are keyed by member and author id (authors are
+    members), so the served ones are fitted on the members served: the
+    warm-up run's members are other people with the same ids.  Its own
+    default weights (the rule of :func:`ranking.value.default_weights`), as
+    ``with-pskip`` has its own.
+    """
+    if "embeddings" not in ctx._cache:
+        t_skip = ctx.t_skip_s if ctx.t_skip_s is not None else ctx.world.t_skip_s
+        cfg = TrainConfig(t_skip_s=t_skip, seed=ctx.seed, baselines=False, skip_lift=False, dwell_embeddings=True)
+        model = with_dwell_embeddings(train_ranker(ctx.warmup_result(), config=cfg), ctx.member_history())
+        ctx._cache["embeddings"] = FeedRanker(model, profiles=member_profiles(ctx.experiment_members()))
+    ranker: FeedRanker = ctx._cache["embeddings"]
+    ranker.description = "with-dwell-embeddings"
+    return ranker
+
+
 #: Preset name -> (factory, one-line description).
 PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
     "random": (_random, "uniformly random order"),
@@ -154,10 +180,11 @@ PRESETS: dict[str, tuple[Callable[[PresetContext], Ranker], str]] = {
     "engagement-only": (_trained("engagement-only", "engagement_only"), "click/viral heads, base features, no skip penalty"),
     "with-pskip": (_trained("with-pskip", "with_pskip"), "click/viral + P(skip) heads, dwell features, skip penalty"),
     "with-pskip-glmix": (_pskip_glmix, "with-pskip with GLMix P(skip): per-member random effects on update type and topic"),
+    "with-dwell-embeddings": (_dwell_embeddings, "with-pskip on the dwell features plus member x author / topic dwell embeddings"),
 }
 
 #: The presets that train on a warm-up simulation before the experiment.
-TRAINED_PRESETS: tuple[str, ...] = ("engagement-only", "with-pskip", "with-pskip-glmix")
+TRAINED_PRESETS: tuple[str, ...] = ("engagement-only", "with-pskip", "with-pskip-glmix", "with-dwell-embeddings")
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -91,6 +91,20 @@ _TRAIN = TrainConfig()
     "(polars: the in-memory frame; --engine spark: the random effects fitted on Spark, grouped by entity; saved in glmix/, "
     "recorded in metadata.json).",
 )
+@click.option(
+    "--dwell-embeddings",
+    is_flag=True,
+    help="Add dwell-embedding features (feature set dwell_emb): member x author and member x topic truncated SVDs of "
+    "log not-skipped dwell, each training row's refitted on the days before its own (polars engine, in-memory frame; "
+    "vectors saved in embeddings/, recorded in metadata.json).",
+)
+@click.option(
+    "--embedding-rank",
+    type=int,
+    default=_TRAIN.embedding_author_rank,
+    show_default=True,
+    help="With --dwell-embeddings: rank of the member x author factorisation.",
+)
 @click.option("--quiet", is_flag=True, help="No summary.")
 def train(
     logs_dir: str,
@@ -109,6 +123,8 @@ def train(
     click_weighting: str,
     click_dwell_half_s: float,
     pskip_glmix: bool,
+    dwell_embeddings: bool,
+    embedding_rank: int,
     quiet: bool,
 ) -> None:
     """Fit the P(click/react/comment/share/skip) heads, downstream/upstream models and default weights."""
@@ -134,6 +150,13 @@ def train(
         )
     if pskip_glmix and sample is not None:
         raise ConfigError("--pskip-glmix fits on the whole training frame: train without --sample")
+    if dwell_embeddings and (engine.spark or sample is not None):
+        raise ConfigError(
+            "--dwell-embeddings refits the embeddings per day on the whole in-memory training frame: use the polars engine "
+            "without --sample (the Spark engine does not build them yet)"
+        )
+    if dwell_embeddings and feature_set != "dwell":
+        raise ConfigError(f"--dwell-embeddings extends the dwell feature set; got --feature-set {feature_set}")
     if not (0 < click_dwell_half_s < float("inf")):
         raise ConfigError(f"--click-dwell-half must be a finite number of seconds > 0, got {click_dwell_half_s}")
     budget = None if max_memory is None else parse_memory(max_memory, "--max-memory")
@@ -152,6 +175,8 @@ def train(
             click_weighting=click_weighting,
             click_dwell_half_s=click_dwell_half_s,
             pskip_glmix=pskip_glmix,
+            dwell_embeddings=dwell_embeddings,
+            embedding_author_rank=embedding_rank,
         )
 
     try:
@@ -179,7 +204,7 @@ def train(
     if not quiet:
         r = model.report
         click.echo(
-            f"wrote {out} (seed {seed}, feature set {feature_set} v{model.feature_set.version}, "
+            f"wrote {out} (seed {seed}, feature set {model.feature_set.name} v{model.feature_set.version}, "
             f"T_skip {cfg.t_skip_s:.2f} s{' estimated' if estimated else ''}, "
             f"{r['split']['n_train']:,} train / {r['split']['n_test']:,} held-out impressions)"
         )
@@ -199,6 +224,11 @@ def train(
         if "skip_dwell_lift" in r:
             lift = r["skip_dwell_lift"]
             click.echo(f"  P(skip) AUC with dwell features {lift['auc_dwell']:.3f} vs without {lift['auc_base']:.3f}")
+        em = model.metadata.get("embeddings")
+        if em is not None and em["fit_window"]["served"]:
+            ranks = ", ".join(f"{k} rank {v}" for k, v in em["ranks"].items())
+            window = em["fit_window"]["served"]
+            click.echo(f"  dwell embeddings ({ranks}; served vectors fitted on {window[0]}..{window[1]}) in embeddings/")
         ps = model.metadata.get("pskip")
         if ps is not None and ps["held_out"]["glmix"] is not None:
             g, m = ps["held_out"]["global"], ps["held_out"]["glmix"]

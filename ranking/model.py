@@ -11,6 +11,8 @@ A model directory holds::
     report.json, report.png                          held-out metrics, calibration and ROC
     glmix/glmix.json, glmix/<block>.npz               optional: GLMix random effects of P(skip) (ranking.glmix_pskip;
                                                       metadata.json's ``pskip`` records the fit)
+    embeddings/embeddings.json, embeddings/<m>.npz    optional: dwell embeddings of the ``dwell_emb`` feature set
+                                                      (ranking.embeddings_io; metadata.json's ``embeddings`` records the fit)
     manifest.json      every file above with its size and sha256 (dwellrank_logs.manifest), written last
 
 :func:`ranking.model_io.load_model` reads it back: it checks the manifest
@@ -32,7 +34,9 @@ import polars as pl
 from dwellrank_logs.io import atomic_dir, write_json, write_parquet
 from dwellrank_logs.manifest import write_manifest
 from dwellrank_logs.schema import ACTIONS
+from ranking.embeddings_io import EMBEDDING_DIR, save_embeddings
 from ranking.features import FeatureSet
+from ranking.features.embeddings import DwellEmbeddings
 from ranking.forest import CompiledForest, compile_forest, exp_exact
 from ranking.glmix_pskip import GLMIX_DIR, PskipGlmix
 from ranking.heads import GBDTLRHead, _sigmoid
@@ -89,6 +93,10 @@ class RankerModel:
         GLMix random effects of P(skip) (:mod:`ranking.glmix_pskip`): their logit,
         given to :meth:`predict` and :meth:`score` as ``skip_offset``, is added
         to the P(skip) head's before the sigmoid.
+    embeddings : DwellEmbeddings or None
+        The fitted vectors of the feature set's ``emb_*`` columns (the
+        ``dwell_emb`` set, :mod:`ranking.features.embeddings`); the feature
+        matrix holds their features, which the ranker computes from them.
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class RankerModel:
         metadata: dict[str, Any],
         report: dict[str, Any] | None = None,
         glmix: PskipGlmix | None = None,
+        embeddings: DwellEmbeddings | None = None,
     ) -> None:
         self.feature_set = feature_set
         self.t_skip_s = float(t_skip_s)
@@ -116,6 +125,7 @@ class RankerModel:
         self.backend = "auto"
         self.fingerprint_: str | None = None
         self.glmix = glmix
+        self.embeddings = embeddings
 
     def skip_offset(
         self, X: np.ndarray, member_ids: np.ndarray, update_ids: np.ndarray, topics: np.ndarray, world: str | None = None
@@ -331,6 +341,8 @@ class RankerModel:
             write_parquet(self.profiles, tmp / "profiles.parquet")
             if self.glmix is not None:
                 self.glmix.save(tmp / GLMIX_DIR)
+            if self.embeddings is not None:
+                save_embeddings(self.embeddings, tmp / EMBEDDING_DIR)
             write_json(tmp / "weights.json", self.weights.to_dict())
             write_json(tmp / "metadata.json", self.metadata)
             write_json(tmp / "report.json", self.report)

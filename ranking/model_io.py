@@ -19,8 +19,10 @@ import polars as pl
 from dwellrank_logs.errors import first_line
 from dwellrank_logs.manifest import MANIFEST_NAME, ManifestError, file_sha256, has_manifest, verify_manifest
 from dwellrank_logs.paths import os_reason
-from ranking.features import FEATURE_SETS, IncompatibleModelError
-from ranking.glmix_pskip import load_pskip_glmix
+from ranking.embeddings_io import load_embeddings
+from ranking.features import IncompatibleModelError
+from ranking.features.catalogue import MODEL_FEATURE_SETS
+from ranking.glmix_pskip import load_pskip_glmix, profiles_fingerprint
 from ranking.heads import GBDTLRHead
 from ranking.model import HEADS, MODEL_FORMAT, MODEL_KIND, REGRESSORS, RankerModel
 from ranking.regressors import ActionRegressor
@@ -59,7 +61,7 @@ def load_model(directory: str | os.PathLike[str], verify: bool = True) -> Ranker
         except ManifestError as exc:
             raise IncompatibleModelError(str(exc)) from None
     meta = _read_metadata(meta_path)
-    current = FEATURE_SETS[meta["feature_set"]["name"]]
+    current = MODEL_FEATURE_SETS[meta["feature_set"]["name"]]
     needed = [d / "heads" / f"{h}.{ext}" for h in HEADS for ext in ("trees.txt", "lr.json")]
     needed += [d / "regressors" / f"{r}.json" for r in REGRESSORS]
     needed += [d / "profiles.parquet", d / "weights.json"]
@@ -77,7 +79,13 @@ def load_model(directory: str | os.PathLike[str], verify: bool = True) -> Ranker
         raise IncompatibleModelError(f"{d}: unreadable model file ({type(exc).__name__}: {first_line(exc)})") from None
     pskip = meta.get("pskip")
     glmix = load_pskip_glmix(d, pskip, current) if isinstance(pskip, dict) and pskip.get("model") == "glmix" else None
-    model = RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report, glmix)
+    emb = meta.get("embeddings")
+    embeddings = load_embeddings(d, emb, profiles_fingerprint(profiles)) if isinstance(emb, dict) else None
+    if current.embedding_columns and embeddings is None:
+        raise IncompatibleModelError(
+            f"{meta_path}: feature set '{current.name}' reads dwell embeddings, and no embeddings entry records them"
+        )
+    model = RankerModel(current, float(meta["t_skip_s"]), heads, regs, weights, profiles, meta, report, glmix, embeddings)
     if verify:  # the files were just checked against the manifest: its hash names their content
         model.fingerprint_ = file_sha256(d / MANIFEST_NAME)
     return model
@@ -101,9 +109,9 @@ def _read_metadata(meta_path: Path) -> dict[str, Any]:
         raise IncompatibleModelError(f"{meta_path}: unreadable model metadata ({what})") from None
     if meta.get("model_format") != MODEL_FORMAT:
         raise IncompatibleModelError(f"{meta_path}: model_format {meta.get('model_format')!r}, this library reads {MODEL_FORMAT}")
-    if name not in FEATURE_SETS:
-        raise IncompatibleModelError(f"{meta_path}: feature set '{name}' is unknown to this library ({', '.join(FEATURE_SETS)})")
-    current = FEATURE_SETS[name]
+    if name not in MODEL_FEATURE_SETS:
+        raise IncompatibleModelError(f"{meta_path}: feature set '{name}' is unknown to this library ({', '.join(MODEL_FEATURE_SETS)})")
+    current = MODEL_FEATURE_SETS[name]
     if version != current.version or columns != current.columns:
         diff = sorted(set(columns) ^ set(current.columns))
         raise IncompatibleModelError(
@@ -116,6 +124,11 @@ def _read_metadata(meta_path: Path) -> dict[str, Any]:
     ps = meta.get("pskip")
     if ps is not None and not (isinstance(ps, dict) and ps.get("model") == "glmix"):
         raise IncompatibleModelError(f"{meta_path}: pskip must be an object with model 'glmix', got {ps!r}")
+    em = meta.get("embeddings")
+    if em is not None and not (isinstance(em, dict) and em.get("model") == "dwell_embeddings"):
+        raise IncompatibleModelError(f"{meta_path}: embeddings must be an object with model 'dwell_embeddings', got {em!r}")
+    if em is not None and not current.embedding_columns:
+        raise IncompatibleModelError(f"{meta_path}: records dwell embeddings, but feature set '{name}' has no embedding columns")
     dw = meta.get("dwell_weighting")
     if dw is not None and not (isinstance(dw, dict) and isinstance(dw.get("click_weighting"), str)):
         raise IncompatibleModelError(f"{meta_path}: dwell_weighting must be an object with a click_weighting name, got {dw!r}")

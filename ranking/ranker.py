@@ -26,8 +26,10 @@ import polars as pl
 from dwellrank_logs.errors import ConfigError, SchemaError, first_line
 from dwellrank_logs.io import scan_logs, write_parquet
 from dwellrank_logs.protocol import HistoryTables, RankerBase, RankOutput, validate_candidates
+from ranking.embeddings_fit import fit_served_embeddings
 from ranking.features import (
     FeatureSet,
+    IncompatibleModelError,
     candidate_features,
     history_from_logs,
     member_profiles,
@@ -41,7 +43,7 @@ from ranking.model_io import load_model
 from ranking.train import TrainConfig, TrainingLogs, load_training_tables, train_ranker
 from ranking.value import ValueWeights, value_function
 
-__all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests", "with_pskip_glmix"]
+__all__ = ["FeedRanker", "preset_rankers", "rank_candidates_file", "rank_within_requests", "with_dwell_embeddings", "with_pskip_glmix"]
 
 #: The candidate columns GLMix P(skip) reads besides the feature matrix.
 GLMIX_COLUMNS = ("member_id", "update_id", "topic")
@@ -117,6 +119,13 @@ class FeedRanker(RankerBase):
                 f"the model's GLMix P(skip) random effects were fitted on world {fitted!r}, the member profiles served are of "
                 f"world {self.world!r}: serve this world's profiles, or refit the random effects on its logs"
             )
+        emb = model.embeddings
+        served = profiles_fingerprint(self.profiles) if emb is not None else None
+        if emb is not None and served is not None and emb.world is not None and served != emb.world:
+            raise IncompatibleModelError(
+                f"the model's dwell embeddings were fitted on the members of world {emb.world!r}, the member profiles served are of "
+                f"world {served!r}: serve this world's profiles, or refit the embeddings on its logs (with_dwell_embeddings)"
+            )
         model.prepare(self.weights, full=full)  # so that the first request does not pay for it
 
     @classmethod
@@ -137,7 +146,9 @@ class FeedRanker(RankerBase):
                 f"features were trained at T_skip = {self.t_skip_s} s"
             )
         # The matrix path: numpy from the snapshot's indexes to the C-order matrix the model reads, no polars frame.
-        return _candidate_matrix(candidates, history, self.profiles, self.model.feature_set, position=0, source=source)
+        return _candidate_matrix(
+            candidates, history, self.profiles, self.model.feature_set, position=0, source=source, embeddings=self.model.embeddings
+        )
 
     def skip_offset(self, rows: pl.DataFrame, X: np.ndarray, source: str = "candidates") -> np.ndarray | None:
         """The GLMix random-effect logit of P(skip) of ``rows`` (row-aligned with ``X``); None when the model has no GLMix."""
@@ -164,6 +175,11 @@ class FeedRanker(RankerBase):
         fs = self.model.feature_set
         if "position" not in frame.columns:
             frame = frame.with_columns(pl.lit(0, pl.Int32).alias("position"))
+        emb = self.model.embeddings
+        if emb is not None and any(c not in frame.columns for c in fs.embedding_columns):
+            # The history features given, the embedding ones from the model's vectors (by member, author, topic).
+            E = emb.rows_features(frame, source)
+            frame = frame.with_columns(pl.Series(c, E[:, i]) for i, c in enumerate(fs.embedding_columns))
         validate_feature_matrix(frame, fs, source)
         X = frame.select([pl.col(c).cast(pl.Float64) for c in fs.columns]).to_numpy()
         return self.predict_features(X, self.skip_offset(frame, X, source))
@@ -194,7 +210,9 @@ class FeedRanker(RankerBase):
         for day in days:  # one history snapshot per request day (a handful), not per row
             rows = cand.filter(pl.col("request_ts").dt.date() == day)
             history = history_from_logs(tables["impressions"], tables["sessions"], tables["updates"], day, self.model.t_skip_s)
-            feats = candidate_features(rows, history, profiles, self.model.feature_set, position=0, source=source)
+            feats = candidate_features(
+                rows, history, profiles, self.model.feature_set, position=0, source=source, embeddings=self.model.embeddings
+            )
             parts.append(pl.concat([rows.select("_row"), feats], how="horizontal"))
         frame = pl.concat(parts).sort("_row").drop("_row")
         X = frame.to_numpy()
@@ -247,6 +265,8 @@ def with_pskip_glmix(
 
     tables = load_training_tables(logs)
     fs = model.feature_set
+    if fs.embedding_columns:
+        raise ConfigError(f"with_pskip_glmix: a model on feature set '{fs.name}' (dwell embeddings) is not supported; use the 'dwell' set")
     frame = training_frame(tables, fs, model.t_skip_s, float(model.metadata.get("t_long_s", TrainConfig().t_long_s)))
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to fit GLMix P(skip) on")
@@ -267,6 +287,29 @@ def with_pskip_glmix(
     out = RankerModel(fs, model.t_skip_s, model.heads, model.regressors, model.weights, model.profiles, dict(model.metadata), model.report)
     out.metadata["pskip"] = record
     out.glmix, out.backend, out.fingerprint_ = glmix, model.backend, model.fingerprint_
+    return out
+
+
+def with_dwell_embeddings(model: RankerModel, logs: TrainingLogs, *, seed: int | None = None) -> RankerModel:
+    """A copy of ``model`` serving dwell embeddings refitted on every day of ``logs``, and those logs' member profiles.
+
+    The heads, regressions and weights stay ``model``'s (trained on its own
+    strictly-past embedding features); the vectors are those of the members
+    to be served, since vectors are keyed by member and author id and another
+    run's members are other people with the same ids (the
+    ``with-dwell-embeddings`` preset).  The ranks, entry and T_skip are the
+    model's; ``seed`` (default the model's) seeds the randomized SVD.
+    """
+    if model.embeddings is None:
+        raise ConfigError("with_dwell_embeddings: the model has no dwell embeddings (train it with dwell_embeddings=True)")
+    tables = load_training_tables(logs)
+    cfg = TrainConfig(**{k: v for k, v in model.metadata["train_config"].items() if k.startswith("embedding_")})
+    s = int(model.metadata.get("seed", 0) if seed is None else seed)
+    emb = fit_served_embeddings(tables, model.t_skip_s, cfg.embedding_config, np.random.default_rng(s))
+    profiles = member_profiles(tables["members"])
+    meta = {**model.metadata, "embeddings": {**emb.record, "refit": "on other logs than the heads' (with_dwell_embeddings)"}}
+    out = RankerModel(model.feature_set, model.t_skip_s, model.heads, model.regressors, model.weights, profiles, meta, model.report)
+    out.embeddings, out.glmix, out.backend, out.fingerprint_ = emb, model.glmix, model.backend, model.fingerprint_
     return out
 
 
@@ -330,7 +373,8 @@ def rank_candidates_file(
     frame = _read_candidates(candidates)
     source = str(candidates)
     fs = ranker.feature_set
-    has_features = all(c in frame.columns for c in fs.columns if c != "position")
+    # The embedding columns, when absent, come from the model's vectors (score_frame): the history ones decide.
+    has_features = all(c in frame.columns for c in fs.history_set.columns if c != "position")
     if has_features or logs_dir is None:
         # Position is unknown before ranking: score every row at slot 0, as the simulator path does.
         preds = ranker.score_frame(frame.drop("position", strict=False), source=source)

@@ -13,10 +13,9 @@ loads the result.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
@@ -26,19 +25,22 @@ from dwellrank_logs.checks import is_finite_number
 from dwellrank_logs.errors import ConfigError, SchemaError
 from dwellrank_logs.io import scan_logs
 from dwellrank_logs.schema import ACTIONS, SCHEMA_VERSION
+from ranking.embeddings_fit import with_embedding_features
 from ranking.features import FEATURE_SETS, get_feature_set, member_profiles, training_frame
 from ranking.features.chunked import day_counts
+from ranking.features.embeddings import DwellEmbeddings
 from ranking.features.frame_file import read_training_frame
 from ranking.glmix_pskip import PskipGlmixConfig, fit_pskip_glmix
-from ranking.heads import GBDTLRHead, HeadConfig
+from ranking.heads import GBDTLRHead
 from ranking.metrics import binary_metrics, calibration_bins, compare_heads
 from ranking.model import HEADS, MODEL_FORMAT, REGRESSORS, RankerModel
-from ranking.regressors import ActionRegressor, RegressorConfig, poisson_deviance
+from ranking.regressors import ActionRegressor, poisson_deviance
 from ranking.report import roc_points
 from ranking.sampling import DEFAULT_MAX_MEMORY, parse_memory
+from ranking.train_config import TrainConfig
 from ranking.train_sampled import fit_within_budget, full_frame_bytes
 from ranking.value import default_weights
-from ranking.weighting import check_dwell_weighting, head_weights, weighting_record, with_click_dwell
+from ranking.weighting import head_weights, weighting_record, with_click_dwell
 
 __all__ = ["LogTables", "TrainConfig", "TrainingLogs", "load_training_tables", "train_ranker"]
 
@@ -57,80 +59,6 @@ class LogTables(Protocol):
 
 #: What training reads: a logs directory, a mapping of table name to frame, or an object with ``tables``.
 TrainingLogs: TypeAlias = str | os.PathLike[str] | Mapping[str, pl.DataFrame | pl.LazyFrame] | LogTables
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything :func:`train_ranker` needs besides the data.
-
-    Parameters
-    ----------
-    feature_set : {"dwell", "base"}
-    t_skip_s : float, seconds
-        Threshold of the skip label and of the not-skipped features.
-    t_long_s : float, seconds
-        Threshold of the long-dwell label (> t_skip_s).
-    seed : int
-    holdout_days : int
-        The last days of the log, held out for the report (>= 1); the model
-        is fitted on the days before them.
-    head, regressor : HeadConfig, RegressorConfig
-    baselines : bool
-        Fit LR-only and GBDT-only baselines for the report.
-    skip_lift : bool
-        With the dwell set, also fit a P(skip) head on the base set and report
-        the AUC lift of the dwell features.
-    click_weighting : {"none", "after_click_dwell"}
-        Row weights of the P(click) head (:mod:`ranking.weighting`): ``none``
-        weighs every row 1; ``after_click_dwell`` weighs each click by
-        ``d / (d + click_dwell_half_s)`` of its after-click dwell ``d``,
-        normalised to mean 1 over the clicks, so that click bounces count less.
-        Needs the impressions' ``click_dwell_s`` (not in a Spark training frame).
-    click_dwell_half_s : float, seconds
-        The after-click dwell at which a click weighs half of a long read (> 0).
-    pskip_glmix : bool
-        Also fit GLMix random effects (per member on update type and topic, per
-        update an intercept) over the P(skip) head's logit, served in P(skip)
-        (:mod:`ranking.glmix_pskip`; polars engine, in-memory frame only).
-    glmix_valid_days : int
-        With ``pskip_glmix``: the last training days that choose the prior variances (>= 1).
-    """
-
-    feature_set: str = "dwell"
-    t_skip_s: float = 2.5
-    t_long_s: float = 10.0
-    seed: int = 0
-    holdout_days: int = 3
-    head: HeadConfig = field(default_factory=HeadConfig)
-    regressor: RegressorConfig = field(default_factory=RegressorConfig)
-    baselines: bool = True
-    skip_lift: bool = True
-    click_weighting: str = "none"
-    click_dwell_half_s: float = 10.0
-    pskip_glmix: bool = False
-    glmix_valid_days: int = 3
-
-    def __post_init__(self) -> None:
-        get_feature_set(self.feature_set)
-        t = self.t_skip_s
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise ConfigError(f"t_skip_s must be a finite number of seconds > 0, got {t!r}")
-        tl = self.t_long_s
-        if isinstance(tl, bool) or not isinstance(tl, (int, float)) or not math.isfinite(tl) or tl <= t:
-            raise ConfigError(f"t_long_s must be a finite number of seconds > t_skip_s ({t}), got {tl!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if isinstance(self.holdout_days, bool) or not isinstance(self.holdout_days, int) or self.holdout_days < 1:
-            raise ConfigError(f"holdout_days must be an integer >= 1, got {self.holdout_days!r}")
-        check_dwell_weighting(self.click_weighting, self.click_dwell_half_s)
-        if not isinstance(self.pskip_glmix, bool):
-            raise ConfigError(f"pskip_glmix must be True or False, got {self.pskip_glmix!r}")
-        PskipGlmixConfig(valid_days=self.glmix_valid_days)  # validates glmix_valid_days
-
-    @property
-    def weighted(self) -> bool:
-        """Whether any head is fitted with dwell weights."""
-        return self.click_weighting != "none"
 
 
 def load_training_tables(logs: TrainingLogs) -> dict[str, pl.DataFrame | pl.LazyFrame]:
@@ -206,6 +134,11 @@ def train_ranker(
         )
     if cfg.pskip_glmix and (frame is not None or sample is not None):
         raise ConfigError("pskip_glmix fits the random effects on the whole in-memory training frame: train without frame= and sample=")
+    if cfg.dwell_embeddings and (frame is not None or sample is not None):
+        raise ConfigError(
+            "dwell_embeddings refits the embeddings per day on the logs' impressions and needs the whole in-memory training frame: "
+            "train without frame= (the Spark engine) and sample="
+        )
     if frame is not None:
         return _fit_frame_file(frame, member_profiles(tables["members"]), cfg, max_rows)
     if max_rows is not None:
@@ -218,13 +151,17 @@ def train_ranker(
         data = training_frame(tables, fs, cfg.t_skip_s, cfg.t_long_s)
         if cfg.weighted:
             data = with_click_dwell(data, tables["impressions"])
+        embeddings = None
+        if cfg.dwell_embeddings:
+            data, embeddings = with_embedding_features(data, tables, cfg.t_skip_s, cfg.embedding_config, _embedding_rng(cfg))
         source = {"engine": "polars", "frame_rows": data.height, "sample_rows": None}
-        return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0], tables)
-    if cfg.pskip_glmix:
-        raise ConfigError(
-            f"pskip_glmix needs the whole training frame in memory; {int(days['rows'].sum()):,} rows exceed the memory budget "
-            f"of {budget:,} bytes (raise max_memory)"
-        )
+        return _fit(data, source, member_profiles(tables["members"]), cfg, _seeds(cfg)[0], tables, embeddings)
+    for option, on in (("pskip_glmix", cfg.pskip_glmix), ("dwell_embeddings", cfg.dwell_embeddings)):
+        if on:
+            raise ConfigError(
+                f"{option} needs the whole training frame in memory; {int(days['rows'].sum()):,} rows exceed the memory budget "
+                f"of {budget:,} bytes (raise max_memory)"
+            )
     seeds, sample_rng = _seeds(cfg)
     rate = None if sample is None else float(sample)
     return fit_within_budget(tables, days, cfg, member_profiles(tables["members"]), seeds, sample_rng, budget, rate)
@@ -236,10 +173,18 @@ def _seeds(cfg: TrainConfig) -> tuple[list[np.random.Generator], np.random.Gener
     return rng.spawn(len(HEADS) + len(REGRESSORS) + 1), rng.spawn(1)[0]
 
 
+def _embedding_rng(cfg: TrainConfig) -> np.random.Generator:
+    """The child of the seed's Generator after :func:`_seeds`' (so that those, and models without embeddings, stay as they were)."""
+    rng = np.random.default_rng(cfg.seed)
+    rng.spawn(len(HEADS) + len(REGRESSORS) + 1), rng.spawn(1)
+    return rng.spawn(1)[0]
+
+
 def _fit_frame_file(path: str | os.PathLike[str], profiles: pl.DataFrame, cfg: TrainConfig, max_rows: int | None) -> RankerModel:
     """:func:`_fit` from a training frame directory, whole or a sample of at most ``max_rows`` rows."""
-    if cfg.pskip_glmix:  # before any row is read (the Spark engine comes here too)
-        raise ConfigError("pskip_glmix is an option of the polars engine: a training frame directory lacks the logs' updates table")
+    for option, on in (("pskip_glmix", cfg.pskip_glmix), ("dwell_embeddings", cfg.dwell_embeddings)):
+        if on:  # before any row is read (the Spark engine comes here too)
+            raise ConfigError(f"{option} is an option of the polars engine: a training frame directory lacks the logs' updates table")
     fs = get_feature_set(cfg.feature_set)
     seeds, sample_rng = _seeds(cfg)
     columns = ("day", *HEADS, "downstream", "upstream", "dwell", *fs.columns)  # what _fit reads
@@ -254,12 +199,14 @@ def _fit(
     cfg: TrainConfig,
     seeds: list[np.random.Generator],
     tables: Mapping[str, pl.DataFrame | pl.LazyFrame] | None = None,
+    embeddings: DwellEmbeddings | None = None,
 ) -> RankerModel:
     """The model of :func:`train_ranker` from a training frame (``source``: engine, frame_rows, sample_rows).
 
-    ``tables`` (the logs' updates and members) are read only with ``cfg.pskip_glmix``.
+    ``tables`` (the logs' updates and members) are read only with ``cfg.pskip_glmix``; ``embeddings``
+    (the served vectors; the frame holds the strictly-past ``emb_*`` columns) only with ``cfg.dwell_embeddings``.
     """
-    fs = get_feature_set(cfg.feature_set)
+    fs = cfg.model_feature_set
     if frame.height == 0:
         raise SchemaError("logs: the impressions table has no rows; nothing to train on")
     last = int(cast(int, frame["day"].max()))  # Int32 without nulls: a Python int
@@ -314,6 +261,10 @@ def _fit(
         auc_base = binary_metrics(test["skip"].to_numpy(), base_head.predict_proba(test.select(base_cols).to_numpy()))["auc"]
         report["skip_dwell_lift"] = _skip_lift(auc_base, report_heads["skip"]["metrics"]["gbdt_lr"]["auc"])
     metadata = _metadata(cfg, first, last, frame.height, train.height, test.height, source, list(regs))
+    if cfg.dwell_embeddings:
+        if embeddings is None:
+            raise ConfigError("dwell_embeddings needs the fitted embeddings (ranking.embeddings_fit.with_embedding_features)")
+        metadata["embeddings"] = embeddings.record
     glmix = None
     if cfg.pskip_glmix:
         if tables is None:
@@ -332,7 +283,7 @@ def _fit(
             PskipGlmixConfig(valid_days=cfg.glmix_valid_days),
             seed=cfg.seed,
         )
-    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report, glmix)
+    return RankerModel(fs, cfg.t_skip_s, heads, regs, weights, profiles, metadata, report, glmix, embeddings)
 
 
 def _fit_regressors(
@@ -359,7 +310,7 @@ def _report(
 ) -> dict[str, Any]:
     """``report.json`` (without the skip lift)."""
     return {
-        "feature_set": get_feature_set(cfg.feature_set).to_dict(),
+        "feature_set": cfg.model_feature_set.to_dict(),
         "t_skip_s": cfg.t_skip_s,
         "t_long_s": cfg.t_long_s,
         "seed": cfg.seed,
@@ -398,11 +349,14 @@ def _metadata(
     if not cfg.pskip_glmix:  # likewise without GLMix
         for key in ("pskip_glmix", "glmix_valid_days"):
             train_config.pop(key)
+    if not cfg.dwell_embeddings:  # and without the embeddings
+        for key in ("dwell_embeddings", "embedding_author_rank", "embedding_topic_rank", "embedding_value"):
+            train_config.pop(key)
     weighting = {"dwell_weighting": weighting_record(cfg.click_weighting, cfg.click_dwell_half_s)} if cfg.weighted else {}
     return {
         "model_format": MODEL_FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "feature_set": get_feature_set(cfg.feature_set).to_dict(),
+        "feature_set": cfg.model_feature_set.to_dict(),
         "t_skip_s": cfg.t_skip_s,
         "seed": cfg.seed,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

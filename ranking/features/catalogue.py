@@ -12,7 +12,10 @@ Column prefixes name what a count is keyed by:
 * ``mt_*``: member x update *type* (the member's impressions of updates of that type);
 * ``ma_*``: member x *author*;
 * ``mp_*``: member x topic (the member's affinity to the update's topic; ``t`` is taken by type);
-* ``type_*``, ``client_*``: one-hot update type and request client.
+* ``type_*``, ``client_*``: one-hot update type and request client;
+* ``emb_*``: dwell embeddings (:mod:`ranking.features.embeddings`): read from
+  member, author and topic vectors a model fits on earlier days' not-skipped
+  dwell and keeps in its directory, not from the history counts.
 
 The prefixes are part of the feature-set version: a model directory records
 its columns by name, so renaming one would orphan every trained model.
@@ -39,7 +42,10 @@ from dwellrank_logs.errors import DwellrankError, SchemaError
 from dwellrank_logs.schema import CLIENTS, UPDATE_TYPES
 
 __all__ = [
+    "EMBEDDING_COLUMNS",
+    "EMBEDDING_FEATURE_SETS",
     "FEATURE_SETS",
+    "MODEL_FEATURE_SETS",
     "PROFILE_COLUMNS",
     "FeatureSet",
     "IncompatibleModelError",
@@ -106,6 +112,10 @@ _DWELL: tuple[str, ...] = (
     "mp_not_skipped",
     "mp_not_skipped_rate",
 )
+#: The dwell-embedding features, in matrix order: member . author and member . topic affinities (the rank-k
+#: reconstructions of the member x author and member x topic log-dwell matrices), the member's and the author's
+#: vector norms.  All four are invariant to the factorisation's rotations and signs, so refits agree in meaning.
+EMBEDDING_COLUMNS: tuple[str, ...] = ("emb_ma_affinity", "emb_mp_affinity", "emb_m_norm", "emb_a_norm")
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,18 @@ class FeatureSet:
         """Whether any not-skipped (T_skip-dependent) feature is in the set."""
         return any(c in _DWELL for c in self.columns)
 
+    @property
+    def embedding_columns(self) -> tuple[str, ...]:
+        """The set's dwell-embedding columns (:data:`EMBEDDING_COLUMNS`), which a model's fitted tables supply."""
+        return tuple(c for c in self.columns if c in EMBEDDING_COLUMNS)
+
+    @property
+    def history_set(self) -> FeatureSet:
+        """The set without its embedding columns: what the history counts and the context give (itself if it has none)."""
+        if not self.embedding_columns:
+            return self
+        return FeatureSet(self.name, self.version, tuple(c for c in self.columns if c not in EMBEDDING_COLUMNS))
+
     def to_dict(self) -> dict[str, object]:
         """``name``, ``version`` and ``columns``, as a model directory's metadata records them."""
         return {"name": self.name, "version": self.version, "columns": list(self.columns)}
@@ -147,10 +169,18 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "base": FeatureSet("base", 2, _BASE),
     "dwell": FeatureSet("dwell", 2, _BASE + _DWELL),
 }
+#: Sets whose last columns come from tables a model fits (``train --dwell-embeddings``), not from history alone:
+#: apart from :data:`FEATURE_SETS`, which names what a training frame or the Spark engine can build by itself.
+EMBEDDING_FEATURE_SETS: dict[str, FeatureSet] = {
+    # The dwell embeddings must sit after every history column: the matrix is the history part, then these.
+    "dwell_emb": FeatureSet("dwell_emb", 1, _BASE + _DWELL + EMBEDDING_COLUMNS),
+}
+#: Every set a model directory may record.
+MODEL_FEATURE_SETS: dict[str, FeatureSet] = {**FEATURE_SETS, **EMBEDDING_FEATURE_SETS}
 
 
 def get_feature_set(name: str | FeatureSet) -> FeatureSet:
-    """The registered feature set called ``name`` (a :class:`FeatureSet` passes through)."""
+    """The registered feature set called ``name`` (a :class:`FeatureSet` passes through), of :data:`FEATURE_SETS`."""
     if isinstance(name, FeatureSet):
         return name
     try:

@@ -22,9 +22,11 @@ import numpy as np
 import polars as pl
 
 from dwellrank_logs.checks import require_columns
+from dwellrank_logs.errors import SchemaError
 from dwellrank_logs.history import history_tables
 from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
-from ranking.features.catalogue import _RAW, FeatureSet, get_feature_set
+from ranking.features.catalogue import _RAW, EMBEDDING_COLUMNS, FeatureSet, get_feature_set
+from ranking.features.embeddings import DwellEmbeddings
 from ranking.features.evaluate import _derive, _derive_matrix
 from ranking.features.lookup import _raw_arrays_by_lookup
 from ranking.features.validate import _check_profiles
@@ -39,6 +41,7 @@ def candidate_features(
     feature_set: str | FeatureSet,
     position: int | np.ndarray | pl.Series | None = 0,
     source: str = "candidates",
+    embeddings: DwellEmbeddings | None = None,
 ) -> pl.DataFrame:
     """Features of candidate rows from a history snapshot (the online path).
 
@@ -57,6 +60,9 @@ def candidate_features(
         ``None`` takes it from a ``position`` column of ``candidates``.
     source : str
         Named in error messages.
+    embeddings : DwellEmbeddings, optional
+        The model's fitted vectors: needed (only) by a set with ``emb_*``
+        columns (``dwell_emb``), whose last columns they give.
 
     Returns
     -------
@@ -78,7 +84,7 @@ def candidate_features(
     """
     fs = get_feature_set(feature_set)
     require_columns(candidates.columns, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
-    got = _features(candidates, history, profiles, fs, position, source)
+    got = _features(candidates, history, profiles, fs, position, source, embeddings)
     return pl.DataFrame(got, schema=list(fs.columns), orient="row") if isinstance(got, np.ndarray) else got
 
 
@@ -89,6 +95,7 @@ def _candidate_matrix(
     feature_set: str | FeatureSet,
     position: int | np.ndarray | pl.Series | None = 0,
     source: str = "candidates",
+    embeddings: DwellEmbeddings | None = None,
 ) -> np.ndarray:
     """:func:`candidate_features` as the C-order float64 matrix a model scores, shape (n_rows, n_features).
 
@@ -100,7 +107,7 @@ def _candidate_matrix(
     """
     fs = get_feature_set(feature_set)
     require_columns(candidates.columns, CANDIDATE_COLUMNS + (("position",) if position is None else ()), "candidate table", source)
-    got = _features(candidates, history, profiles, fs, position, source)
+    got = _features(candidates, history, profiles, fs, position, source, embeddings)
     return got if isinstance(got, np.ndarray) else got.to_numpy(order="c")
 
 
@@ -111,12 +118,27 @@ def _features(
     fs: FeatureSet,
     position: int | np.ndarray | pl.Series | None,
     source: str,
+    embeddings: DwellEmbeddings | None = None,
 ) -> np.ndarray | pl.DataFrame:
-    """The features as the numpy evaluator's matrix where the lookups and it answer, else as a polars frame."""
-    got = _by_lookup(candidates, history, profiles, fs, position)
-    if isinstance(got, np.ndarray):
+    """The features as the numpy evaluator's matrix where the lookups and it answer, else as a polars frame.
+
+    A set with embedding columns: the history part from the snapshot, then the
+    embedding columns from ``embeddings`` (its last columns, in order).
+    """
+    hist = fs.history_set
+    got = _by_lookup(candidates, history, profiles, hist, position)
+    if not isinstance(got, np.ndarray):
+        got = _derive(got, hist).collect() if got is not None else _by_joins(candidates, history, profiles, hist, position, source)
+    if hist is fs:
         return got
-    return _derive(got, fs).collect() if got is not None else _by_joins(candidates, history, profiles, fs, position, source)
+    if embeddings is None:
+        raise SchemaError(f"{source}: feature set '{fs.name}' reads dwell embeddings; pass the model's (RankerModel.embeddings)")
+    if fs.columns[len(hist.columns) :] != EMBEDDING_COLUMNS:
+        raise SchemaError(f"feature set '{fs.name}': the embedding columns must come last, as {EMBEDDING_COLUMNS}")
+    emb = embeddings.rows_features(candidates, source)
+    if isinstance(got, np.ndarray):
+        return np.hstack([got, emb])
+    return got.with_columns(pl.Series(c, emb[:, i]) for i, c in enumerate(EMBEDDING_COLUMNS))
 
 
 def _position_expr(position: int | np.ndarray | pl.Series | None) -> pl.Expr:
