@@ -37,7 +37,19 @@ from ranking.glmix_io import load_glmix
 from ranking.glmix_select import select_prior_variances
 from ranking.metrics import binary_metrics
 
-__all__ = ["BLOCKS", "GLMIX_DIR", "PskipGlmix", "PskipGlmixConfig", "fit_pskip_glmix", "load_pskip_glmix", "profiles_fingerprint"]
+__all__ = [
+    "BLOCKS",
+    "GLMIX_DIR",
+    "UPDATE_FEATURES",
+    "PskipGlmix",
+    "PskipGlmixConfig",
+    "check_selection_split",
+    "fit_pskip_glmix",
+    "held_out_record",
+    "load_pskip_glmix",
+    "profiles_fingerprint",
+    "pskip_record",
+]
 
 #: The model directory's subdirectory of the random effects.
 GLMIX_DIR = "glmix"
@@ -192,11 +204,7 @@ def fit_pskip_glmix(
     topics = sorted(int(t) for t in upd["topic"].unique().drop_nulls().to_list())
     last_train = int(train["day"].max())  # type: ignore[arg-type]
     cut = (train["day"] <= last_train - cfg.valid_days).to_numpy()
-    if cut.all() or not cut.any():
-        raise ConfigError(
-            f"GLMix P(skip): valid_days={cfg.valid_days} leaves {int(cut.sum())} fit and {int((~cut).sum())} validation rows "
-            f"of the {train.height} training rows; both must be non-empty (more training days, or fewer valid_days)"
-        )
+    check_selection_split(int(cut.sum()), int((~cut).sum()), cfg.valid_days)
     y_tr = train["skip"].to_numpy().astype(np.float64)
     y_te = test["skip"].to_numpy().astype(np.float64)
 
@@ -210,38 +218,72 @@ def fit_pskip_glmix(
     world = world_fingerprint(members)
     model = GlmixModel(chosen).fit(y_tr, offset_train, designs(train), world)
     pskip = PskipGlmix(model, topics, feature_set, cfg.blocks)
-    logit_test = model.decision_function(offset_test, designs(test))
-    rate = float(y_tr.mean())
-    record = {
+    selection = {
+        "fit_days": _days(train.filter(pl.Series(cut))),
+        "valid_days": _days(train.filter(pl.Series(~cut))),
+        "n_fit": int(cut.sum()),
+        "n_valid": int((~cut).sum()),
+    }
+    held_out = held_out_record(model, designs(test), y_te, offset_test, _days(test) if test.height else None, float(y_tr.mean()), seed)
+    return pskip, pskip_record(pskip, cfg, chosen, table, selection, held_out)
+
+
+def check_selection_split(n_fit: int, n_valid: int, valid_days: int) -> None:
+    """The one-line error when ``valid_days`` leaves no fit or no validation rows (both engines)."""
+    if n_fit == 0 or n_valid == 0:
+        raise ConfigError(
+            f"GLMix P(skip): valid_days={valid_days} leaves {n_fit} fit and {n_valid} validation rows "
+            f"of the {n_fit + n_valid} training rows; both must be non-empty (more training days, or fewer valid_days)"
+        )
+
+
+def held_out_record(
+    model: GlmixModel,
+    test_designs: Sequence[EffectDesign],
+    y_test: np.ndarray,
+    offset_test: np.ndarray,
+    test_days: list[str] | None,
+    rate: float,
+    seed: int | None,
+) -> dict[str, Any]:
+    """``pskip.held_out``: AUC, NE, log loss and calibration of the head and of GLMix on the held-out rows."""
+    n = int(y_test.size)
+    logit_test = model.decision_function(offset_test, test_designs)
+    return {
+        "split": "by time: fitted on the training days, scored on the model's held-out days",
+        "test_days": test_days,
+        "n_test": n,
+        "seed": seed,
+        "global": _metrics(y_test, offset_test, rate) if n else None,
+        "glmix": _metrics(y_test, logit_test, rate) if n else None,
+    }
+
+
+def pskip_record(
+    pskip: PskipGlmix,
+    cfg: PskipGlmixConfig,
+    chosen: GlmixConfig,
+    table: list[dict[str, Any]],
+    selection: dict[str, Any],
+    held_out: dict[str, Any],
+) -> dict[str, Any]:
+    """``metadata.json``'s ``pskip`` entry of a fit (``selection``: fit/valid days and rows; both engines)."""
+    model = pskip.model
+    return {
         "model": "glmix",
         "fixed_effect": "the skip head's logit (heads/skip), not refitted",
         "directory": GLMIX_DIR,
-        "topics": topics,
+        "topics": pskip.topics.tolist(),
         "block_names": list(pskip.blocks),
         "blocks": [
             {"name": b.name, "entity": b.entity, "features": list(b.features), "prior_var": b.prior_var, "n_entities": int(b.ids.size)}
             for b in model.blocks_.values()
         ],
         "config": {**asdict(cfg.glmix), "prior_var": [[n, v] for n, v in chosen.prior_var if n in cfg.blocks]},
-        "world": world,
-        "selection": {
-            "grid": list(cfg.grid),
-            "fit_days": _days(train.filter(pl.Series(cut))),
-            "valid_days": _days(train.filter(pl.Series(~cut))),
-            "n_fit": int(cut.sum()),
-            "n_valid": int((~cut).sum()),
-            "table": table,
-        },
-        "held_out": {
-            "split": "by time: fitted on the training days, scored on the model's held-out days",
-            "test_days": _days(test) if test.height else None,
-            "n_test": int(test.height),
-            "seed": seed,
-            "global": _metrics(y_te, offset_test, rate) if test.height else None,
-            "glmix": _metrics(y_te, logit_test, rate) if test.height else None,
-        },
+        "world": model.world_,
+        "selection": {"grid": list(cfg.grid), **selection, "table": table},
+        "held_out": held_out,
     }
-    return pskip, record
 
 
 def load_pskip_glmix(directory: Path, record: dict[str, Any], feature_set: FeatureSet) -> PskipGlmix:

@@ -13,19 +13,24 @@ from Spark.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dwellrank_logs.checks import check_positive_int
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.spark import require_pyspark
+from ranking.features.frame_file import read_training_frame
 from ranking.features.spark_tables import member_profiles_spark, read_logs_spark
-from ranking.features.spark_training import write_training_frame_spark
+from ranking.features.spark_training import _local_path, write_training_frame_spark
+from ranking.glmix_pskip import PskipGlmixConfig, profiles_fingerprint
 from ranking.model import RankerModel
-from ranking.train import TrainConfig, _fit_frame_file
+from ranking.spark_glmix import fit_pskip_glmix_spark
+from ranking.train import TrainConfig, _fit_frame_file, _seeds
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -83,8 +88,6 @@ def train_ranker_spark(
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
     if max_rows is not None:
         check_positive_int("max_rows", max_rows)
-    if config.pskip_glmix:  # before any work; the Spark fit of the random effects lands next (issue 17 item 5)
-        raise ConfigError("pskip_glmix on the Spark engine is not available yet: train with the polars engine")
     if isinstance(logs, (str, os.PathLike)):
         session = spark if spark is not None else SparkSession.getActiveSession()
         if session is None:
@@ -100,4 +103,40 @@ def train_ranker_spark(
     with tempfile.TemporaryDirectory(prefix="dwellrank-frame-") as scratch:
         path = Path(scratch) / "frame" if frame_dir is None else frame_dir
         write_training_frame_spark(tables, path, config.feature_set, config.t_skip_s, config.t_long_s, overwrite=overwrite)
-        return _fit_frame_file(path, member_profiles_spark(tables["members"]), config, max_rows)
+        profiles = member_profiles_spark(tables["members"])
+        if not config.pskip_glmix:
+            return _fit_frame_file(path, profiles, config, max_rows)
+        # The heads on the driver as without GLMix; then the random effects over the skip head's logit on Spark.
+        model = _fit_frame_file(path, profiles, replace(config, pskip_glmix=False), max_rows)
+        return _with_glmix(model, tables, _local_path(path), config, max_rows, Path(scratch))
+
+
+def _with_glmix(
+    model: RankerModel, tables: Mapping[str, DataFrame], frame: Path, config: TrainConfig, max_rows: int | None, scratch: Path
+) -> RankerModel:
+    """``model`` with GLMix P(skip) fitted on Spark (:func:`~ranking.spark_glmix.fit_pskip_glmix_spark`), recorded as the polars engine records it."""
+    session = tables["impressions"].sparkSession
+    fs = model.feature_set
+    last_train = (dt.date.fromisoformat(model.report["split"]["train_days"][1]) - dt.date(1970, 1, 1)).days
+    test_keys = None
+    if model.metadata["data"]["sample_rows"] is not None:  # the held-out rows the heads were scored on: the sample's
+        test_keys = read_training_frame(
+            frame, fs, config.t_skip_s, config.t_long_s, max_rows, _seeds(config)[1], ("request_id", "update_id")
+        )[0]
+    model.glmix, model.metadata["pskip"] = fit_pskip_glmix_spark(
+        session.read.parquet("file://" + str(frame.absolute())),
+        model.heads["skip"],
+        tables["updates"],
+        last_train,
+        fs,
+        profiles_fingerprint(model.profiles),
+        scratch,
+        PskipGlmixConfig(valid_days=config.glmix_valid_days),
+        seed=config.seed,
+        test_keys=test_keys,
+    )
+    # train_config as the polars engine writes it with the option on (its keys in TrainConfig's order).
+    written = model.metadata["train_config"]
+    full = asdict(config)
+    model.metadata["train_config"] = {k: written.get(k, full[k]) for k in full if k in written or k in ("pskip_glmix", "glmix_valid_days")}
+    return model
