@@ -17,13 +17,17 @@ measured directly: fit one fixed learner on
                   intent-implied session rate (mixture @ intents' session
                   rates) on the last history day, averaged over the history
                   window and outside phases, whether a drift phase is active at
-                  the end of the history window (its intent's rate, days
-                  elapsed), and the shares of the member's valid history
-                  sessions by their true intent;
+                  the end of the history window (its intent, one-hot, and
+                  rate, days elapsed), whether a disengagement spell is under
+                  way (life-cycle world: days elapsed), and the shares of the
+                  member's valid history sessions by their true intent; in
+                  the life-cycle world the intent-implied rate is
+                  ``truth/intent_paths.expected_rate`` (trends and onboarding);
   (c) ``+future`` (b) plus knowledge no forecaster has: the intent-implied rate
                   averaged over the future window and its ratio to the history
-                  average, phase days in the future window, and whether a
-                  phase starts or ends in the future window.
+                  average, phase days in the future window, whether a phase
+                  starts or ends in the future window, and disengaged days in
+                  the future window.
 
 (b) - (a) bounds what intent modelling can add at forecast time; (c) - (a)
 bounds what even clairvoyant knowledge of the intent dynamics adds.  Both are
@@ -35,7 +39,7 @@ the paper's: AUROC for the session task, Macro-F1 for the day task.  With
 as the compare does) it also prints the LDA intents' Hungarian-matched cosine
 to the true intent profiles.
 
-    python bench/digmn_ceiling.py [--logs DIR | --members 5000 --days 28 --seed 0] [--task session]
+    python bench/digmn_ceiling.py [--logs DIR | --members 5000 --days 28 --seed 0 --set FIELD=VALUE] [--task session]
         [--seeds 5] [--learner lightgbm] [--intents DIR/intents.json | --lda]
 
 Without ``--logs`` the world is simulated into a temporary directory first.
@@ -108,7 +112,9 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
     mix = paths.select([f"intent_{j}" for j in range(k)]).to_numpy().reshape(n_world, n_days, k)
     rows = data.member_id
     mix = mix[rows]
-    day_rate = mix @ rate  # (N, days) intent-implied sessions/day
+    # (N, days) intent-implied sessions/day; the life-cycle world's includes the phases' trends and onboarding.
+    life = "expected_rate" in paths.columns
+    day_rate = paths["expected_rate"].to_numpy().reshape(n_world, n_days)[rows] if life else mix @ rate
     base = pl.read_parquet(logs / "truth" / "members.parquet").sort("member_id")
     base_mix = base.select([f"base_intent_{j}" for j in range(k)]).to_numpy()[rows]
     hist_rate = day_rate[:, h0:h1].mean(axis=1)
@@ -130,6 +136,8 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
     np.maximum.at(phase_on, p_row[active], 1.0)
     np.maximum.at(phase_rate, p_row[active], rate[p_int[active]])
     np.maximum.at(elapsed, p_row[active], (h1 - first[active]).astype(float))
+    phase_intent = np.zeros((n, k))  # one-hot intent of the phase under way at the end of the history
+    phase_intent[p_row[active], p_int[active]] = 1.0
     starts = np.bincount(p_row[(first >= h1) & (first < f1)], minlength=n).astype(float)
     ends = np.bincount(p_row[active & (last < f1 - 1)], minlength=n).astype(float)
     covered = np.maximum(0, np.minimum(last, f1 - 1) - np.maximum(first, h1) + 1)
@@ -152,8 +160,11 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
     share[r[ok], ts["intent"].to_numpy()[ok]] = ts["c"].to_numpy()[ok]
     share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
 
+    dis_now, dis_future, dis_names = _disengagement(logs, pos, n, h1, f1)
     now = np.column_stack(
         [
+            phase_intent,
+            dis_now,
             mix[:, h1 - 1],
             base_mix,
             day_rate[:, h1 - 1],
@@ -167,12 +178,14 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
         ]
     )
     now_names = (
-        [f"mix_end_{j}" for j in range(k)]
+        [f"phase_intent_{j}" for j in range(k)]
+        + dis_names[: dis_now.shape[1]]
+        + [f"mix_end_{j}" for j in range(k)]
         + [f"base_mix_{j}" for j in range(k)]
         + ["rate_end", "rate_hist", "rate_base", "rate_end_over_hist", "phase_on", "phase_rate", "phase_elapsed"]
         + [f"true_share_{j}" for j in range(k)]
     )
-    future = np.column_stack([fut_rate, fut_rate / hist_rate, np.log(fut_rate / hist_rate), fut_phase_days, starts, ends])
+    future = np.column_stack([fut_rate, fut_rate / hist_rate, np.log(fut_rate / hist_rate), fut_phase_days, starts, ends, dis_future])
     future_names = [
         "rate_future",
         "rate_future_over_hist",
@@ -180,8 +193,28 @@ def oracle_features(logs: Path, data: EngagementData) -> tuple[np.ndarray, np.nd
         "phase_days_future",
         "phase_starts_future",
         "phase_ends_future",
+        *dis_names[dis_now.shape[1] :],
     ]
     return now, future, now_names, future_names
+
+
+def _disengagement(logs: Path, pos: np.ndarray, n: int, h1: int, f1: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The life-cycle world's disengagement spells: under way at the end of the history (and for how long),
+    and the spell days in the future window; no columns for a world without ``truth/disengagement``."""
+    path = logs / "truth" / "disengagement.parquet"
+    if not path.exists():
+        return np.zeros((n, 0)), np.zeros((n, 0)), []
+    sp = pl.read_parquet(path)
+    r = pos[sp["member_id"].to_numpy()]
+    first, last = sp["first_day"].to_numpy()[r >= 0], sp["last_day"].to_numpy()[r >= 0]
+    r = r[r >= 0]
+    on = (first <= h1 - 1) & (last >= h1 - 1)
+    dis_on, dis_elapsed = np.zeros(n), np.zeros(n)
+    dis_on[r[on]] = 1.0
+    dis_elapsed[r[on]] = (h1 - first[on]).astype(float)
+    covered = np.maximum(0, np.minimum(last, f1 - 1) - np.maximum(first, h1) + 1)
+    future_days = np.bincount(r, weights=covered, minlength=n)
+    return np.column_stack([dis_on, dis_elapsed]), future_days[:, None], ["disengaged", "disengaged_days", "disengaged_days_future"]
 
 
 def run(data: EngagementData, task: str, now: np.ndarray, future: np.ndarray, seeds: int, learner: str) -> list[dict]:
@@ -230,16 +263,19 @@ def main() -> None:
     ap.add_argument("--learner", choices=("lightgbm", "logistic"), default="lightgbm")
     ap.add_argument("--intents", default=None, help="intents.json of a compare run: print its matched cosine to the truth")
     ap.add_argument("--lda", action="store_true", help="Mine LDA intents as the compare does and print their matched cosine")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="WorldConfig field when simulating (repeatable)")
     args = ap.parse_args()
 
     tmp = None
     t0 = time.perf_counter()
     if args.logs is None:
         from simulate import WorldConfig, simulate, write_simulation
+        from simulate.config import parse_overrides
 
         tmp = tempfile.TemporaryDirectory()
         logs = Path(tmp.name) / "logs"
-        write_simulation(simulate(WorldConfig(n_members=args.members, n_days=args.days), seed=args.seed), logs)
+        cfg = WorldConfig(n_members=args.members, n_days=args.days, **parse_overrides(args.set))
+        write_simulation(simulate(cfg, seed=args.seed), logs)
         print(f"simulated {args.members} members x {args.days} days, seed {args.seed} ({time.perf_counter() - t0:.1f} s)")
     else:
         logs = Path(args.logs)

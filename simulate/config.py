@@ -98,6 +98,31 @@ class WorldConfig:
     #: "geometric": memoryless phase lengths (mean phase_mean_days), so when a phase ends cannot be
     #: forecast; "fixed": every phase lasts round(phase_mean_days) days, so it can.
     phase_length: str = "geometric"
+    #: "lifecycle": each member lives a chain of intent phases (simulate.lifecycle, docs/world.md):
+    #: gamma phase lengths (shape ``phase_shape``, per-intent means), per-intent engagement trends,
+    #: transitions between intents, an onboarding ramp for new members and disengagement that
+    #: low feed satisfaction brings on; "drift": the earlier world of Poisson phase starts
+    #: (``phase_rate``, ``phase_mean_days``, ``phase_length``; those three act only there).
+    intent_dynamics: str = "drift"
+    phase_shape: float = 3.0
+    # New members (lifecycle only): a share joined up to onboarding_max_tenure_days before day 0;
+    # their rate is floor + (1 - floor) (1 - exp(-(age + 1) / rise_days)) (1 + boost exp(-age / settle_days)):
+    # low on joining, above 1 x while they explore in their first weeks, settling to 1 x.
+    onboarding_share: float = 0.08
+    onboarding_max_tenure_days: int = 21
+    onboarding_floor: float = 0.3
+    onboarding_rise_days: float = 3.0
+    onboarding_boost: float = 0.8
+    onboarding_settle_days: float = 10.0
+    # Disengagement (lifecycle only): daily hazard disengage_hazard x exp(coef x (ref - satisfaction));
+    # for a gamma (phase_shape) spell of mean disengage_mean_days the rate decays towards floor x.
+    # ref: the share of seen updates a member engages with under the default ranker (0.22 measured).
+    disengage_hazard: float = 0.01
+    disengage_satisfaction_coef: float = 10.0
+    disengage_satisfaction_ref: float = 0.22
+    disengage_mean_days: float = 14.0
+    disengage_decay_days: float = 5.0
+    disengage_floor: float = 0.2
     satisfaction_memory: float = 0.35
     satisfaction_effect: float = 2.0
     satisfaction_baseline: float = 0.35
@@ -110,7 +135,9 @@ class WorldConfig:
     fatigue_cost: float = 0.12
 
     def __post_init__(self) -> None:
-        _positive_int(self, "n_members", "n_days", "n_topics", "candidates_per_request", "feed_length", "pool_days")
+        _positive_int(
+            self, "n_members", "n_days", "n_topics", "candidates_per_request", "feed_length", "pool_days", "onboarding_max_tenure_days"
+        )
         if not 2 <= self.n_intents <= 20:
             raise ConfigError(f"n_intents must be in [2, 20], got {self.n_intents}")
         try:
@@ -130,6 +157,11 @@ class WorldConfig:
             "events_per_session_mean",
             "phase_mean_days",
             "intent_concentration",
+            "phase_shape",
+            "onboarding_rise_days",
+            "onboarding_settle_days",
+            "disengage_mean_days",
+            "disengage_decay_days",
         )
         _nonnegative(
             self,
@@ -151,6 +183,9 @@ class WorldConfig:
             "delivery_rate",
             "delivery_boost",
             "fatigue_cost",
+            "onboarding_boost",
+            "disengage_hazard",
+            "disengage_satisfaction_coef",
         )
         _probability(
             self,
@@ -166,6 +201,10 @@ class WorldConfig:
             "delivery_relevant_prob",
             "fatigue_decay",
             "upstream_memory",
+            "onboarding_share",
+            "onboarding_floor",
+            "disengage_floor",
+            "disengage_satisfaction_ref",
         )
         n = len(self.update_types)
         if n == 0 or len(set(self.update_types)) != n:
@@ -178,6 +217,8 @@ class WorldConfig:
             raise ConfigError(f"update_type_probs must sum to 1, got {sum(self.update_type_probs):.6f}")
         if self.phase_length not in ("geometric", "fixed"):
             raise ConfigError(f"phase_length must be 'geometric' or 'fixed', got {self.phase_length!r}")
+        if self.intent_dynamics not in ("lifecycle", "drift"):
+            raise ConfigError(f"intent_dynamics must be 'lifecycle' or 'drift', got {self.intent_dynamics!r}")
         if self.feed_length > self.candidates_per_request:
             raise ConfigError(f"feed_length must be <= candidates_per_request ({self.candidates_per_request}), got {self.feed_length}")
 

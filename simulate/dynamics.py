@@ -43,10 +43,22 @@ class MemberState:
 
     @classmethod
     def initial(cls, cfg: WorldConfig) -> MemberState:
-        """Baseline satisfaction, no fatigue and no feedback."""
+        """Baseline satisfaction, no fatigue and no feedback.
+
+        The life-cycle world starts members where a platform that has run for a while
+        finds them: satisfaction at the level its feeds settle at (``disengage_satisfaction_ref``)
+        and fatigue at its expected steady state, ``delivery_rate (1 - delivery_relevant_prob) /
+        (1 - fatigue_decay)``.  The drift world starts both at their baselines, so every
+        member's return rate falls over the first two weeks (about a fifth at the defaults).
+        """
+        life = cfg.intent_dynamics == "lifecycle"
+        start = cfg.disengage_satisfaction_ref if life else cfg.satisfaction_baseline
+        tired = (
+            cfg.delivery_rate * (1.0 - cfg.delivery_relevant_prob) / (1.0 - cfg.fatigue_decay) if life and cfg.fatigue_decay < 1 else 0.0
+        )
         return cls(
-            satisfaction=np.full(cfg.n_members, cfg.satisfaction_baseline),
-            fatigue=np.zeros(cfg.n_members),
+            satisfaction=np.full(cfg.n_members, start),
+            fatigue=np.full(cfg.n_members, tired),
             feedback=np.zeros(cfg.n_members),
         )
 
@@ -57,7 +69,13 @@ def accumulate_fatigue(cfg: WorldConfig, state: MemberState, n_irrelevant: np.nd
 
 
 def return_rate(
-    cfg: WorldConfig, members: Members, intents: IntentSet, mix: np.ndarray, state: MemberState, n_relevant: np.ndarray
+    cfg: WorldConfig,
+    members: Members,
+    intents: IntentSet,
+    mix: np.ndarray,
+    state: MemberState,
+    n_relevant: np.ndarray,
+    intent_rate: np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected sessions of each member today, shape (n_members,), capped at 24.
 
@@ -72,10 +90,13 @@ def return_rate(
         Today's intent mixture of each member.
     n_relevant : ndarray, shape (n_members,)
         Today's relevant deliveries per member.
+    intent_rate : ndarray, shape (n_members,), optional
+        Today's intent-implied sessions/day in place of ``mix @ session_rate``: the
+        life-cycle world's, with the phases' trends, onboarding and disengagement.
     """
     rate = (
         members.activity
-        * (mix @ intents.session_rate)
+        * (mix @ intents.session_rate if intent_rate is None else intent_rate)
         * np.exp(cfg.satisfaction_effect * (state.satisfaction - cfg.satisfaction_baseline))
         * (1.0 + cfg.delivery_boost * n_relevant)
         * np.exp(-cfg.fatigue_cost * state.fatigue)

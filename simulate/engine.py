@@ -21,7 +21,8 @@ from simulate.config import DAY_US, WorldConfig
 from simulate.deliveries import deliver
 from simulate.dynamics import MemberState, accumulate_fatigue, return_rate, update_feedback, update_satisfaction
 from simulate.impressions import view_feeds
-from simulate.intents import make_intents
+from simulate.intents import IntentSet, make_intents
+from simulate.lifecycle import Disengagement, Lifecycle, lifecycle_params, sample_lifecycle
 from simulate.posts import UpdatePool, post
 from simulate.result import DAILY_TABLES, SimulationResult
 from simulate.serving import resolve_arms, serve_feeds
@@ -30,7 +31,7 @@ from simulate.state import HistoryState
 from simulate.summary import summarize, summary_of_days
 from simulate.tables import log_tables
 from simulate.truth_tables import run_truth, static_truth
-from simulate.world import sample_intent_paths, sample_members
+from simulate.world import Members, sample_intent_paths, sample_members
 from simulate.writer import DayArrays, DayWriter
 
 __all__ = ["DAILY_TABLES", "SimulationResult", "simulate", "summarize"]
@@ -96,14 +97,18 @@ def simulate(
     # The static world: intents, members, their daily intent paths, warm-up posts.
     intents = make_intents(cfg.n_intents, rng)
     members = sample_members(cfg, intents, rng)
-    paths, phases = sample_intent_paths(cfg, intents, members.base_mixture, rng)
+    life, disengagement = _life_cycles(cfg, intents, members, rng)
+    if life is None:
+        paths, phases = sample_intent_paths(cfg, intents, members.base_mixture, rng)
+    else:
+        paths, phases = life.paths, life.phases
     state = MemberState.initial(cfg)
     pool = UpdatePool()
     for d in range(-cfg.pool_days, 0):
         post(cfg, members, state.feedback, d, pool, rng)
     n_warmup_updates = pool.n_updates
     history = HistoryState(cfg.n_members, cfg.update_types, cfg.n_topics, threshold)
-    static = static_truth(members, paths, phases)
+    static = static_truth(members, paths, phases, life)
     next_session = 0
 
     with DayWriter(cfg, sink, keep_tables) as writer:
@@ -117,7 +122,13 @@ def simulate(
             accumulate_fatigue(cfg, state, n_irrelevant)
 
             # 2. Members return: the hazard depends on intent, recent feed satisfaction, deliveries and fatigue.
-            n_sess = rng.poisson(return_rate(cfg, members, intents, mix, state, n_relevant))
+            #    In the life-cycle world the phase's trend, onboarding and disengagement (satisfaction's hazard) set it too.
+            rate = (
+                None
+                if life is None or disengagement is None
+                else life.expected_rate[:, day] * disengagement.step(cfg, state.satisfaction, day, rng)
+            )
+            n_sess = rng.poisson(return_rate(cfg, members, intents, mix, state, n_relevant, rate))
 
             # 3. Each session follows one intent drawn from today's mixture and emits events.
             sess, events, sess_intent = start_sessions(cfg, intents, members, mix, n_sess, day_us, next_session, rng)
@@ -149,11 +160,23 @@ def simulate(
 
     day_tables = [f.tables for f in finished if f.tables is not None]
     tables = log_tables(cfg, members, pool, day_tables, arm_names, arm_idx)
-    truth, truth_tables = run_truth(cfg, seed_value, intents, pool, static, day_tables, n_warmup_updates, keep_tables)
+    ended = {} if disengagement is None else {"disengagement": disengagement.table(cfg)}
+    params = None if life is None else life.params
+    truth, truth_tables = run_truth(cfg, seed_value, intents, pool, static, day_tables, n_warmup_updates, keep_tables, ended, params)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)
     rows = {"members": tables["members"].height, "updates": tables["updates"].height}
     result.summary = summary_of_days(cfg, seed_value, rows, [f.counts for f in finished])
     return result
+
+
+def _life_cycles(
+    cfg: WorldConfig, intents: IntentSet, members: Members, rng: np.random.Generator
+) -> tuple[Lifecycle | None, Disengagement | None]:
+    """The life-cycle world's phases and disengagement state; (None, None) in the drift world (no draws)."""
+    if cfg.intent_dynamics != "lifecycle":
+        return None, None
+    life = sample_lifecycle(cfg, intents, lifecycle_params(intents, rng), members.base_mixture, members.tenure_days, rng)
+    return life, Disengagement.initial(cfg, rng)
 
 
 def _generator(seed: int | np.random.Generator) -> tuple[np.random.Generator, int]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from dwellrank_logs.schema import CONTENTS, EVENT_TYPES
 
-__all__ = ["IntentSet", "make_intents"]
+__all__ = ["DEFAULT_LIFECYCLE", "IntentSet", "make_intents"]
 
 _E = {e: i for i, e in enumerate(EVENT_TYPES)}
 # (name, {event: weight}, sessions/day when fully in this intent,
@@ -29,6 +29,22 @@ _DEFAULT = (
     ("content_sharing", {"share_content": 0.44, "feed": 0.32, "follow": 0.10, "notification": 0.08}, 1.1, "feed", 0.10, 0.10),
 )
 _FLOOR = 0.01
+
+# The life-cycle of each default intent (simulate.lifecycle): mean phase length, days; engagement
+# trend over the phase ("flat", "ramp": rising from `floor` x the rate towards it with time
+# constant `trend_days`, "fade": falling from the rate towards `floor` x it); and where a phase
+# goes next (the transition row, zero on the diagonal, normalised in simulate.lifecycle).
+# Order of the transition rows' columns: the order of _DEFAULT.
+DEFAULT_LIFECYCLE = (
+    # name, mean days, trend, floor, trend_days, next: networking job news notif msg profile sharing
+    ("networking", 10.0, "flat", 1.0, 1.0, (0.00, 0.10, 0.35, 0.10, 0.20, 0.10, 0.15)),
+    ("job_seeking", 18.0, "ramp", 0.35, 4.0, (0.45, 0.00, 0.15, 0.05, 0.10, 0.25, 0.00)),
+    ("news_reading", 30.0, "flat", 1.0, 1.0, (0.20, 0.10, 0.00, 0.25, 0.10, 0.10, 0.25)),
+    ("notifications", 9.0, "fade", 0.30, 4.0, (0.20, 0.10, 0.40, 0.00, 0.20, 0.05, 0.05)),
+    ("messaging", 7.0, "flat", 1.0, 1.0, (0.30, 0.10, 0.30, 0.20, 0.00, 0.05, 0.05)),
+    ("profile_building", 5.0, "flat", 1.0, 1.0, (0.40, 0.30, 0.20, 0.00, 0.00, 0.00, 0.10)),
+    ("content_sharing", 8.0, "flat", 1.0, 1.0, (0.30, 0.00, 0.40, 0.15, 0.15, 0.00, 0.00)),
+)
 
 
 @dataclass(frozen=True)

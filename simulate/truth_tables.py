@@ -13,29 +13,49 @@ import polars as pl
 from dwellrank_logs.schema import CONTENTS, EVENT_TYPES
 from simulate.config import WorldConfig
 from simulate.intents import IntentSet
+from simulate.lifecycle import Lifecycle, LifecycleParams
 from simulate.posts import UpdatePool
 from simulate.world import Members
 
 __all__ = ["day_truth_tables", "run_truth", "static_truth"]
 
 
-def static_truth(members: Members, paths: np.ndarray, phases: np.ndarray) -> dict[str, pl.DataFrame]:
-    """The truth tables known before day 0: intent paths, drift phases, members' latent traits.
+def static_truth(members: Members, paths: np.ndarray, phases: np.ndarray, life: Lifecycle | None = None) -> dict[str, pl.DataFrame]:
+    """The truth tables known before day 0: intent paths, phases, members' latent traits (and transitions).
 
     Parameters
     ----------
     paths : ndarray, shape (n_members, n_days, n_intents)
         Each member's intent mixture on each day.
     phases : ndarray of int, shape (n_phases, 4)
-        member_id, intent, first day, last day of each drift phase.
+        member_id, intent, first day, last day of each phase.
+    life : Lifecycle, optional
+        The life-cycle world's (``intent_dynamics="lifecycle"``): adds ``intent_paths.expected_rate``
+        and the ``transitions`` table.  The drift world's tables stay as they were.
     """
     n, d, k = paths.shape
+    rate = {} if life is None else {"expected_rate": life.expected_rate.ravel()}
+    transitions = (
+        {}
+        if life is None
+        else {
+            "transitions": pl.DataFrame(
+                {
+                    "member_id": life.transitions[:, 0],
+                    "from_intent": life.transitions[:, 1].astype(np.int32),
+                    "to_intent": life.transitions[:, 2].astype(np.int32),
+                    "day": life.transitions[:, 3].astype(np.int32),
+                }
+            )
+        }
+    )
     return {
         "intent_paths": pl.DataFrame(
             {
                 "member_id": np.repeat(np.arange(n), d),
                 "day": np.tile(np.arange(d), n).astype(np.int32),
                 **{f"intent_{i}": paths[:, :, i].ravel() for i in range(k)},
+                **rate,
             }
         ),
         "phases": pl.DataFrame(
@@ -56,6 +76,7 @@ def static_truth(members: Members, paths: np.ndarray, phases: np.ndarray) -> dic
                 **{f"base_intent_{i}": members.base_mixture[:, i] for i in range(k)},
             }
         ),
+        **transitions,
     }
 
 
@@ -83,6 +104,8 @@ def run_truth(
     days: list[dict[str, pl.DataFrame]],
     n_warmup_updates: int,
     keep: bool,
+    ended: dict[str, pl.DataFrame] | None = None,
+    lifecycle: LifecycleParams | None = None,
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """``truth.json``'s contents and the truth tables of a finished run.
 
@@ -96,7 +119,12 @@ def run_truth(
         Updates posted before day 0.
     keep : bool
         False: the daily and static truth tables went to a sink and were dropped;
-        only ``updates`` (known at the end) is returned.
+        only ``updates`` and ``ended`` (known at the end) are returned.
+    ended : dict of str to DataFrame, optional
+        Further truth tables known only at the end (the life-cycle world's ``disengagement``).
+    lifecycle : LifecycleParams, optional
+        The life-cycle world's parameters: each intent's entry in ``truth.json`` gets its
+        phase length, trend and transition row.
     """
     truth = {
         "seed": seed,
@@ -109,6 +137,7 @@ def run_truth(
                 "profile": intents.profiles[i].round(6).tolist(),
                 "session_rate": float(intents.session_rate[i]),
                 "relevant_content": CONTENTS[int(intents.relevant_content[i])],
+                **({} if lifecycle is None else lifecycle.describe(i)),
             }
             for i, name in enumerate(intents.names)
         ],
@@ -117,8 +146,9 @@ def run_truth(
     }
     u = pool.arrays()
     updates = pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]})
+    late = {"updates": updates, **(ended or {})}
     if not keep:
-        return truth, {"updates": updates}
+        return truth, late
     tables = {
         "intent_paths": static["intent_paths"],
         "phases": static["phases"],
@@ -126,5 +156,7 @@ def run_truth(
         "impressions": pl.concat([d["truth/impressions"] for d in days], rechunk=False),
         "updates": updates,
         "members": static["members"],
+        **{name: static[name] for name in static if name not in ("intent_paths", "phases", "members")},
+        **{name: frame for name, frame in late.items() if name != "updates"},
     }
     return truth, tables

@@ -6,6 +6,7 @@ Everything here is a pure function of a config, some arrays and a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ def sample_members(cfg: WorldConfig, intents: IntentSet, rng: np.random.Generato
     # connections a useful macroscopic feature.
     connections = np.round(rng.lognormal(np.log(250) + 0.5 * np.log(activity), 0.9, n)).astype(np.int64) + 1
     alpha = cfg.intent_concentration * intents.k * intents.popularity
-    return Members(
+    members = Members(
         connections=connections,
         tenure_days=rng.integers(30, 365 * 12, n),
         client=rng.choice(len(CLIENTS), size=n, p=[0.4, 0.35, 0.25]),
@@ -67,6 +68,12 @@ def sample_members(cfg: WorldConfig, intents: IntentSet, rng: np.random.Generato
         author_sensitivity=rng.lognormal(0.0, 0.4, n),
         base_mixture=rng.dirichlet(alpha, size=n),
     )
+    if cfg.intent_dynamics == "lifecycle":
+        # New members: drawn after everything else so the other traits are the drift world's.
+        new = rng.random(n) < cfg.onboarding_share
+        tenure = np.where(new, rng.integers(0, cfg.onboarding_max_tenure_days, n), members.tenure_days)
+        members = dataclasses.replace(members, tenure_days=tenure)
+    return members
 
 
 def sample_intent_paths(
