@@ -42,6 +42,14 @@ def _members(change: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[Path],
     return apply
 
 
+def _sessions(change: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[Path], None]:
+    def apply(logs: Path) -> None:
+        p = logs / "sessions.parquet"
+        change(pl.read_parquet(p)).write_parquet(p)
+
+    return apply
+
+
 def _empty(table: str) -> Callable[[Path], None]:
     def apply(logs: Path) -> None:
         p = logs / f"{table}.parquet"
@@ -86,6 +94,20 @@ BAD: list[Bad] = [
     Bad("members-missing", _remove("members"), {}, r"members\.parquet: no such file \(expected the members table as Parquet\)"),
     Bad("sessions-missing", _remove("sessions"), {}, r"sessions\.parquet: no such file"),
     Bad("impressions-missing", _remove("impressions"), {}, r"impressions\.parquet: no such file"),
+    Bad(
+        "sessions-repeated-id",
+        _sessions(lambda s: pl.concat([s, s.head(3).with_columns(pl.col("start_ts") + pl.duration(hours=1))])),
+        {},
+        r"sessions\.parquet: column 'session_id' is the key of the sessions table, but 3 of [\d,]+ rows repeat a value",
+    ),
+    Bad(
+        "sessions-null-start",
+        _sessions(
+            lambda s: s.with_columns(pl.when(pl.col("session_id") % 7 == 0).then(None).otherwise(pl.col("start_ts")).alias("start_ts"))
+        ),
+        {},
+        r"sessions\.parquet: column 'start_ts' has [\d,]+ null value\(s\)",
+    ),
     Bad("members-empty", _empty("members"), {}, r"members\.parquet: the members table has no rows"),
     Bad("sessions-empty", _empty("sessions"), {}, r"sessions\.parquet: no sessions; the A/B metrics count impressions"),
     Bad(
