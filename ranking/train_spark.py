@@ -108,7 +108,10 @@ def train_ranker_spark(
             return _fit_frame_file(path, profiles, config, max_rows)
         # The heads on the driver as without GLMix; then the random effects over the skip head's logit on Spark.
         model = _fit_frame_file(path, profiles, replace(config, pskip_glmix=False), max_rows)
-        return _with_glmix(model, tables, _local_path(path), config, max_rows, Path(scratch))
+        frame = _local_path(path)
+        # The fit's rows and coefficient tables beside the frame: where the executors and the driver both see it.
+        with tempfile.TemporaryDirectory(prefix=f".{frame.name}.glmix-", dir=frame.parent) as glmix_scratch:
+            return _with_glmix(model, tables, frame, config, max_rows, Path(glmix_scratch))
 
 
 def _with_glmix(
