@@ -8,7 +8,10 @@ seeded sample of at most ``max_rows`` rows
 (:func:`~ranking.features.frame_file.read_training_frame`), and fits the
 heads with the code :func:`~ranking.train.train_ranker` uses.  Only the
 members' profiles (a row per member) and the frame's row count are collected
-from Spark.
+from Spark.  With ``pskip_glmix`` the GLMix random effects of P(skip) are then
+fitted on Spark over every row of the frame, grouped by entity
+(:func:`~ranking.spark_glmix.fit_pskip_glmix_spark`); their coefficient
+tables come back to the driver.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ def train_ranker_spark(
         ``engine: "spark"``, ``frame_rows`` and, with a sample, ``sample_rows``
         and ``sample_seed``.  On the full frame it equals the polars engine's
         model when no two impressions share a (day, ts), as on simulated logs.
+        With ``config.pskip_glmix``, also its ``glmix/`` random effects and
+        ``metadata["pskip"]`` record (coefficients within 1e-9; see
+        ``docs/glmix.md``, *On Spark*); with ``max_rows`` the heads see the
+        sample and the random effects every row.
 
     Raises
     ------
