@@ -165,6 +165,11 @@ class DigmnConfig:
         Not in the paper: also feed the 14 x 10 daily event counts through a
         two-layer LSTM, as Deep Multi-channel does, into the predictor's input
         ("DIGMN (+activity)").  Off by default.
+    mapping_activation : {"none", "relu"}
+        What follows the linear mapping layer (section 6.1.4 gives its width,
+        half the input, but no activation): ``"none"`` feeds its output to the
+        first predictor layer as it is (today's default), ``"relu"`` applies a
+        ReLU first (docs/digmn_audit.md).
     """
 
     hidden: tuple[int, ...] = (64, 32)
@@ -175,6 +180,7 @@ class DigmnConfig:
     predictor: str = "dynamic"
     intents: str = "prior"
     activity_channel: bool = False
+    mapping_activation: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in self.hidden):
@@ -188,6 +194,8 @@ class DigmnConfig:
             raise ConfigError(f"intents must be 'prior' or 'learned', got {self.intents!r}")
         if not isinstance(self.activity_channel, bool):
             raise ConfigError(f"activity_channel must be true or false, got {self.activity_channel!r}")
+        if self.mapping_activation not in ("none", "relu"):
+            raise ConfigError(f"mapping_activation must be 'none' or 'relu', got {self.mapping_activation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -214,6 +222,11 @@ class ForecastTrainConfig:
         Epochs without a better validation loss before stopping.
     device : str
         torch device ("cpu", "cuda", "auto" = cuda when available).
+    class_weight : {"none", "balanced"}
+        Cross-entropy class weights: ``"none"`` is the paper's plain
+        cross-entropy (eq. 10); ``"balanced"`` weighs class c by
+        ``n / (n_classes * n_c)`` of the training members, in the training and
+        the early-stopping loss alike (docs/digmn_audit.md).
     """
 
     max_epochs: int = 60
@@ -223,6 +236,7 @@ class ForecastTrainConfig:
     weight_decay: float = 1e-5
     patience: int = 6
     device: str = "cpu"
+    class_weight: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "lr_halving_epochs", "patience"):
@@ -232,3 +246,5 @@ class ForecastTrainConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.device, str) or not (self.device in ("cpu", "auto") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'auto' or 'cuda[:N]', got {self.device!r}")
+        if self.class_weight not in ("none", "balanced"):
+            raise ConfigError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")

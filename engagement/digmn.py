@@ -5,7 +5,7 @@ Layout (Figure 3)::
     sessions s_t = (nu_t, c_t) --behaviour LSTM--> h_b          (5.1)
     i_t = cos(nu_t, t_k)       --intent LSTM-----> i~ (dynamic intent)  (5.2)
     a = softmax(W2 ReLU(W1 i~ + b1) + b2)                        (5.3.2, eq. 6)
-    x = Linear([M, D, h_b, i~]) (half the input width, section 6.1.4)
+    x = Linear([M, D, h_b, i~]) (half the input width, section 6.1.4; a ReLU after it with mapping_activation)
     x --FC-D_1--ReLU--...--FC-D_L--> logits, W^_l = reshape(a^T W_l)   (5.3.1, eq. 5, 7)
     loss = CE + beta * sum_l ||(W_l W_l^T - I) * (1 - I)||_F^2   (eq. 9-11)
 
@@ -225,6 +225,8 @@ class DIGMN(nn.Module):
                 raise ValueError("this DIGMN has an activity channel: pass the daily activity tensor")
             parts.append(self.activity(activity)[0][:, -1])
         x = self.mapping(torch.cat(parts, dim=-1))  # (B, width/2)
+        if self.config.mapping_activation == "relu":
+            x = torch.relu(x)
         for j, layer in enumerate(self.layers):
             x = layer(x, a) if a is not None else layer(x)
             if j < len(self.layers) - 1:

@@ -3,9 +3,9 @@
 :func:`fit_torch`: Adam, learning rate halved every ``lr_halving_epochs``, L2
 decay on all parameters but the FC-D bases (a model may say which via
 ``param_groups``), the model's ``regularization()`` times ``beta`` added to the
-cross-entropy, early stopping on validation loss with the best weights
-restored.  Batches group members of similar sequence length and are cut to
-their longest sequence.
+cross-entropy (class-weighted with ``class_weight="balanced"``), early stopping
+on validation loss with the best weights restored.  Batches group members of
+similar sequence length and are cut to their longest sequence.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "History",
+    "class_weights",
     "dynamic_intents",
     "fit_torch",
     "predict_proba",
@@ -104,8 +105,24 @@ def _gather(tensors: dict[str, Tensor], rows: np.ndarray, keys: tuple[str, ...],
     return out
 
 
-def _loss(model: nn.Module, logits: Tensor, y: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    ce = nn.functional.cross_entropy(logits, y)
+def class_weights(y: np.ndarray, n_classes: int, rule: str) -> Tensor | None:
+    """Cross-entropy class weights of ``rule`` from the training labels ``y``: None for ``"none"``.
+
+    ``"balanced"``: class c weighs ``n / (n_classes * n_c)`` (scikit-learn's
+    rule); a class absent from ``y`` weighs 0 (it cannot be in a batch).
+    """
+    if rule == "none":
+        return None
+    if rule != "balanced":
+        raise DwellrankError(f"class_weight must be 'none' or 'balanced', got {rule!r}")
+    n_c = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    w = np.where(n_c > 0, n_c.sum() / (n_classes * np.maximum(n_c, 1.0)), 0.0)
+    return torch.from_numpy(w.astype(np.float32))
+
+
+def _loss(model: nn.Module, logits: Tensor, y: Tensor, beta: float, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    # With weights, torch's mean is the weighted mean (sum w_y l / sum w_y): the batch loss stays on one scale.
+    ce = nn.functional.cross_entropy(logits, y, weight=weight)
     regularization = getattr(model, "regularization", None)
     reg = regularization() if regularization is not None else torch.zeros((), device=logits.device)
     return ce + beta * reg, ce
@@ -158,6 +175,9 @@ def fit_torch(
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_halving_epochs, gamma=0.5)
     keys = _inputs(model)
     y_t = torch.from_numpy(y.astype(np.int64))
+    n_classes = int(y.max()) + 1 if y.size else 0
+    weight = class_weights(y[split.train], n_classes, config.class_weight)
+    weight = weight.to(device) if weight is not None else None
     lengths = tensors["lengths"].numpy()
     hist = History()
     best, best_state, bad = np.inf, copy.deepcopy(model.state_dict()), 0
@@ -168,14 +188,14 @@ def fit_torch(
         for b in _batches(lengths[split.train], config.batch_size, rng, shuffle=True):
             rows = split.train[b]
             logits = model(*_gather(tensors, rows, keys, device))
-            loss, _ = _loss(model, logits, y_t[rows].to(device), beta)
+            loss, _ = _loss(model, logits, y_t[rows].to(device), beta, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * rows.size
             n += rows.size
         sched.step()
-        val = _eval_loss(model, tensors, y_t, split.val, keys, config.batch_size * 4, device, beta)
+        val = _eval_loss(model, tensors, y_t, split.val, keys, config.batch_size * 4, device, beta, weight)
         hist.train_loss.append(total / max(n, 1))
         hist.val_loss.append(val)
         hist.epoch_s.append(time.perf_counter() - t0)
@@ -201,16 +221,20 @@ def _eval_loss(
     batch_size: int,
     device: torch.device,
     beta: float,
+    weight: Tensor | None = None,
 ) -> float:
     model.eval()
-    total = 0.0
+    total, mass = 0.0, 0.0
     for b in _batches(tensors["lengths"].numpy()[rows], batch_size, np.random.default_rng(0), shuffle=False):
         r = rows[b]
-        _, ce = _loss(model, model(*_gather(tensors, r, keys, device)), y[r].to(device), beta)
-        total += float(ce) * r.size
+        _, ce = _loss(model, model(*_gather(tensors, r, keys, device)), y[r].to(device), beta, weight)
+        # A batch's weighted mean times its weight mass: the sum is the weighted mean over all rows.
+        m = float(r.size) if weight is None else float(weight.cpu()[y[r]].sum())
+        total += float(ce) * m
+        mass += m
     regularization = getattr(model, "regularization", None)
     reg = float(regularization()) if regularization is not None else 0.0
-    return total / max(rows.size, 1) + beta * reg
+    return total / max(mass, 1e-12 if weight is not None else 1.0) + beta * reg
 
 
 @torch.no_grad()
