@@ -34,6 +34,7 @@ from day ``d + 1`` on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -152,7 +153,7 @@ class FeatureSet:
         """The set's dwell-embedding columns (:data:`EMBEDDING_COLUMNS`), which a model's fitted tables supply."""
         return tuple(c for c in self.columns if c in EMBEDDING_COLUMNS)
 
-    @property
+    @cached_property  # read on every request of a set with embeddings: built once
     def history_set(self) -> FeatureSet:
         """The set without its embedding columns: what the history counts and the context give (itself if it has none)."""
         if not self.embedding_columns:

@@ -232,9 +232,13 @@ class DwellEmbeddings:
         if missing:
             raise ConfigError(f"dwell embeddings need the factors of {list(MATRICES)}; missing {missing}")
         self.factors = {m: factors[m] for m in MATRICES}
+        if not np.array_equal(self.factors["member_author"].row_ids, self.factors["member_topic"].row_ids):
+            raise ConfigError("dwell embeddings: the member_author and member_topic factors must have the same member ids")
         self.record = record
         # A zero row after each table: ids the fit never saw gather it (no history: affinity and norm 0).
         self._padded = {m: (_pad(f.rows), _pad(f.cols)) for m, f in self.factors.items()}
+        ma, mp = self.factors["member_author"], self.factors["member_topic"]
+        self._index = {"member": _Index(ma.row_ids), "author": _Index(ma.col_ids), "topic": _Index(mp.col_ids)}
 
     @property
     def world(self) -> str | None:
@@ -255,18 +259,16 @@ class DwellEmbeddings:
 
     def features(self, member_ids: np.ndarray, author_ids: np.ndarray, topics: np.ndarray) -> np.ndarray:
         """The :data:`EMBEDDING_COLUMNS` of rows, shape (n_rows, 4), from their member, author and topic ids."""
-        ma, mp = self.factors["member_author"], self.factors["member_topic"]
         member_ids, author_ids, topics = (np.asarray(a).astype(np.int64, copy=False) for a in (member_ids, author_ids, topics))
         if not (member_ids.shape == author_ids.shape == topics.shape and member_ids.ndim == 1):
             raise SchemaError(
                 f"dwell embeddings: member_id, author_id and topic must be 1-d and row-aligned, got shapes "
                 f"{member_ids.shape}, {author_ids.shape}, {topics.shape}"
             )
+        member = self._index["member"](member_ids)  # the two matrices share their member ids (checked above)
+        (member_a, author), (member_p, topic) = self._padded["member_author"], self._padded["member_topic"]
         return embedding_matrix(
-            self._padded["member_author"][0][_gather_index(ma.row_ids, member_ids)],
-            self._padded["member_author"][1][_gather_index(ma.col_ids, author_ids)],
-            self._padded["member_topic"][0][_gather_index(mp.row_ids, member_ids)],
-            self._padded["member_topic"][1][_gather_index(mp.col_ids, topics)],
+            member_a[member], author[self._index["author"](author_ids)], member_p[member], topic[self._index["topic"](topics)]
         )
 
 
@@ -284,10 +286,25 @@ def _pad(table: np.ndarray) -> np.ndarray:
     return np.vstack([table, np.zeros((1, table.shape[1]))])
 
 
-def _gather_index(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row of each wanted id in a padded table of ``ids`` (ascending); the zero row where absent."""
-    pos = _positions(ids, wanted)
-    return np.where(pos >= 0, pos, ids.size)
+class _Index:
+    """Row of each wanted id in a padded table of ascending ``ids``; the zero row (``len(ids)``) where absent.
+
+    Ids without gaps (a simulated world's 0..N-1) are found by subtraction, others by binary search: the
+    subtraction is about 4x faster on a request's 1,000 random authors.
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.lo = int(ids[0]) if ids.size else 0
+        self.dense = bool(ids.size and int(ids[-1]) - self.lo + 1 == ids.size)
+
+    def __call__(self, wanted: np.ndarray) -> np.ndarray:
+        n = self.ids.size
+        if self.dense:
+            pos = wanted - self.lo
+            return np.where((pos >= 0) & (pos < n), pos, n)
+        pos = _positions(self.ids, wanted)
+        return np.where(pos >= 0, pos, n)
 
 
 def _fit_all(events: EmbeddingEvents, n_events: int, config: EmbeddingConfig, seeds: Mapping[str, int]) -> dict[str, Factors]:

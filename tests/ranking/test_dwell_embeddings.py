@@ -272,3 +272,23 @@ def test_options_that_cannot_fit_embeddings_are_refused_before_training(tmp_path
         train_ranker(world(*TINY), config=cfg, sample=0.5)
     with pytest.raises(ConfigError, match="without frame= \\(the Spark engine\\)"):
         train_ranker(world(*TINY), config=cfg, frame=tmp_path)
+
+
+def test_gathers_with_gapped_and_unseen_ids_equal_the_written_out_dot_products():
+    """Ids with gaps (binary search) and without (subtraction); unseen ids gather zeros."""
+    from ranking.features.embeddings import DwellEmbeddings, Factors
+
+    rng = np.random.default_rng(1)
+    members, authors, topics = np.array([2, 5, 9]), np.array([10, 11, 12, 13]), np.array([0, 3])
+    ma = Factors(members, rng.normal(size=(3, 2)), authors, rng.normal(size=(4, 2)), np.ones(2), 1)
+    mp = Factors(members, rng.normal(size=(3, 1)), topics, rng.normal(size=(2, 1)), np.ones(1), 1)
+    got = DwellEmbeddings({"member_author": ma, "member_topic": mp}, {}).features(
+        np.array([5, 3, 9, 2]), np.array([13, 10, 99, 11]), np.array([3, 0, 0, 1])
+    )
+    for row, (m, a, t) in enumerate([(1, 3, 1), (None, 0, 0), (2, None, 0), (0, 1, None)]):
+        u = ma.rows[m] if m is not None else np.zeros(2)
+        v = ma.cols[a] if a is not None else np.zeros(2)
+        up = mp.rows[m] if m is not None else np.zeros(1)
+        vp = mp.cols[t] if t is not None else np.zeros(1)
+        want = [u[0] * v[0] + u[1] * v[1], up[0] * vp[0], np.hypot(u[0], u[1]), np.hypot(v[0], v[1])]
+        np.testing.assert_allclose(got[row], want, rtol=1e-14, atol=1e-15)
