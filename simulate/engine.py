@@ -68,8 +68,10 @@ def simulate(
         tables known before day 0 (``"truth/intent_paths"``,
         ``"truth/phases"``, ``"truth/members"``), then for each day its rows
         of ``"impressions"``, ``"sessions"``, ``"events"``, ``"deliveries"``
-        (schema types), ``"truth/sessions"`` and ``"truth/impressions"``.
-        An exception it raises stops the simulation.
+        (schema types), ``"truth/sessions"`` and ``"truth/impressions"``;
+        in the life-cycle world, after the last day and from the calling
+        thread, ``"truth/disengagement"`` (and the first piece holds
+        ``"truth/transitions"`` too).  An exception it raises stops the simulation.
         :func:`simulate.output.simulate_to` uses it to write Parquet as the
         days come.
     keep_tables : bool
@@ -158,9 +160,12 @@ def simulate(
                 progress(day + 1)
         finished = writer.finish()
 
+    # Disengagement spells are known only now; the sink gets them last, from this thread.
+    ended = {} if disengagement is None else {"disengagement": disengagement.table(cfg)}
+    if sink is not None and ended:
+        sink({f"truth/{name}": frame for name, frame in ended.items()})
     day_tables = [f.tables for f in finished if f.tables is not None]
     tables = log_tables(cfg, members, pool, day_tables, arm_names, arm_idx)
-    ended = {} if disengagement is None else {"disengagement": disengagement.table(cfg)}
     params = None if life is None else life.params
     truth, truth_tables = run_truth(cfg, seed_value, intents, pool, static, day_tables, n_warmup_updates, keep_tables, ended, params)
     result = SimulationResult(config=cfg, seed=seed_value, tables=tables, truth=truth, truth_tables=truth_tables)

@@ -119,7 +119,7 @@ def run_truth(
         Updates posted before day 0.
     keep : bool
         False: the daily and static truth tables went to a sink and were dropped;
-        only ``updates`` and ``ended`` (known at the end) are returned.
+        only ``updates`` (known at the end) is returned; ``ended`` went to the sink too.
     ended : dict of str to DataFrame, optional
         Further truth tables known only at the end (the life-cycle world's ``disengagement``).
     lifecycle : LifecycleParams, optional
@@ -146,9 +146,8 @@ def run_truth(
     }
     u = pool.arrays()
     updates = pl.DataFrame({"update_id": np.arange(u["author"].size), "quality": u["quality"]})
-    late = {"updates": updates, **(ended or {})}
     if not keep:
-        return truth, late
+        return truth, {"updates": updates}
     tables = {
         "intent_paths": static["intent_paths"],
         "phases": static["phases"],
@@ -157,6 +156,6 @@ def run_truth(
         "updates": updates,
         "members": static["members"],
         **{name: static[name] for name in static if name not in ("intent_paths", "phases", "members")},
-        **{name: frame for name, frame in late.items() if name != "updates"},
+        **(ended or {}),
     }
     return truth, tables

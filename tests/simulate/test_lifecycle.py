@@ -227,3 +227,15 @@ def test_lifecycle_truth_tables_and_same_seed_same_tables():
     assert (tr["to_intent"] == tr["intent"]).all()
     assert set(t["intent_paths"].columns) >= {"expected_rate"} and (t["intent_paths"]["expected_rate"] > 0).all()
     assert {"phase_mean_days", "trend", "next"} <= set(a.truth["intents"][0])
+
+
+def test_streamed_run_writes_the_lifecycle_truth(tmp_path):
+    """simulate_to writes transitions (before day 0) and disengagement (after the last day) as the in-memory run holds them."""
+    from simulate import simulate_to
+
+    cfg = LIFE.replace(n_members=200, n_days=6)
+    streamed = simulate_to(tmp_path / "o", cfg, seed=4, keep_tables=False)
+    in_memory = simulate(cfg, seed=4)
+    assert set(streamed.truth_tables) == {"updates"}
+    for name in ("phases", "transitions", "disengagement", "intent_paths"):
+        assert pl.read_parquet(tmp_path / "o" / "truth" / f"{name}.parquet").equals(in_memory.truth_tables[name]), name
