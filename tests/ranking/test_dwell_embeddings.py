@@ -292,3 +292,23 @@ def test_gathers_with_gapped_and_unseen_ids_equal_the_written_out_dot_products()
         vp = mp.cols[t] if t is not None else np.zeros(1)
         want = [u[0] * v[0] + u[1] * v[1], up[0] * vp[0], np.hypot(u[0], u[1]), np.hypot(v[0], v[1])]
         np.testing.assert_allclose(got[row], want, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--engine", "spark"], "the Spark engine does not build them yet"),
+        (["--sample", "0.5"], "without --sample"),
+        (["--feature-set", "base"], "extends the dwell feature set"),
+    ],
+)
+def test_cli_refuses_what_cannot_fit_the_embeddings(tmp_path: Path, extra: list[str], message: str):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    (tmp_path / "logs").mkdir()
+    args = ["train", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "m"), "--dwell-embeddings", *extra]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "m").exists()
