@@ -167,6 +167,11 @@ def rank_candidates_spark(
     else:
         raise ConfigError(f"candidates must be a Spark DataFrame or a Parquet path, got {type(candidates).__name__}")
     has_features = all(c in frame.columns for c in fs.columns if c != "position")
+    if not has_features and logs is not None and model.embeddings is not None:
+        raise ConfigError(
+            f"{model_dir}: the model's feature set '{fs.name}' has dwell embeddings, which rank --engine spark does not "
+            "derive from logs yet; give candidates with every feature column, or rank with --engine polars"
+        )
     keys = [c for c in _KEYS if c in frame.columns]
     if has_features or logs is None:
         check_features_spark(frame, fs, source)

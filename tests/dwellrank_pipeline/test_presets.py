@@ -28,7 +28,7 @@ def test_builtin_presets():
     oracle = resolve_ranker("oracle", ctx)
     assert isinstance(oracle, OracleRanker)
     np.testing.assert_array_equal(oracle.members.topic_interest, world_members(WORLD, 4).topic_interest)
-    assert set(PRESETS) == {"random", "popularity", "oracle", "engagement-only", "with-pskip", "with-pskip-glmix"}
+    assert set(PRESETS) == {"random", "popularity", "oracle", "engagement-only", "with-pskip", "with-pskip-glmix", "with-dwell-embeddings"}
 
 
 def test_experiment_members_are_the_simulated_members():
@@ -42,7 +42,7 @@ def test_experiment_members_are_the_simulated_members():
     [
         (
             "nosuch",
-            r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip, with-pskip-glmix or give a model directory",
+            r"--control: unknown preset 'nosuch'; choose one of random, popularity, oracle, engagement-only, with-pskip, with-pskip-glmix, with-dwell-embeddings or give a model directory",
         ),
         ("Popularity", r"unknown preset 'Popularity'"),
         ("", r"--control must be a preset .* or a model directory, got ''"),

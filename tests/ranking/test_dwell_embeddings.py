@@ -312,3 +312,16 @@ def test_cli_refuses_what_cannot_fit_the_embeddings(tmp_path: Path, extra: list[
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.spark
+def test_spark_rank_from_logs_refuses_the_embeddings_clearly(model_dir: Path, tmp_path: Path, spark):
+    """rank --engine spark does not derive emb_* from logs: one line naming the model, before any Spark job."""
+    pytest.importorskip("pyspark")
+    from ranking.spark_rank import rank_candidates_spark
+
+    logs = write_simulation(world(*TINY), tmp_path / "logs")
+    _candidates(5).write_parquet(tmp_path / "cand.parquet")
+    with pytest.raises(ConfigError, match=r"feature set 'dwell_emb' has dwell embeddings, which rank --engine spark does not derive"):
+        rank_candidates_spark(model_dir, str(tmp_path / "cand.parquet"), tmp_path / "out", spark=spark, logs=str(logs))
+    assert not (tmp_path / "out").exists()
