@@ -288,14 +288,30 @@ def raw_chunks(
         for name, (keys, _) in _RAW.items():
             new = totals[name].collect()
             if name in pending:
-                new = pl.concat([pending.pop(name), new]).group_by(*keys).agg(pl.all().sum())
+                new = _add_totals(pending.pop(name), new, keys)
             if not day_done:  # later parts of this day must not see it
                 pending[name] = new
                 continue
             before = state[name]
-            state[name] = new if before is None else pl.concat([before, new]).group_by(*keys).agg(pl.all().sum())
+            state[name] = new if before is None else _add_totals(before, new, keys)
+            del before
         del part, events, rows
         yield out
+
+
+def _add_totals(before: pl.DataFrame, new: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """The per-key sums of both tables (integer counts: exact in any order; the rows' order is not kept).
+
+    A full join hashes the day's keys (the smaller side) and streams the running totals past them, so
+    the merge holds the totals about twice (in and out); concatenating both and grouping held them
+    three to four times: 200,000 x 28 peaked at 7.95 GiB in that merge under an 8G budget.
+    """
+    counts = [c for c in new.columns if c not in keys]
+    return (
+        before.join(new, on=list(keys), how="full", coalesce=True, suffix="_new")
+        .with_columns([(pl.col(c).fill_null(0) + pl.col(f"{c}_new").fill_null(0)).cast(_COUNT_TYPE).alias(c) for c in counts])
+        .select(*keys, *counts)
+    )
 
 
 def frame_from_raw(raw: pl.DataFrame, feature_set: str | FeatureSet, t_skip_s: float, t_long_s: float) -> pl.DataFrame:
