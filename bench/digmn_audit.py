@@ -56,10 +56,10 @@ from scipy import stats
 from dwellrank_logs.errors import DroppedRowsWarning
 from engagement import EngagementData, WindowConfig, build_dataset, mine_intents, read_logs
 from engagement.config import DigmnConfig, ForecastTrainConfig
-from engagement.experiment import build_digmn, model_rng, model_streams, model_tensors, run_model
+from engagement.experiment import model_rng, model_streams, model_tensors, run_model
 from engagement.inputs import Scaler, split_members
-from engagement.metrics import evaluate, fit_class_offsets, primary_metric
-from engagement.train import fit_torch, predict_proba, torch_seed
+from engagement.metrics import primary_metric
+from engagement.sweep import fit_digmn_point
 
 #: name -> (WindowConfig fields, ForecastTrainConfig fields, DigmnConfig fields, data ablation or None)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str | None]] = {
@@ -82,35 +82,6 @@ def ablate(data: EngagementData, how: str | None) -> EngagementData:
             data, ctx=np.ascontiguousarray(data.ctx[..., keep]), context_names=tuple(data.context_names[i] for i in keep)
         )
     raise ValueError(f"unknown ablation {how!r}")
-
-
-def fit_digmn(
-    data: EngagementData,
-    tensors: dict[str, torch.Tensor],
-    task: str,
-    intents: Any,
-    split: Any,
-    rng: np.random.Generator,
-    tc: ForecastTrainConfig,
-    dc: DigmnConfig,
-) -> dict[str, Any]:
-    """One DIGMN fit, its draws in ``run_model``'s order; validation and test metrics."""
-    t0 = time.perf_counter()
-    y = data.labels(task)
-    torch_seed(rng)
-    model = build_digmn(data, task, intents, dc)
-    hist = fit_torch(model, tensors, y, split, tc, rng, beta=dc.beta)
-    p_val = predict_proba(model, tensors, split.val, device=tc.device)
-    offsets = fit_class_offsets(y[split.val], p_val)
-    p_test = predict_proba(model, tensors, split.test, device=tc.device)
-    return {
-        # Validation Macro-F1 uses offsets fitted on those members (optimistic alike for every variant); AUROC is not affected.
-        "val": evaluate(task, y[split.val], p_val, offsets),
-        "test": evaluate(task, y[split.test], p_test, offsets),
-        "epochs": len(hist.val_loss),
-        "best_epoch": hist.best_epoch,
-        "seconds": time.perf_counter() - t0,
-    }
 
 
 def paired(diffs: list[float]) -> dict[str, Any]:
@@ -305,7 +276,7 @@ def main() -> None:
                 split = split_members(data.n_members, rng)
                 streams = model_streams(rng)
                 tensors = model_tensors(data, Scaler.fit(data.subset(split.train)))
-                rec = fit_digmn(
+                rec = fit_digmn_point(
                     data, tensors, task, intents, split, model_rng(streams, "DIGMN"), ForecastTrainConfig(**tv), DigmnConfig(**dv)
                 )
                 result["runs"].append({"task": task, "world_seed": args.world_seed, "seed": seed, "variant": v, **rec})

@@ -42,7 +42,7 @@ from dwellrank_logs.schema import SCHEMA_VERSION
 from engagement.config import DigmnConfig, ForecastTrainConfig, LdaConfig, WindowConfig, check_task
 from engagement.dataset import EngagementData
 
-__all__ = ["SWEEP_PARAMETERS", "SweepConfig", "hidden_for_layers", "plot_sweep", "sensitivity_sweep", "sweep_on_logs"]
+__all__ = ["SWEEP_PARAMETERS", "SweepConfig", "fit_digmn_point", "hidden_for_layers", "plot_sweep", "sensitivity_sweep", "sweep_on_logs"]
 
 #: The swept parameters, in panel order.
 SWEEP_PARAMETERS: tuple[str, ...] = ("layers", "n_bases", "beta", "history_days")
@@ -130,7 +130,7 @@ def _shifted_window(window: WindowConfig, start: dt.datetime, history_days: int)
     return replace(window, history_days=history_days, start_date=begin)
 
 
-def _fit(
+def fit_digmn_point(
     data: EngagementData,
     tensors: Mapping[str, Any],
     task: str,
@@ -160,6 +160,7 @@ def _fit(
         "val": evaluate(task, y[split.val], p_val, offsets),
         "test": evaluate(task, y[split.test], p_test, offsets),
         "epochs": len(hist.val_loss),
+        "best_epoch": hist.best_epoch,
         "n_params": count_parameters(model),
         "seconds": time.perf_counter() - t0,
     }
@@ -241,7 +242,7 @@ def sensitivity_sweep(
             streams = model_streams(rng)
             tensors = make_tensors(data, Scaler.fit(data.subset(split.train)))
             for key in (k for k in wanted if k[1] == h):
-                rec = {"seed": seed, **_fit(data, tensors, task, intents, split, model_rng(streams, "DIGMN"), tc, key[0])}
+                rec = {"seed": seed, **fit_digmn_point(data, tensors, task, intents, split, model_rng(streams, "DIGMN"), tc, key[0])}
                 runs[key].append(rec)
                 if progress is not None:
                     param, value = wanted[key][0]
