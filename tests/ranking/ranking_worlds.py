@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 
 import polars as pl
 
+from dwellrank_logs.protocol import CANDIDATE_COLUMNS
 from ranking.features import FEATURE_SETS, training_frame
 from simulate import SimulationResult, WorldConfig, simulate
 
@@ -45,3 +47,17 @@ def tiny_model(feature_set: str = "dwell"):
 
     cfg = TrainConfig(feature_set=feature_set, t_skip_s=T_SKIP_S, seed=0, holdout_days=2, baselines=False, skip_lift=False)
     return train_ranker(world(*TINY), config=cfg)
+
+
+def day_candidates(tables: dict[str, pl.DataFrame], day: dt.date, n: int) -> pl.DataFrame:
+    """The first ``n`` impressions served on ``day`` (by request, then update) as candidate rows."""
+    return (
+        tables["impressions"]
+        .join(tables["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
+        .join(tables["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
+        .filter(pl.col("request_ts").dt.date() == day)
+        .rename({"session_id": "request_id"})
+        .select(CANDIDATE_COLUMNS)
+        .sort("request_id", "update_id")
+        .head(n)
+    )

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from dwellrank_logs.errors import ConfigError
 from dwellrank_logs.manifest import write_manifest
-from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
+from dwellrank_logs.protocol import HistoryTables
 from ranking import FeedRanker, load_model
 from ranking.embeddings_fit import fit_served_embeddings, with_embedding_features
 from ranking.embeddings_io import save_embeddings
@@ -36,7 +36,7 @@ from ranking.ranker import rank_candidates_file, with_dwell_embeddings
 from ranking.train import TrainConfig, train_ranker
 from simulate import WorldConfig, simulate
 from simulate.output import write_simulation
-from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
+from tests.ranking.ranking_worlds import T_SKIP_S, TINY, day_candidates, world
 
 SMALL = (200, 5, 2)  # members, days, seed: the reference and strictly-past checks
 DAY = dt.date(2026, 1, 10)  # the tiny world's last day (2026-01-05 .. 2026-01-10)
@@ -165,16 +165,7 @@ def _history() -> HistoryTables:
 def _candidates(n: int = 80) -> pl.DataFrame:
     """Impressions served on DAY as candidates, plus a row of an author no impression showed (zero author vector)."""
     t = world(*TINY).tables
-    cand = (
-        t["impressions"]
-        .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
-        .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
-        .filter(pl.col("request_ts").dt.date() == DAY)
-        .rename({"session_id": "request_id"})
-        .select(CANDIDATE_COLUMNS)
-        .sort("request_id", "update_id")
-        .head(n)
-    )
+    cand = day_candidates(t, DAY, n)
     return pl.concat([cand, cand.head(1).with_columns(pl.lit(10**9, cand["author_id"].dtype).alias("author_id"))])
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from dwellrank_logs.errors import SchemaError
 from dwellrank_logs.manifest import write_manifest
-from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
+from dwellrank_logs.protocol import HistoryTables
 from ranking import FeedRanker, load_model
 from ranking.features import IncompatibleModelError, candidate_features, history_from_logs
 from ranking.glmix import GlmixWorldError
@@ -28,7 +28,7 @@ from ranking.model import MODEL_FORMAT, MODEL_KIND, RankerModel
 from ranking.ranker import with_pskip_glmix
 from ranking.train import TrainConfig, train_ranker
 from simulate import WorldConfig, simulate
-from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
+from tests.ranking.ranking_worlds import T_SKIP_S, TINY, day_candidates, world
 
 DAY = dt.date(2026, 1, 10)  # the tiny world's last day (2026-01-05 .. 2026-01-10)
 
@@ -58,16 +58,7 @@ def _candidates(n: int = 60) -> pl.DataFrame:
     model = glmix_model()
     assert model.glmix is not None
     unseen = int(np.setdiff1d(model.profiles["member_id"].to_numpy(), model.glmix.model.blocks_["member"].ids)[0])
-    cand = (
-        t["impressions"]
-        .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
-        .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
-        .filter(pl.col("request_ts").dt.date() == DAY)
-        .rename({"session_id": "request_id"})
-        .select(CANDIDATE_COLUMNS)
-        .sort("request_id", "update_id")
-        .head(n)
-    )
+    cand = day_candidates(t, DAY, n)
     unseen_member = cand.head(1).with_columns(pl.lit(unseen, cand["member_id"].dtype).alias("member_id"))
     unseen_update = cand.slice(1, 1).with_columns(pl.lit(10**9, cand["update_id"].dtype).alias("update_id"))
     return pl.concat([cand, unseen_member, unseen_update])
