@@ -84,11 +84,11 @@ def loop_reference(
     block: SortedBlock, y: np.ndarray, offset: np.ndarray, var: float, steps: int, max_step: float, n_entities: int
 ) -> np.ndarray:
     """The same Newton steps, one entity at a time (a Python loop over the first ``n_entities`` entities)."""
-    p = block.XT.shape[0]
+    p = block.p
     out = np.zeros((n_entities, p))
     for k in range(n_entities):
         a, b = block.starts[k], block.starts[k + 1]
-        X, yy, off = block.XT[:, a:b].T, y[a:b], offset[a:b]
+        X, yy, off = block.features(a, b), y[a:b], offset[a:b]
         w = np.zeros(p)
         for _ in range(steps):
             mu = 1.0 / (1.0 + np.exp(-(off + X @ w)))
