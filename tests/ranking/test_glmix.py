@@ -16,7 +16,7 @@ from ranking.glmix import EffectDesign, GlmixConfig, GlmixModel, GlmixWorldError
 from ranking.glmix_data import MEMBER_TYPE_FEATURES, glmix_designs, world_fingerprint
 from ranking.glmix_io import load_glmix
 from ranking.glmix_select import select_prior_variances
-from ranking.glmix_solve import newton_fit, sort_block
+from ranking.glmix_solve import block_scores, newton_fit, sort_block
 from ranking.heads import LogisticHead
 from simulate.truth import world_members
 from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
@@ -74,6 +74,61 @@ def test_batched_fit_equals_per_entity_scipy_fits(one_hot) -> None:
         f, g = _penalised_nll(X[m], y[m], offset[m], 0.7)
         ref[k] = minimize(f, np.zeros(4), jac=g, method="BFGS", options={"gtol": 1e-10}).x
     np.testing.assert_allclose(coef, ref, atol=1e-6)
+
+
+def _newton_loop(X, y, offset, ids, var, steps, max_step):
+    """The same capped Newton steps written plainly, one entity at a time (np.linalg.solve on its dense Hessian)."""
+    out = {}
+    for e in np.unique(ids):
+        m = ids == e
+        Z, yy, off = X[m], y[m], offset[m]
+        w = np.zeros(X.shape[1])
+        for _ in range(steps):
+            mu = _sigmoid(off + Z @ w)
+            d = np.linalg.solve((Z * (mu * (1 - mu))[:, None]).T @ Z + np.eye(X.shape[1]) / var, Z.T @ (mu - yy) + w / var)
+            w = w - d * min(1.0, max_step / np.abs(d).max())
+        out[e] = w
+    return out
+
+
+@pytest.mark.parametrize("spread", ["compact", "wide"])
+def test_mixed_design_steps_equal_a_per_entity_loop(spread) -> None:
+    """Two one-hot groups (one of them absent from some rows: empty slots), a flag, an intercept, a dense and a count column.
+
+    The 0/1 columns go through the slot gathers and bincounts, the others through products, and the
+    Hessians through the sparse Cholesky; the reference is the plain loop above.  ``wide``: ids spread
+    over 2^62, too wide for the composite sort key (the stable argsort instead).
+    """
+    rng = np.random.default_rng(7)
+    n, n_ent = 3000, 40
+    code = rng.integers(0, n_ent, n)
+    ids = code * 1_000_003 - 500 if spread == "compact" else code * 2**56 - 2**61
+    X = np.zeros((n, 11))
+    X[np.arange(n), rng.integers(0, 3, n)] = 1.0  # group A, levels 0-2
+    has_b = rng.random(n) < 0.7
+    X[np.flatnonzero(has_b), 3 + rng.integers(0, 4, has_b.sum())] = 1.0  # group B, levels 3-6, absent from 30 %
+    X[:, 7] = rng.random(n) < 0.4  # a flag
+    X[:, 8] = 1.0  # intercept
+    X[:, 9] = rng.normal(size=n)
+    X[:, 10] = rng.integers(0, 3, n)  # counts 0-2: has 1s, not 0/1
+    offset = rng.normal(0.0, 0.5, n)
+    y = (rng.random(n) < _sigmoid(offset + X @ rng.normal(0.0, 0.8, 11))).astype(np.float64)
+    block = sort_block(ids, X)
+    np.testing.assert_array_equal(block.perm, np.argsort(ids, kind="stable"))
+    np.testing.assert_array_equal(block.ids, np.unique(ids))
+    np.testing.assert_array_equal(block.features(0, n), X[block.perm])
+    np.testing.assert_array_equal(block.indicator, [True] * 9 + [False] * 2)
+    assert block.active.shape[0] == int(X[:, :9].sum(axis=1).max()) == 4
+    assert not block.together[0, 1] and not block.together[3, 4] and block.together[0, 3]
+    ref = _newton_loop(X, y, offset, ids, 0.5, 4, 0.3)  # a small step cap: active in the first steps
+    for chunk_rows in (50, 262_144):
+        coef, steps = newton_fit(block, y[block.perm], offset[block.perm], 0.5, max_iter=4, tol=1e-300, max_step=0.3, chunk_rows=chunk_rows)
+        assert steps == 4
+        np.testing.assert_allclose(coef, np.array([ref[e] for e in block.ids]), rtol=0, atol=1e-12)
+        scores = block_scores(block, coef, chunk_rows)
+        np.testing.assert_allclose(
+            scores, np.einsum("ij,ij->i", X[block.perm], coef[np.repeat(np.arange(n_ent), block.counts)]), atol=1e-12
+        )
 
 
 def test_block_coordinate_descent_reaches_the_joint_optimum() -> None:
