@@ -49,9 +49,9 @@ def tiny_model(feature_set: str = "dwell"):
     return train_ranker(world(*TINY), config=cfg)
 
 
-def day_candidates(tables: dict[str, pl.DataFrame], day: dt.date, n: int) -> pl.DataFrame:
-    """The first ``n`` impressions served on ``day`` (by request, then update) as candidate rows."""
-    return (
+def day_candidates(tables: dict[str, pl.DataFrame], day: dt.date, n: int | None = None) -> pl.DataFrame:
+    """The first ``n`` (default: all) impressions served on ``day`` (by request, then update) as candidate rows."""
+    frame = (
         tables["impressions"]
         .join(tables["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
         .join(tables["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
@@ -59,5 +59,5 @@ def day_candidates(tables: dict[str, pl.DataFrame], day: dt.date, n: int) -> pl.
         .rename({"session_id": "request_id"})
         .select(CANDIDATE_COLUMNS)
         .sort("request_id", "update_id")
-        .head(n)
     )
+    return frame if n is None else frame.head(n)

@@ -20,10 +20,10 @@ from polars.testing import assert_frame_equal
 import ranking.features.lookup as lookups
 import ranking.features.online as online
 from dwellrank_logs.errors import SchemaError
-from dwellrank_logs.protocol import CANDIDATE_COLUMNS, HistoryTables
+from dwellrank_logs.protocol import HistoryTables
 from dwellrank_logs.schema import CLIENTS, UPDATE_TYPES
 from ranking.features import candidate_features, history_from_logs, member_profiles
-from tests.ranking.ranking_worlds import T_SKIP_S, TINY, world
+from tests.ranking.ranking_worlds import T_SKIP_S, TINY, day_candidates, world
 
 DAY = dt.date(2026, 1, 9)  # the tiny world runs 2026-01-05 .. 2026-01-10
 _TABLES = ("updates", "member_types", "member_authors", "member_topics", "members")
@@ -36,16 +36,7 @@ def _history(day: dt.date) -> HistoryTables:
 
 def _candidates(day: dt.date) -> pl.DataFrame:
     """The impressions served on ``day`` in the candidate layout, with their session as request."""
-    t = world(*TINY).tables
-    return (
-        t["impressions"]
-        .join(t["sessions"].select("session_id", pl.col("start_ts").alias("request_ts"), "client"), on="session_id")
-        .join(t["updates"].select("update_id", "author_id", "topic", "created_ts"), on="update_id")
-        .filter(pl.col("request_ts").dt.date() == day)
-        .rename({"session_id": "request_id"})
-        .select(CANDIDATE_COLUMNS)
-        .sort("request_id", "update_id")
-    )
+    return day_candidates(world(*TINY).tables, day)
 
 
 @pytest.fixture(scope="module")
