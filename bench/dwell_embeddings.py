@@ -110,8 +110,12 @@ def _table(
     return table
 
 
-def _latency(members: int, days: int, seed: int, n_requests: int) -> None:
-    """Median end-to-end latency of a 1,000-candidate request, with and without the embeddings (see the module docstring)."""
+def request_latency(members: int, days: int, seed: int, n_requests: int, option: str = "dwell_embeddings") -> dict[str, float]:
+    """Median end-to-end latency (ms) of a 1,000-candidate request, with and without the ``TrainConfig`` flag ``option``.
+
+    ``dwell_embeddings`` (see the module docstring) also times the embedding
+    gather alone; ``bench/glmix_lift.py --latency`` passes ``pskip_glmix``.
+    """
     import os
 
     from dwellrank_logs.history import history_tables
@@ -122,7 +126,7 @@ def _latency(members: int, days: int, seed: int, n_requests: int) -> None:
     base = TrainConfig(seed=seed, baselines=False, skip_lift=False)
     rankers = {
         "without": FeedRanker(train_ranker(world, config=base), num_threads=1),
-        "with": FeedRanker(train_ranker(world, config=TrainConfig(**{**base.__dict__, "dwell_embeddings": True})), num_threads=1),
+        "with": FeedRanker(train_ranker(world, config=TrainConfig(**{**base.__dict__, option: True})), num_threads=1),
     }
     t = world.tables
     hist = history_tables(t["impressions"], t["updates"], before=None, t_skip_s=T_SKIP_S)
@@ -139,27 +143,29 @@ def _latency(members: int, days: int, seed: int, n_requests: int) -> None:
     )
     rng = np.random.default_rng(seed)
     emb = rankers["with"].model.embeddings
-    assert emb is not None
     for r in rankers.values():
         r.rank(cand, hist, rng)  # builds the snapshot's lookup indexes
-    lat: dict[str, list[float]] = {"without": [], "with": [], "gather": []}
+    lat: dict[str, list[float]] = {"without": [], "with": [], **({"gather": []} if emb is not None else {})}
     for _ in range(n_requests):
         for name, r in rankers.items():
             t0 = time.perf_counter()
             r.rank(cand, hist, rng)
             lat[name].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        emb.rows_features(cand)
-        lat["gather"].append(time.perf_counter() - t0)
+        if emb is not None:
+            t0 = time.perf_counter()
+            emb.rows_features(cand)
+            lat["gather"].append(time.perf_counter() - t0)
     med = {k: 1e3 * float(np.median(v)) for k, v in lat.items()}
     print(
         f"world {members} x {days} seed {seed}; one request of 1,000 candidates, 1 thread, median of {n_requests} interleaved, "
         f"native scorer: { {n: any(v is not None for v in r.model._natives.values()) for n, r in rankers.items()} }; "
         f"1-min load {os.getloadavg()[0]:.1f}"
     )
+    gather = f"; gather alone {med['gather']:.3f} ms" if "gather" in med else ""
     print(
-        f"  end to end without embeddings {med['without']:.2f} ms, with {med['with']:.2f} ms (ratio {med['with'] / med['without']:.2f}); gather alone {med['gather']:.3f} ms"
+        f"  end to end without {option} {med['without']:.2f} ms, with {med['with']:.2f} ms (ratio {med['with'] / med['without']:.2f}){gather}"
     )
+    return med
 
 
 def main() -> None:
@@ -178,7 +184,7 @@ def main() -> None:
     if args.latency:
         members = 3000 if args.members == ap.get_default("members") else args.members
         days = 14 if args.days == ap.get_default("days") else args.days
-        _latency(members, days, args.seed, args.requests)
+        request_latency(members, days, args.seed, args.requests)
         return
     t0 = time.perf_counter()
     result = simulate(WorldConfig(n_members=args.members, n_days=args.days), seed=args.seed)

@@ -22,7 +22,13 @@ then:
 
 Writes ``glmix_lift.json`` and ``glmix_lift.png`` into ``--out``.
 
+With ``--latency`` it instead times a 1,000-candidate request end to end
+(``FeedRanker.rank``, 1 thread) for a model trained with and one without
+``pskip_glmix`` on one world (default 3000 x 14), interleaved, median of
+``--requests`` (``bench/dwell_embeddings.py``'s ``request_latency``).
+
     python bench/glmix_lift.py [--members 3000] [--days 28] [--seed 0] [--out runs/glmix_lift]
+    python bench/glmix_lift.py --latency [--members 3000] [--days 14]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the project, so the package `simulate` wins over bench/simulate.py
 
 import argparse
 import math
@@ -125,7 +132,15 @@ def main() -> None:
     ap.add_argument("--t-skip", type=float, default=2.5)
     ap.add_argument("--feature-set", choices=sorted(FEATURE_SETS), default="dwell", help="the global head's features")
     ap.add_argument("--out", type=Path, default=Path("runs/glmix_lift"))
+    ap.add_argument("--latency", action="store_true", help="time a 1,000-candidate request with and without GLMix (world 3000 x 14)")
+    ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
+    if args.latency:
+        from dwell_embeddings import request_latency
+
+        days = 14 if args.days == ap.get_default("days") else args.days
+        request_latency(args.members, days, args.seed, args.requests, option="pskip_glmix")
+        return
     t_start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     cfg = WorldConfig(n_members=args.members, n_days=args.days)
